@@ -1,0 +1,73 @@
+//! A probe used only by the test host's own tests (never in spin.toml).
+//! `GET  any/path`           → JSON of the request's headers (incl. spin-*) and path.
+//! `GET  ...?kv_get=k`       → value of k in the default store (404 if missing).
+//! `GET  ...?kv_set=k&v=val` → sets k.
+//! `GET  ...?var=name`       → the component variable.
+//! `GET  ...?fetch=url`      → status of an outbound GET, or 502 with the error code.
+//! `GET  ...?atomic_inc=k`   → wasi:keyvalue atomics increment by 1, returns the new value.
+
+use serde_json::{Map, Value, json};
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+
+fn query(req: &Request, name: &str) -> Option<String> {
+    req.query().split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| v.replace("%3A", ":").replace("%2F", "/"))
+    })
+}
+
+fn text(status: u16, body: impl Into<String>) -> Response {
+    Response::builder().status(status).body(body.into()).build()
+}
+
+#[http_component]
+async fn handle(req: Request) -> Response {
+    if let Some(key) = query(&req, "kv_get") {
+        let store = spin_sdk::key_value::Store::open_default().expect("default store");
+        return match store.get(&key).expect("get") {
+            Some(v) => text(200, String::from_utf8_lossy(&v).into_owned()),
+            None => text(404, "missing"),
+        };
+    }
+    if let Some(key) = query(&req, "kv_set") {
+        let store = spin_sdk::key_value::Store::open_default().expect("default store");
+        store
+            .set(&key, query(&req, "v").unwrap_or_default().as_bytes())
+            .expect("set");
+        return text(200, "set");
+    }
+    if let Some(key) = query(&req, "atomic_inc") {
+        use spin_sdk::wit::wasi::keyvalue::{atomics, store};
+        let bucket = store::open("default").expect("bucket");
+        return match atomics::increment(&bucket, &key, 1) {
+            Ok(n) => text(200, n.to_string()),
+            Err(e) => text(500, format!("{e:?}")),
+        };
+    }
+    if let Some(name) = query(&req, "var") {
+        return match spin_sdk::variables::get(&name) {
+            Ok(v) => text(200, v),
+            Err(e) => text(500, format!("{e:?}")),
+        };
+    }
+    if let Some(url) = query(&req, "fetch") {
+        let out: Result<Response, _> = spin_sdk::http::send(Request::get(url).build()).await;
+        return match out {
+            Ok(r) => text(200, format!("upstream {}", r.status())),
+            Err(spin_sdk::http::SendError::Http(code)) => text(502, format!("{code:?}")),
+            Err(e) => text(502, e.to_string()),
+        };
+    }
+    let headers: Map<String, Value> = req
+        .headers()
+        .map(|(k, v)| (k.to_string(), json!(v.as_str().unwrap_or_default())))
+        .collect();
+    let body =
+        json!({ "method": req.method().to_string(), "path": req.path(), "headers": headers });
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .build()
+}

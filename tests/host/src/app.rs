@@ -1,0 +1,538 @@
+//! Loads a Spin app from its manifest and serves requests the way Spin does:
+//! route, add `spin-*` headers, instantiate a fresh component instance per
+//! request, and enforce each component's grants.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::cli::OutputFile;
+use wasmtime_wasi::{FsPerms, WasiCtx};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+use crate::HostError;
+use crate::cron::SpinCronPre;
+use crate::ctx::{Ctx, Grants, Hooks, SpinHost};
+use crate::kv::KvBackend;
+use crate::manifest::{FileMount, Manifest, expand_template};
+use crate::outbound::OutboundPolicy;
+use crate::router::Router;
+
+pub type Body = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+
+/// How to run an app.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Path of `spin.toml`; component sources are relative to its directory.
+    pub manifest: PathBuf,
+    /// Application variable values (what `SPIN_VARIABLE_<NAME>` sets for Spin).
+    pub variables: BTreeMap<String, String>,
+    /// The SQLite file behind every key-value store.
+    pub kv_path: PathBuf,
+    /// Where each component's stdout/stderr go (`<id>_stdout.txt`, like Spin).
+    pub log_dir: PathBuf,
+}
+
+impl HostConfig {
+    /// A config whose state (KV file, logs) lives in `state_dir`.
+    pub fn new(manifest: impl Into<PathBuf>, state_dir: &Path) -> Self {
+        Self {
+            manifest: manifest.into(),
+            variables: BTreeMap::new(),
+            kv_path: state_dir.join("sqlite_key_value.db"),
+            log_dir: state_dir.join("logs"),
+        }
+    }
+
+    pub fn variable(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.variables.insert(name.to_string(), value.into());
+        self
+    }
+
+    /// Adds every `SPIN_VARIABLE_<NAME>` from the environment, as Spin does.
+    pub fn variables_from_env(mut self) -> Self {
+        for (k, v) in std::env::vars() {
+            if let Some(name) = k.strip_prefix("SPIN_VARIABLE_") {
+                self.variables.insert(name.to_ascii_lowercase(), v);
+            }
+        }
+        self
+    }
+}
+
+struct Loaded {
+    grants: Arc<Grants>,
+    proxy: Option<ProxyPre<Ctx>>,
+    cron: Option<SpinCronPre<Ctx>>,
+    mounts: Vec<(PathBuf, String)>,
+    environment: Vec<(String, String)>,
+    stdout: OutputFile,
+    stderr: OutputFile,
+}
+
+struct Inner {
+    manifest: Manifest,
+    router: Router,
+    components: HashMap<String, Loaded>,
+    kv: Arc<KvBackend>,
+    log_dir: PathBuf,
+}
+
+/// A running app. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+/// A response with its body read in full.
+#[derive(Debug, Clone)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl TestResponse {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// One engine for the process: compiled components are tied to it.
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| Engine::new(&Config::new()).expect("wasmtime engine"))
+}
+
+/// Compiles a component once per process, and once per build on disk: the
+/// machine code is cached next to the `.wasm` keyed by its SHA-256, because
+/// Cranelift takes 0.2–2 s per component and every test binary loads them all.
+pub fn compile(path: &Path) -> Result<Component, HostError> {
+    static MEMO: OnceLock<Mutex<HashMap<[u8; 32], Component>>> = OnceLock::new();
+    let bytes = std::fs::read(path).map_err(|e| {
+        HostError::Component(format!(
+            "cannot read {} ({e}); build the components first \
+             (cargo build --target wasm32-wasip2 --release)",
+            path.display()
+        ))
+    })?;
+    let hash: [u8; 32] = Sha256::digest(&bytes).into();
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(c) = memo.lock().unwrap_or_else(|p| p.into_inner()).get(&hash) {
+        return Ok(c.clone());
+    }
+    let engine = engine();
+    let cached = path.with_extension(format!("{}.cwasm", &hex::encode(hash)[..16]));
+    // SAFETY: the file is one this function wrote from this engine's own
+    // precompile; wasmtime checks version and configuration compatibility.
+    let component = match unsafe { Component::deserialize_file(engine, &cached) } {
+        Ok(c) => c,
+        Err(_) => {
+            let compiled = engine
+                .precompile_component(&bytes)
+                .map_err(|e| HostError::Component(format!("{}: {e}", path.display())))?;
+            let _ = std::fs::write(&cached, &compiled);
+            // SAFETY: bytes just produced by this engine.
+            unsafe { Component::deserialize(engine, &compiled) }
+                .map_err(|e| HostError::Component(format!("{}: {e}", path.display())))?
+        }
+    };
+    memo.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(hash, component.clone());
+    Ok(component)
+}
+
+fn exports(component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .exports(engine())
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// The component's imports and exports, for inspecting what it asks of a host.
+pub fn interface_names(component: &Component) -> (Vec<String>, Vec<String>) {
+    let imports = component
+        .component_type()
+        .imports(engine())
+        .map(|(name, _)| name.to_string())
+        .collect();
+    (imports, exports(component))
+}
+
+fn resolve_variables(
+    manifest: &Manifest,
+    provided: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, HostError> {
+    let mut values = BTreeMap::new();
+    for (name, decl) in &manifest.variables {
+        match provided.get(name).or(decl.default.as_ref()) {
+            Some(v) => {
+                values.insert(name.clone(), v.clone());
+            }
+            None if decl.required => {
+                return Err(HostError::Manifest(format!(
+                    "required variable {name} has no value (set SPIN_VARIABLE_{})",
+                    name.to_ascii_uppercase()
+                )));
+            }
+            None => {}
+        }
+    }
+    Ok(values)
+}
+
+fn log_file(dir: &Path, name: &str) -> Result<OutputFile, HostError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))
+        .map_err(|e| HostError::Io(format!("log {name}: {e}")))?;
+    Ok(OutputFile::new(file))
+}
+
+impl App {
+    pub fn load(config: &HostConfig) -> Result<Self, HostError> {
+        let manifest = Manifest::load(&config.manifest)?;
+        let base_dir = config
+            .manifest
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let values = resolve_variables(&manifest, &config.variables)?;
+        let router = Router::build(
+            manifest
+                .trigger
+                .http
+                .iter()
+                .map(|t| (t.route.as_str(), t.component.as_str())),
+        )?;
+        if let Some(dir) = config.kv_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| HostError::Io(e.to_string()))?;
+        }
+        std::fs::create_dir_all(&config.log_dir).map_err(|e| HostError::Io(e.to_string()))?;
+        let kv = Arc::new(
+            KvBackend::open(&config.kv_path).map_err(|e| HostError::Io(format!("{e:?}")))?,
+        );
+
+        let mut linker: Linker<Ctx> = Linker::new(engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(HostError::wasm)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(HostError::wasm)?;
+        SpinHost::add_to_linker::<_, wasmtime::component::HasSelf<Ctx>>(&mut linker, |c| c)
+            .map_err(HostError::wasm)?;
+
+        let mut components = HashMap::new();
+        for (id, decl) in &manifest.component {
+            let source = base_dir.join(&decl.source);
+            let component = compile(&source)?;
+            let outbound = decl
+                .allowed_outbound_hosts
+                .iter()
+                .map(|h| expand_template(h, &values))
+                .collect::<Result<Vec<_>, _>>()?;
+            let variables = decl
+                .variables
+                .iter()
+                .map(|(k, t)| Ok((k.clone(), expand_template(t, &values)?)))
+                .collect::<Result<BTreeMap<_, _>, HostError>>()?;
+            let grants = Arc::new(Grants {
+                component: id.clone(),
+                key_value_stores: decl.key_value_stores.clone(),
+                variables,
+                outbound: OutboundPolicy::parse(&outbound)?,
+            });
+            let mounts = decl
+                .files
+                .iter()
+                .map(|f| match f {
+                    FileMount::Path(p) => (base_dir.join(p), format!("/{p}")),
+                    FileMount::Mapping {
+                        source,
+                        destination,
+                    } => (base_dir.join(source), destination.clone()),
+                })
+                .collect();
+            let pre = linker.instantiate_pre(&component).map_err(|e| {
+                HostError::Component(format!(
+                    "component {id} imports something this host (and Spin) does not provide: {e}"
+                ))
+            })?;
+            let names = exports(&component);
+            let proxy = names
+                .iter()
+                .any(|n| n.starts_with("wasi:http/incoming-handler@0.2"))
+                .then(|| ProxyPre::new(pre.clone()))
+                .transpose()
+                .map_err(HostError::wasm)?;
+            let cron = names
+                .iter()
+                .any(|n| n == "handle-cron-event")
+                .then(|| SpinCronPre::new(pre.clone()))
+                .transpose()
+                .map_err(HostError::wasm)?;
+            components.insert(
+                id.clone(),
+                Loaded {
+                    grants,
+                    proxy,
+                    cron,
+                    mounts,
+                    environment: decl
+                        .environment
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    stdout: log_file(&config.log_dir, &format!("{id}_stdout.txt"))?,
+                    stderr: log_file(&config.log_dir, &format!("{id}_stderr.txt"))?,
+                },
+            );
+        }
+        for t in &manifest.trigger.http {
+            if components[&t.component].proxy.is_none() {
+                return Err(HostError::Component(format!(
+                    "route {} maps to {}, which does not export wasi:http/incoming-handler",
+                    t.route, t.component
+                )));
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                manifest,
+                router,
+                components,
+                kv,
+                log_dir: config.log_dir.clone(),
+            }),
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.inner.manifest
+    }
+
+    pub fn kv(&self) -> &KvBackend {
+        &self.inner.kv
+    }
+
+    /// Everything every component wrote to stdout/stderr so far.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(&self.inner.log_dir) {
+            let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+            paths.sort();
+            for p in paths {
+                out.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    fn store(&self, loaded: &Loaded) -> Result<Store<Ctx>, HostError> {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(loaded.stdout.clone())
+            .stderr(loaded.stderr.clone())
+            .envs(&loaded.environment);
+        for (host, guest) in &loaded.mounts {
+            wasi.preopened_dir(host, guest, FsPerms::ReadOnly)
+                .map_err(|e| HostError::Io(format!("mount {}: {e}", host.display())))?;
+        }
+        Ok(Store::new(
+            engine(),
+            Ctx {
+                table: ResourceTable::new(),
+                wasi: wasi.build(),
+                http: WasiHttpCtx::new(),
+                hooks: Hooks {
+                    grants: loaded.grants.clone(),
+                },
+                grants: loaded.grants.clone(),
+                kv: self.inner.kv.clone(),
+            },
+        ))
+    }
+
+    /// Serves one request as Spin would.
+    pub async fn handle<B>(
+        &self,
+        mut req: http::Request<B>,
+        client: SocketAddr,
+    ) -> http::Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let path = req.uri().path().to_string();
+        match path.as_str() {
+            "/.well-known/spin/health" => return plain(200, "OK"),
+            "/.well-known/spin/info" => {
+                return plain(
+                    200,
+                    r#"{"version":"cloudtuner-testhost","oci_image_digest":null}"#,
+                );
+            }
+            _ => {}
+        }
+        let Some(route) = self.inner.router.route(&path) else {
+            return plain(404, "");
+        };
+        let loaded = &self.inner.components[&route.component];
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost")
+            .to_string();
+        if !req.headers().contains_key(http::header::HOST) {
+            req.headers_mut()
+                .insert(http::header::HOST, host.parse().expect("valid host"));
+        }
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| path.clone());
+        for (k, v) in route.spin_headers("http", &host, &pq, &client.to_string()) {
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.as_bytes()),
+                http::HeaderValue::from_str(&v),
+            ) {
+                req.headers_mut().insert(k, v);
+            }
+        }
+        match self.call(loaded, req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                eprintln!("[host] {}: {e}", route.component);
+                plain(500, "Internal Server Error")
+            }
+        }
+    }
+
+    async fn call<B>(
+        &self,
+        loaded: &Loaded,
+        req: http::Request<B>,
+    ) -> Result<http::Response<Body>, HostError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let pre = loaded.proxy.clone().expect("checked at load");
+        let mut store = self.store(loaded)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)
+            .map_err(HostError::wasm)?;
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(tx)
+            .map_err(HostError::wasm)?;
+        // The guest runs in its own task so it can keep streaming the body
+        // after it has handed over the response head.
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, out)
+                .await
+        });
+        match rx.await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(code)) => Err(HostError::Component(format!("guest error code {code:?}"))),
+            Err(_) => match task.await {
+                Ok(Ok(())) => Err(HostError::Component("guest set no response".into())),
+                Ok(Err(trap)) => Err(HostError::Component(format!("guest trapped: {trap:?}"))),
+                Err(join) => Err(HostError::Component(format!("guest task failed: {join}"))),
+            },
+        }
+    }
+
+    /// Test convenience: one request, body read in full.
+    pub async fn request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> TestResponse {
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(http::header::HOST, "127.0.0.1:8001");
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let req = builder.body(Full::new(body.into())).expect("valid request");
+        let resp = self.handle(req, "127.0.0.1:50000".parse().unwrap()).await;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes().to_vec())
+            .unwrap_or_default();
+        TestResponse {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// Fires the cron export of every component with a `[[trigger.cron]]` (or
+    /// of `component` only), as the trigger-cron plugin does on schedule.
+    pub async fn fire_cron(&self, component: &str, timestamp: u64) -> Result<(), HostError> {
+        let loaded = self
+            .inner
+            .components
+            .get(component)
+            .ok_or_else(|| HostError::Component(format!("no component {component}")))?;
+        let pre = loaded.cron.clone().ok_or_else(|| {
+            HostError::Component(format!("{component} does not export handle-cron-event"))
+        })?;
+        let mut store = self.store(loaded)?;
+        let instance = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(HostError::wasm)?;
+        instance
+            .call_handle_cron_event(
+                &mut store,
+                crate::cron::fermyon::spin_cron::cron_types::Metadata { timestamp },
+            )
+            .await
+            .map_err(HostError::wasm)?
+            .map_err(|e| HostError::Component(format!("cron handler failed: {e:?}")))
+    }
+}
+
+fn plain(status: u16, body: &'static str) -> http::Response<Body> {
+    http::Response::builder()
+        .status(status)
+        .body(
+            Full::new(Bytes::from_static(body.as_bytes()))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .expect("valid response")
+}

@@ -1,0 +1,237 @@
+//! The key-value store on SQLite, with Spin's schema and Spin's semantics,
+//! including its non-atomic compare-and-swap for keys that do not exist yet
+//! (test-host.md §7): code that relies on CAS to create a key races on Spin, so
+//! it must race here too.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+#[derive(Debug)]
+pub struct KvBackend {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvFault {
+    Other(String),
+}
+
+impl From<rusqlite::Error> for KvFault {
+    fn from(e: rusqlite::Error) -> Self {
+        KvFault::Other(e.to_string())
+    }
+}
+
+/// What a CAS handle saw when the guest called `current()`.
+#[derive(Debug, Clone)]
+pub enum CasSnapshot {
+    /// `current()` was never called.
+    Unread,
+    Read(Option<Vec<u8>>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum SwapOutcome {
+    Swapped,
+    /// The value changed since `current()`; the guest gets a fresh handle.
+    Conflict,
+}
+
+impl KvBackend {
+    pub fn open(path: &Path) -> Result<Self, KvFault> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS spin_key_value (
+                 store TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+                 PRIMARY KEY (store, key));",
+        )?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, KvFault> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                params![store, key],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), KvFault> {
+        self.conn().execute(
+            "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
+            params![store, key, value],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete(&self, store: &str, key: &str) -> Result<(), KvFault> {
+        self.conn().execute(
+            "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
+            params![store, key],
+        )?;
+        Ok(())
+    }
+
+    pub fn exists(&self, store: &str, key: &str) -> Result<bool, KvFault> {
+        Ok(self.get(store, key)?.is_some())
+    }
+
+    pub fn keys(&self, store: &str) -> Result<Vec<String>, KvFault> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT key FROM spin_key_value WHERE store = ?1")?;
+        let keys = stmt
+            .query_map(params![store], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(keys)
+    }
+
+    pub fn count(&self, store: &str) -> Result<usize, KvFault> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM spin_key_value WHERE store = ?1",
+            params![store],
+            |r| r.get(0),
+        )?;
+        Ok(n as usize)
+    }
+
+    /// Spin's increment: one transaction, values are 8-byte little-endian i64.
+    /// Spin panics on a value of another length; the host reports an error.
+    pub fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, KvFault> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                params![store, key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let current = match current {
+            None => 0,
+            Some(bytes) => i64::from_le_bytes(bytes.as_slice().try_into().map_err(|_| {
+                KvFault::Other(format!(
+                    "increment on {key:?}: value is {} bytes, not an 8-byte counter \
+                     (Spin panics here)",
+                    bytes.len()
+                ))
+            })?),
+        };
+        let new = current.wrapping_add(delta);
+        tx.execute(
+            "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
+            params![store, key, new.to_le_bytes().to_vec()],
+        )?;
+        tx.commit()?;
+        Ok(new)
+    }
+
+    /// Spin's swap (key-value-spin/src/store.rs): after `current()` saw a value,
+    /// an UPDATE guarded by that value; otherwise an unconditional upsert.
+    pub fn swap(
+        &self,
+        store: &str,
+        key: &str,
+        seen: &CasSnapshot,
+        value: &[u8],
+    ) -> Result<SwapOutcome, KvFault> {
+        match seen {
+            CasSnapshot::Read(Some(old)) => {
+                let n = self.conn().execute(
+                    "UPDATE spin_key_value SET value = ?3
+                     WHERE store = ?1 AND key = ?2 AND value = ?4",
+                    params![store, key, value, old],
+                )?;
+                Ok(if n == 1 {
+                    SwapOutcome::Swapped
+                } else {
+                    SwapOutcome::Conflict
+                })
+            }
+            CasSnapshot::Read(None) | CasSnapshot::Unread => {
+                self.set(store, key, value)?;
+                Ok(SwapOutcome::Swapped)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend() -> (tempfile::TempDir, KvBackend) {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = KvBackend::open(&dir.path().join("kv.db")).unwrap();
+        (dir, kv)
+    }
+
+    #[test]
+    fn stores_are_separate_and_values_round_trip() {
+        let (_d, kv) = backend();
+        kv.set("default", "a", b"1").unwrap();
+        kv.set("other", "a", b"2").unwrap();
+        assert_eq!(kv.get("default", "a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(kv.keys("other").unwrap(), vec!["a".to_string()]);
+        kv.delete("default", "a").unwrap();
+        assert!(!kv.exists("default", "a").unwrap());
+    }
+
+    #[test]
+    fn increment_is_le_i64_and_refuses_other_values() {
+        let (_d, kv) = backend();
+        assert_eq!(kv.increment("s", "n", 1).unwrap(), 1);
+        assert_eq!(kv.increment("s", "n", 41).unwrap(), 42);
+        assert_eq!(
+            kv.get("s", "n").unwrap(),
+            Some(42i64.to_le_bytes().to_vec())
+        );
+        kv.set("s", "text", b"abc").unwrap();
+        assert!(kv.increment("s", "text", 1).is_err());
+    }
+
+    #[test]
+    fn swap_is_guarded_after_a_read_value_and_an_upsert_otherwise() {
+        let (_d, kv) = backend();
+        // Create-if-absent via CAS is an upsert, as on Spin: both "win".
+        let seen = CasSnapshot::Read(None);
+        assert_eq!(
+            kv.swap("s", "k", &seen, b"first").unwrap(),
+            SwapOutcome::Swapped
+        );
+        assert_eq!(
+            kv.swap("s", "k", &seen, b"second").unwrap(),
+            SwapOutcome::Swapped
+        );
+        // Updating an existing value is guarded.
+        let seen = CasSnapshot::Read(Some(b"second".to_vec()));
+        assert_eq!(
+            kv.swap("s", "k", &seen, b"third").unwrap(),
+            SwapOutcome::Swapped
+        );
+        assert_eq!(
+            kv.swap("s", "k", &seen, b"fourth").unwrap(),
+            SwapOutcome::Conflict
+        );
+        assert_eq!(kv.get("s", "k").unwrap(), Some(b"third".to_vec()));
+    }
+}

@@ -1,0 +1,65 @@
+//! `cloudtuner-host`: serve the app from `spin.toml` without Spin.
+//!
+//! ```text
+//! cloudtuner-host [--manifest spin.toml] [--listen 127.0.0.1:8001] [--state-dir .spin]
+//!                 [--variable name=value]...
+//! ```
+//! Variables also come from `SPIN_VARIABLE_<NAME>`, as with `spin up`.
+
+use std::path::PathBuf;
+
+use cloudtuner_testhost::{App, HostConfig, server};
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: cloudtuner-host [--manifest spin.toml] [--listen 127.0.0.1:8001] \
+         [--state-dir .spin] [--variable name=value]..."
+    );
+    std::process::exit(2)
+}
+
+#[tokio::main]
+async fn main() {
+    let mut manifest = PathBuf::from("spin.toml");
+    let mut listen = "127.0.0.1:8001".to_string();
+    let mut state_dir = PathBuf::from(".spin");
+    let mut vars = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| usage());
+        match arg.as_str() {
+            "--manifest" | "-f" => manifest = value().into(),
+            "--listen" => listen = value(),
+            "--state-dir" => state_dir = value().into(),
+            "--variable" => {
+                let v = value();
+                let (k, val) = v.split_once('=').unwrap_or_else(|| usage());
+                vars.push((k.to_string(), val.to_string()));
+            }
+            _ => usage(),
+        }
+    }
+    let mut config = HostConfig::new(manifest, &state_dir).variables_from_env();
+    for (k, v) in vars {
+        config = config.variable(&k, v);
+    }
+    let app = match App::load(&config) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("cloudtuner-host: {e}");
+            std::process::exit(1);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(&listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cloudtuner-host: cannot listen on {listen}: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("Serving http://{}", listener.local_addr().expect("bound"));
+    for t in &app.manifest().trigger.http {
+        println!("  {} -> {}", t.route, t.component);
+    }
+    server::serve(app, listener).await;
+}
