@@ -89,7 +89,12 @@ pub fn json(status: u16, body: &Value) -> Response {
 }
 
 pub fn error(e: &ApiError) -> Response {
-    json(e.status, &e.body())
+    let mut resp = json(e.status, &e.body());
+    if let Some(allowed) = e.details.get("allowed").and_then(Value::as_array) {
+        let allow: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
+        resp.set_header("allow", allow.join(", "));
+    }
+    resp
 }
 
 /// Turns a handler's result into a response; errors get the standard shape.

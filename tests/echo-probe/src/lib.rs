@@ -5,6 +5,7 @@
 //! `GET  ...?var=name`       → the component variable.
 //! `GET  ...?fetch=url`      → status of an outbound GET, or 502 with the error code.
 //! `GET  ...?atomic_inc=k`   → wasi:keyvalue atomics increment by 1, returns the new value.
+//! `GET  ...?instance_count` → how many requests this instance has served (1 if fresh).
 
 use serde_json::{Map, Value, json};
 use spin_sdk::http::{Request, Response};
@@ -21,8 +22,14 @@ fn text(status: u16, body: impl Into<String>) -> Response {
     Response::builder().status(status).body(body.into()).build()
 }
 
+static SERVED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 #[http_component]
 async fn handle(req: Request) -> Response {
+    let served = SERVED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    if query(&req, "instance_count").is_some() {
+        return text(200, served.to_string());
+    }
     if let Some(key) = query(&req, "kv_get") {
         let store = spin_sdk::key_value::Store::open_default().expect("default store");
         return match store.get(&key).expect("get") {

@@ -1,0 +1,255 @@
+//! cloudtuner's first endpoints, through the real components and spin.toml.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{cloudtuner, load, spin_toml};
+use fake_replicate::{DEFAULT_TOKEN, FakeReplicate, Fault, FaultKind};
+use serde_json::Value;
+
+#[tokio::test]
+async fn health_reports_components_and_checks_the_store() {
+    let fake = FakeReplicate::start().await;
+    let (_d, app) = cloudtuner(&fake);
+    let r = app.request("GET", "/api/cloud/health", &[], "").await;
+    assert_eq!(r.status, 200);
+    let body = r.json();
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    let listed: BTreeSet<String> = body["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let declared: BTreeSet<String> = app.manifest().component.keys().cloned().collect();
+    assert_eq!(listed, declared);
+    assert_eq!(body["checks"][0]["status"], "healthy");
+    // The check really went through the store.
+    assert!(app.kv().get("default", "sys:health").unwrap().is_some());
+}
+
+#[tokio::test]
+async fn wrong_methods_get_405_with_allow_and_error_shape() {
+    let fake = FakeReplicate::start().await;
+    let (_d, app) = cloudtuner(&fake);
+    let r = app.request("DELETE", "/api/cloud/providers", &[], "").await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET"));
+    let body = r.json();
+    assert_eq!(body["error"], "method_not_allowed");
+    assert!(body["message"].as_str().unwrap().contains("DELETE"));
+    // No route: 404 from the router.
+    assert_eq!(
+        app.request("GET", "/api/cloud/nothing-here", &[], "")
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn providers_lists_replicate_with_profiles_and_configuration() {
+    let (_d, app) = load(spin_toml(), &[]);
+    let body = app
+        .request("GET", "/api/cloud/providers", &[], "")
+        .await
+        .json();
+    let replicate = &body["providers"][0];
+    assert_eq!(replicate["id"], "replicate");
+    assert_eq!(replicate["configured"], false);
+    let profiles = replicate["hardware_profiles"].as_array().unwrap();
+    let h100x8 = profiles.iter().find(|p| p["id"] == "h100-x8").unwrap();
+    assert_eq!(h100x8["cost_per_hour"], 43.92);
+    assert_eq!(h100x8["model"], "simpletuner/advanced-trainer-h100-x8");
+
+    let (_d, app) = load(spin_toml(), &[("replicate_api_token", "r8_configured")]);
+    let body = app.request("GET", "/api/cloud/providers", &[], "").await;
+    assert_eq!(body.json()["providers"][0]["configured"], true);
+    assert!(!body.text().contains("r8_configured"));
+}
+
+#[tokio::test]
+async fn validate_reports_the_account_for_a_good_token() {
+    let fake = FakeReplicate::start().await;
+    let (_d, app) = cloudtuner(&fake);
+    let r = app
+        .request("GET", "/api/cloud/providers/replicate/validate", &[], "")
+        .await;
+    assert_eq!(r.status, 200);
+    let body = r.json();
+    assert_eq!(body["valid"], true, "{body}");
+    assert_eq!(body["user_info"]["username"], "fake-user");
+    assert_eq!(body["error"], Value::Null);
+    // The fake saw our token in the Authorization header, and only there.
+    let seen = fake.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/v1/account");
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some(&*format!("Bearer {DEFAULT_TOKEN}"))
+    );
+    assert!(!r.text().contains(DEFAULT_TOKEN));
+    assert!(!app.logs().contains(DEFAULT_TOKEN));
+}
+
+#[tokio::test]
+async fn validate_reports_bad_missing_and_throttled_tokens_without_leaking() {
+    let fake = FakeReplicate::start().await;
+    let url = fake.url();
+    let wrong = "r8_wrong_token_must_not_leak";
+    let (_d, app) = load(
+        spin_toml(),
+        &[("replicate_api_base", &url), ("replicate_api_token", wrong)],
+    );
+    let r = app
+        .request("GET", "/api/cloud/providers/replicate/validate", &[], "")
+        .await;
+    let body = r.json();
+    assert_eq!(body["valid"], false);
+    assert!(
+        body["error"].as_str().unwrap().contains("rejected"),
+        "{body}"
+    );
+    assert!(!r.text().contains(wrong) && !app.logs().contains(wrong));
+
+    let (_d, app) = load(spin_toml(), &[("replicate_api_base", &url)]);
+    let body = app
+        .request("GET", "/api/cloud/providers/replicate/validate", &[], "")
+        .await
+        .json();
+    assert_eq!(body["valid"], false);
+    assert!(body["error"].as_str().unwrap().contains("not configured"));
+
+    fake.fault(Fault::new(
+        None,
+        "/v1/account",
+        FaultKind::Status {
+            status: 429,
+            retry_after: 3,
+        },
+        1,
+    ));
+    let (_d, app) = cloudtuner(&fake);
+    let body = app
+        .request("GET", "/api/cloud/providers/replicate/validate", &[], "")
+        .await
+        .json();
+    assert_eq!(body["valid"], false);
+    assert!(
+        body["error"].as_str().unwrap().contains("retry in 3 s"),
+        "{body}"
+    );
+
+    fake.fault(Fault::new(
+        None,
+        "/v1/account",
+        FaultKind::Status {
+            status: 503,
+            retry_after: 0,
+        },
+        1,
+    ));
+    let body = app
+        .request("GET", "/api/cloud/providers/replicate/validate", &[], "")
+        .await
+        .json();
+    assert!(
+        body["error"].as_str().unwrap().contains("unavailable"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn validate_cannot_reach_hosts_outside_its_allow_list() {
+    // replicate_api_base decides both the URL and the allow-list; the real
+    // Replicate is not reachable from this sandbox and must not be tried here.
+    let (_d, app) = load(
+        spin_toml(),
+        &[
+            ("replicate_api_base", "http://127.0.0.1:9"),
+            ("replicate_api_token", "r8_x"),
+        ],
+    );
+    let body = app
+        .request("GET", "/api/cloud/providers/replicate/validate", &[], "")
+        .await
+        .json();
+    assert_eq!(body["valid"], false);
+    assert!(
+        body["error"].as_str().unwrap().contains("could not reach"),
+        "{body}"
+    );
+}
+
+/// Every route in spin.toml is described in the OpenAPI document.
+#[tokio::test]
+async fn openapi_describes_every_route_and_docs_render_it() {
+    let (_d, app) = load(spin_toml(), &[]);
+    let r = app.request("GET", "/openapi.json", &[], "").await;
+    assert_eq!(r.status, 200);
+    let doc = r.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths: Vec<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
+    for t in &app.manifest().trigger.http {
+        let route = t.route.replace("/...", "");
+        let templated: String = route
+            .split('/')
+            .map(|s| match s.strip_prefix(':') {
+                Some(name) => format!("{{{name}}}"),
+                None => s.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let covered = if t.route.ends_with("/...") {
+            paths
+                .iter()
+                .any(|p| p == &templated || p.starts_with(&format!("{templated}/")))
+        } else {
+            paths.contains(&templated)
+        };
+        assert!(
+            covered,
+            "route {} ({}) is missing from openapi.json",
+            t.route, t.component
+        );
+    }
+    let page = app.request("GET", "/docs", &[], "").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"));
+    assert!(page.text().contains("/docs/docs.js"));
+    assert!(!page.text().contains("https://"), "no CDN");
+    let js = app.request("GET", "/docs/docs.js", &[], "").await;
+    assert!(js.text().contains("/openapi.json"));
+    assert_eq!(
+        app.request("GET", "/docs/nope.js", &[], "").await.status,
+        404
+    );
+}
+
+#[test]
+fn spin_toml_declares_the_required_variables() {
+    let manifest = cloudtuner_testhost::manifest::Manifest::load(&spin_toml()).unwrap();
+    let token = &manifest.variables["replicate_api_token"];
+    assert!(token.secret);
+    assert_eq!(
+        manifest.variables["replicate_api_base"].default.as_deref(),
+        Some("https://api.replicate.com")
+    );
+    assert!(manifest.variables.contains_key("public_url"));
+    for (id, c) in &manifest.component {
+        for host in &c.allowed_outbound_hosts {
+            assert!(
+                !host.contains('*'),
+                "{id}: outbound hosts must be narrow, got {host}"
+            );
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The `cloudtuner-host` binary serves the real app on a port; curl talks to it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn served_binary_answers_health_to_curl() {
+    let root = cloudtuner_testhost::workspace_root();
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_cloudtuner-host"))
+            .args(["--manifest", root.join("spin.toml").to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--state-dir", state.path().to_str().unwrap()])
+            .env("SPIN_VARIABLE_REPLICATE_API_TOKEN", "r8_from_env")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start cloudtuner-host"),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("Serving ")
+        .expect("serving line")
+        .to_string();
+
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            &format!("{url}/api/cloud/health"),
+        ])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    assert_eq!(code, "200", "{text}");
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["status"], "healthy");
+
+    // SPIN_VARIABLE_* reaches components, as with `spin up`.
+    let out = Command::new("curl")
+        .args(["-s", &format!("{url}/api/cloud/providers")])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["providers"][0]["configured"], true);
+    // State lands where Spin puts it: a SQLite file in the state dir.
+    assert!(state.path().join("sqlite_key_value.db").exists());
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The one test command: builds every component (wasm32-wasip2, release, as
+# spin.toml expects them) and runs every native and host test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Component crates are the cdylib crates; everything else without spin-sdk is native.
+components=()
+native=()
+for toml in components/*/Cargo.toml tests/*/Cargo.toml; do
+  name=$(basename "$(dirname "$toml")")
+  if grep -q 'crate-type = \["cdylib"\]' "$toml"; then
+    components+=(-p "$name")
+  elif ! grep -q '^spin-sdk' "$toml"; then
+    native+=(-p "$(sed -n 's/^name = "\(.*\)"/\1/p' "$toml" | head -n1)")
+  fi
+done
+
+echo "==> building components: ${components[*]}"
+cargo build --target wasm32-wasip2 --release "${components[@]}"
+
+echo "==> running tests: ${native[*]}"
+cargo test "${native[@]}"
