@@ -80,6 +80,12 @@ mod tests {
         fn exists(&self, _: &str) -> Result<bool, KvError> {
             Ok(false)
         }
+        fn increment(&self, _: &str, _: i64) -> Result<i64, KvError> {
+            Err(KvError("store is gone".into()))
+        }
+        fn swap(&self, _: &str, _: Option<&[u8]>, _: &[u8]) -> Result<bool, KvError> {
+            Err(KvError("store is gone".into()))
+        }
     }
 
     #[test]

@@ -95,3 +95,18 @@ pub trait HttpClient {
         request: HttpRequest,
     ) -> impl Future<Output = Result<HttpResponse, TransportError>>;
 }
+
+/// Decodes `a=1&b=x%20y` (form encoding: `+` is a space).
+pub fn parse_query(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The first value of `name` in decoded query parameters.
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}

@@ -1,5 +1,12 @@
 //! Key-value storage as the domain sees it. Spin's `default` store implements it
-//! in components; [`MemoryKv`] implements it for native tests.
+//! in components; [`MemoryKv`] implements it for native tests with Spin's own
+//! semantics.
+//!
+//! Atomicity on Spin (shared/reference/spin.md, "Atomics"): `increment` is
+//! atomic; compare-and-swap is atomic only when updating a key that exists and
+//! whose value `current()` returned. CAS on a missing key is an upsert, so keys
+//! are *created* race-free with an `increment` claim ([`create_once`]) and
+//! *updated* with CAS ([`update`]).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -20,12 +27,96 @@ pub trait KvStore {
     fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError>;
     fn delete(&self, key: &str) -> Result<(), KvError>;
     fn exists(&self, key: &str) -> Result<bool, KvError>;
+    /// Atomic add on an 8-byte little-endian counter (created at 0).
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError>;
+    /// Replaces `key`'s value with `new` only if it still equals `seen`, the
+    /// value just read. `seen == None` is an unconditional upsert (as on Spin).
+    /// Returns whether the swap happened.
+    fn swap(&self, key: &str, seen: Option<&[u8]>, new: &[u8]) -> Result<bool, KvError>;
+    /// The current value, read so that a following [`KvStore::swap`] is guarded.
+    fn read_for_swap(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.get(key)
+    }
 }
 
-/// An in-memory store for tests of domain logic.
+/// How often a CAS update retries under contention before giving up.
+pub const MAX_CAS_ATTEMPTS: usize = 200;
+
+#[derive(Debug, PartialEq)]
+pub enum UpdateError<E> {
+    Missing,
+    Contended,
+    Store(KvError),
+    /// The closure refused the change.
+    Rejected(E),
+}
+
+impl<E> From<KvError> for UpdateError<E> {
+    fn from(e: KvError) -> Self {
+        UpdateError::Store(e)
+    }
+}
+
+/// Read-modify-write of an existing key without losing concurrent writes:
+/// `f` maps the current value to the new one (or refuses); retried on conflict.
+/// Returns the value written.
+pub fn update<E>(
+    kv: &dyn KvStore,
+    key: &str,
+    mut f: impl FnMut(&[u8]) -> Result<Vec<u8>, E>,
+) -> Result<Vec<u8>, UpdateError<E>> {
+    for attempt in 0..MAX_CAS_ATTEMPTS {
+        let Some(current) = kv.read_for_swap(key)? else {
+            return Err(UpdateError::Missing);
+        };
+        let new = f(&current).map_err(UpdateError::Rejected)?;
+        if new == current || kv.swap(key, Some(&current), &new)? {
+            return Ok(new);
+        }
+        backoff(attempt);
+    }
+    Err(UpdateError::Contended)
+}
+
+/// Creates `key` with `initial` unless it exists, race-free on Spin: the caller
+/// whose `increment` of `claim:<key>` returns 1 writes it; others wait for it.
+/// Returns true for the creator.
+pub fn create_once(kv: &dyn KvStore, key: &str, initial: &[u8]) -> Result<bool, KvError> {
+    if kv.exists(key)? {
+        return Ok(false);
+    }
+    if kv.increment(&format!("claim:{key}"), 1)? == 1 {
+        kv.set(key, initial)?;
+        return Ok(true);
+    }
+    for attempt in 0..MAX_CAS_ATTEMPTS {
+        if kv.exists(key)? {
+            return Ok(false);
+        }
+        backoff(attempt);
+    }
+    Err(KvError(format!("{key} was claimed but never written")))
+}
+
+/// A short sleep that grows with the attempt number (WASI supports sleeping).
+fn backoff(attempt: usize) {
+    if attempt > 2 {
+        std::thread::sleep(std::time::Duration::from_micros(
+            50 * (attempt as u64).min(100),
+        ));
+    }
+}
+
+/// An in-memory store for tests of domain logic, with Spin's CAS semantics.
 #[derive(Default)]
 pub struct MemoryKv {
     map: RefCell<BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemoryKv {
+    pub fn keys(&self) -> Vec<String> {
+        self.map.borrow().keys().cloned().collect()
+    }
 }
 
 impl KvStore for MemoryKv {
@@ -44,5 +135,89 @@ impl KvStore for MemoryKv {
     }
     fn exists(&self, key: &str) -> Result<bool, KvError> {
         Ok(self.map.borrow().contains_key(key))
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        let mut map = self.map.borrow_mut();
+        let current = match map.get(key) {
+            None => 0,
+            Some(v) => i64::from_le_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| KvError(format!("{key} is not a counter")))?,
+            ),
+        };
+        map.insert(key.to_string(), (current + delta).to_le_bytes().to_vec());
+        Ok(current + delta)
+    }
+    fn swap(&self, key: &str, seen: Option<&[u8]>, new: &[u8]) -> Result<bool, KvError> {
+        let mut map = self.map.borrow_mut();
+        if let Some(seen) = seen
+            && map.get(key).map(Vec::as_slice) != Some(seen)
+        {
+            return Ok(false);
+        }
+        map.insert(key.to_string(), new.to_vec());
+        Ok(true)
+    }
+}
+
+/// JSON helpers over any store.
+pub fn get_json<T: serde::de::DeserializeOwned>(
+    kv: &dyn KvStore,
+    key: &str,
+) -> Result<Option<T>, KvError> {
+    match kv.get(key)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| KvError(format!("{key} holds invalid JSON: {e}"))),
+    }
+}
+
+pub fn set_json<T: serde::Serialize>(
+    kv: &dyn KvStore,
+    key: &str,
+    value: &T,
+) -> Result<(), KvError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| KvError(e.to_string()))?;
+    kv.set(key, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_applies_the_function_and_reports_missing_keys() {
+        let kv = MemoryKv::default();
+        assert_eq!(
+            update::<()>(&kv, "k", |v| Ok(v.to_vec())),
+            Err(UpdateError::Missing)
+        );
+        kv.set("k", b"1").unwrap();
+        let out = update::<()>(&kv, "k", |v| Ok([v, b"2"].concat())).unwrap();
+        assert_eq!(out, b"12");
+        assert_eq!(
+            update(&kv, "k", |_| Err("no")),
+            Err(UpdateError::Rejected("no"))
+        );
+        assert_eq!(kv.get("k").unwrap().unwrap(), b"12");
+    }
+
+    #[test]
+    fn create_once_has_one_creator() {
+        let kv = MemoryKv::default();
+        assert!(create_once(&kv, "idx", b"[]").unwrap());
+        assert!(!create_once(&kv, "idx", b"[1]").unwrap());
+        assert_eq!(kv.get("idx").unwrap().unwrap(), b"[]");
+    }
+
+    #[test]
+    fn memory_swap_is_an_upsert_without_a_seen_value_like_spin() {
+        let kv = MemoryKv::default();
+        assert!(kv.swap("k", None, b"a").unwrap());
+        assert!(kv.swap("k", None, b"b").unwrap());
+        assert!(!kv.swap("k", Some(b"a"), b"c").unwrap());
+        assert!(kv.swap("k", Some(b"b"), b"c").unwrap());
     }
 }

@@ -4,12 +4,22 @@
 //! behind the narrow traits in [`kv`] and [`http`]; the Spin components implement
 //! them (crate `cloudtuner-spin`) and stay thin glue.
 
+pub mod auth;
+pub mod clock;
+pub mod configs;
+pub mod datasets;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod idempotency;
+pub mod job;
+pub mod jobs;
 pub mod kv;
+pub mod lifecycle;
+pub mod listing;
 pub mod providers;
 pub mod replicate;
+pub mod submit;
 
 /// The application version reported by `/api/cloud/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -10,6 +10,8 @@ use crate::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError}
 
 pub const DEFAULT_API_BASE: &str = "https://api.replicate.com";
 pub const PROVIDER: &str = "replicate";
+/// How long one request may spend waiting out 429s.
+pub const RETRY_BUDGET_SECS: u64 = 10;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReplicateError {
@@ -146,6 +148,127 @@ impl<'a, H: HttpClient> ReplicateClient<'a, H> {
                 detail: self.redact(&problem_detail(&resp)),
             }),
         }
+    }
+
+    /// Sends, and on 429 waits the server's hint (at most `RETRY_BUDGET_SECS`
+    /// in all) and tries again. Only for requests that are safe to repeat or
+    /// that a 429 proves were not processed.
+    async fn send_retrying(&self, req: HttpRequest) -> Result<HttpResponse, ReplicateError> {
+        let mut waited = 0;
+        loop {
+            match self.send(req.clone()).await {
+                Err(ReplicateError::RateLimited { retry_after_secs })
+                    if waited + retry_after_secs.unwrap_or(1) <= RETRY_BUDGET_SECS =>
+                {
+                    let wait = retry_after_secs.unwrap_or(1);
+                    std::thread::sleep(std::time::Duration::from_secs(wait));
+                    waited += wait.max(1);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn json(&self, req: HttpRequest) -> Result<Value, ReplicateError> {
+        let resp = self.send_retrying(req).await?;
+        resp.json().ok_or_else(|| ReplicateError::Unexpected {
+            status: resp.status,
+            detail: "response is not JSON".into(),
+        })
+    }
+
+    /// The id of the newest version of `owner/name`.
+    pub async fn latest_version(&self, model: &str) -> Result<String, ReplicateError> {
+        let body = self
+            .json(self.request(Method::Get, &format!("/models/{model}")))
+            .await
+            .map_err(|e| match e {
+                ReplicateError::Unexpected { status: 404, .. } => ReplicateError::Unexpected {
+                    status: 404,
+                    detail: format!("model {model} does not exist (or the token cannot see it)"),
+                },
+                other => other,
+            })?;
+        body.pointer("/latest_version/id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ReplicateError::Unexpected {
+                status: 200,
+                detail: format!("model {model} has no version yet"),
+            })
+    }
+
+    /// `POST /v1/files` (multipart part `content`); returns the file object.
+    pub async fn upload_file(
+        &self,
+        filename: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Result<Value, ReplicateError> {
+        let boundary = format!("cloudtuner-{}", uuid::Uuid::new_v4().simple());
+        let mut body = Vec::with_capacity(bytes.len() + 512);
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"content\"; \
+                 filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let mut req = self.request(Method::Post, "/files").header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        );
+        req.body = body;
+        self.json(req).await
+    }
+
+    /// `POST /v1/predictions`. A 429 means nothing was created, so it is retried.
+    pub async fn create_prediction(&self, body: &Value) -> Result<Value, ReplicateError> {
+        self.json(self.request(Method::Post, "/predictions").json_body(body))
+            .await
+    }
+
+    pub async fn get_prediction(&self, id: &str) -> Result<Value, ReplicateError> {
+        self.json(self.request(Method::Get, &format!("/predictions/{id}")))
+            .await
+    }
+
+    /// Cancels; `Ok(None)` when Replicate no longer knows the prediction.
+    pub async fn cancel_prediction(&self, id: &str) -> Result<Option<Value>, ReplicateError> {
+        match self
+            .json(self.request(Method::Post, &format!("/predictions/{id}/cancel")))
+            .await
+        {
+            Ok(v) => Ok(Some(v)),
+            Err(ReplicateError::Unexpected { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One page of `GET /v1/predictions` (newest first) and the next cursor URL.
+    pub async fn list_predictions(
+        &self,
+        next: Option<&str>,
+    ) -> Result<(Vec<Value>, Option<String>), ReplicateError> {
+        let req = match next {
+            // Follow `next` only on Replicate's own origin.
+            Some(url) if url.starts_with(&self.base) => {
+                let mut r = self.request(Method::Get, "/predictions");
+                r.url = url.to_string();
+                r
+            }
+            _ => self.request(Method::Get, "/predictions"),
+        };
+        let body = self.json(req).await?;
+        let results = body
+            .get("results")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let next = body.get("next").and_then(Value::as_str).map(str::to_string);
+        Ok((results, next))
     }
 
     pub async fn account(&self) -> Result<Account, ReplicateError> {

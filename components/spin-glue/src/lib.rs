@@ -2,21 +2,44 @@
 //! Components call [`respond`]/[`json`]/[`error`] and the adapters below and
 //! contain no logic of their own.
 
+use cloudtuner_domain::auth::Principal;
 use cloudtuner_domain::error::ApiError;
 use cloudtuner_domain::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError};
 use cloudtuner_domain::kv::{KvError, KvStore};
+use cloudtuner_domain::lifecycle::{DEFAULT_REFRESH_AFTER_MS, ProviderSettings};
+use cloudtuner_domain::replicate::DEFAULT_API_BASE;
 use serde_json::Value;
 use spin_sdk::http::{ErrorCode, Request, Response, SendError};
 use spin_sdk::key_value::Store;
+use spin_sdk::wit::wasi::keyvalue;
+use std::cell::{OnceCell, RefCell};
 
-/// Spin's `default` key-value store.
-pub struct SpinKv(Store);
+/// Spin's `default` key-value store: plain operations through
+/// `fermyon:spin/key-value`, atomics through `wasi:keyvalue` on the same store.
+pub struct SpinKv {
+    store: Store,
+    bucket: OnceCell<keyvalue::store::Bucket>,
+    /// The CAS handle opened by the last `read_for_swap`, used by `swap`.
+    cas: RefCell<Option<(String, keyvalue::atomics::Cas)>>,
+}
 
 impl SpinKv {
     pub fn open_default() -> Result<Self, ApiError> {
         Store::open_default()
-            .map(SpinKv)
+            .map(|store| SpinKv {
+                store,
+                bucket: OnceCell::new(),
+                cas: RefCell::new(None),
+            })
             .map_err(|e| ApiError::storage(format!("cannot open the key-value store: {e}")))
+    }
+
+    fn bucket(&self) -> Result<&keyvalue::store::Bucket, KvError> {
+        if let Some(b) = self.bucket.get() {
+            return Ok(b);
+        }
+        let b = keyvalue::store::open("default").map_err(|e| KvError(format!("{e:?}")))?;
+        Ok(self.bucket.get_or_init(|| b))
     }
 }
 
@@ -26,16 +49,39 @@ fn kv_err(e: spin_sdk::key_value::Error) -> KvError {
 
 impl KvStore for SpinKv {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.0.get(key).map_err(kv_err)
+        self.store.get(key).map_err(kv_err)
     }
     fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.0.set(key, value).map_err(kv_err)
+        self.store.set(key, value).map_err(kv_err)
     }
     fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.0.delete(key).map_err(kv_err)
+        self.store.delete(key).map_err(kv_err)
     }
     fn exists(&self, key: &str) -> Result<bool, KvError> {
-        self.0.exists(key).map_err(kv_err)
+        self.store.exists(key).map_err(kv_err)
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        keyvalue::atomics::increment(self.bucket()?, key, delta)
+            .map_err(|e| KvError(format!("{e:?}")))
+    }
+    fn read_for_swap(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let cas = keyvalue::atomics::Cas::new(self.bucket()?, key)
+            .map_err(|e| KvError(format!("{e:?}")))?;
+        let current = cas.current().map_err(|e| KvError(format!("{e:?}")))?;
+        *self.cas.borrow_mut() = Some((key.to_string(), cas));
+        Ok(current)
+    }
+    fn swap(&self, key: &str, seen: Option<&[u8]>, new: &[u8]) -> Result<bool, KvError> {
+        let handle = self.cas.borrow_mut().take();
+        match (seen, handle) {
+            (Some(_), Some((k, cas))) if k == key => match keyvalue::atomics::swap(cas, new) {
+                Ok(()) => Ok(true),
+                Err(keyvalue::atomics::CasError::CasFailed(_)) => Ok(false),
+                Err(keyvalue::atomics::CasError::StoreError(e)) => Err(KvError(format!("{e:?}"))),
+            },
+            (Some(_), _) => Err(KvError(format!("swap of {key} without read_for_swap"))),
+            (None, _) => self.set(key, new).map(|()| true),
+        }
     }
 }
 
@@ -70,6 +116,37 @@ impl HttpClient for SpinHttp {
             Err(e) => Err(TransportError::Failed(e.to_string())),
         }
     }
+}
+
+/// The caller. Until authentication lands every request is the local
+/// principal; components already pass it to the domain.
+pub fn principal(_req: &Request) -> Result<Principal, ApiError> {
+    Ok(Principal::local())
+}
+
+/// Provider settings from the component's variables.
+pub fn provider_settings() -> ProviderSettings {
+    ProviderSettings {
+        api_base: variable("replicate_api_base").unwrap_or_else(|| DEFAULT_API_BASE.to_string()),
+        token: variable("replicate_api_token").unwrap_or_default(),
+        public_url: variable("public_url"),
+        refresh_after_ms: variable("refresh_after_ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_REFRESH_AFTER_MS),
+    }
+}
+
+/// The decoded query parameters of a request.
+pub fn query(req: &Request) -> Vec<(String, String)> {
+    cloudtuner_domain::http::parse_query(req.query())
+}
+
+/// The `:name` segment Spin matched (`spin-path-match-<name>`).
+pub fn path_param(req: &Request, name: &str) -> Result<String, ApiError> {
+    req.header(&format!("spin-path-match-{name}"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::bad_request(format!("missing path parameter {name}")))
 }
 
 /// A component variable, `None` when undefined or empty.

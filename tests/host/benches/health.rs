@@ -68,11 +68,16 @@ async fn main() {
     let app = App::load(&HostConfig::new(root.join("spin.toml"), &state)).expect("load app");
     println!("component sizes (release, wasm32-wasip2):");
     for (id, c) in &app.manifest().component {
-        let size = std::fs::metadata(root.join(&c.source)).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(root.join(&c.source))
+            .map(|m| m.len())
+            .unwrap_or(0);
         println!("  {id:<20} {:>8.1} KiB", size as f64 / 1024.0);
     }
     let served = server::spawn(app, "127.0.0.1:0").await.expect("serve");
-    let secs = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let secs = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     println!("client and server share this machine's cores; {secs} s per run");
     for c in [1, 16] {
         run(served.addr, c, secs).await;

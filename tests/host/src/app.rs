@@ -39,6 +39,9 @@ pub struct HostConfig {
     pub kv_path: PathBuf,
     /// Where each component's stdout/stderr go (`<id>_stdout.txt`, like Spin).
     pub log_dir: PathBuf,
+    /// Replaces the host folder of `files` mounts by guest path (tests mount
+    /// their own dataset folders where spin.toml mounts `./datasets`).
+    pub mount_overrides: BTreeMap<String, PathBuf>,
 }
 
 impl HostConfig {
@@ -49,7 +52,13 @@ impl HostConfig {
             variables: BTreeMap::new(),
             kv_path: state_dir.join("sqlite_key_value.db"),
             log_dir: state_dir.join("logs"),
+            mount_overrides: BTreeMap::new(),
         }
+    }
+
+    pub fn mount(mut self, guest: &str, host: impl Into<PathBuf>) -> Self {
+        self.mount_overrides.insert(guest.to_string(), host.into());
+        self
     }
 
     pub fn variable(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -269,6 +278,10 @@ impl App {
                         source,
                         destination,
                     } => (base_dir.join(source), destination.clone()),
+                })
+                .map(|(host, guest): (PathBuf, String)| {
+                    let host = config.mount_overrides.get(&guest).cloned().unwrap_or(host);
+                    (host, guest)
                 })
                 .collect();
             let pre = linker.instantiate_pre(&component).map_err(|e| {

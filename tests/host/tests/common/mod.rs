@@ -38,3 +38,46 @@ pub fn cloudtuner(fake: &FakeReplicate) -> (tempfile::TempDir, App) {
         ],
     )
 }
+
+/// The real app with a datasets folder of the test's own, fast refreshes, and
+/// the fake's token.
+pub fn cloudtuner_with(
+    fake: &FakeReplicate,
+    datasets: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> (tempfile::TempDir, App) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = HostConfig::new(spin_toml(), dir.path())
+        .variable("replicate_api_base", fake.url())
+        .variable("replicate_api_token", fake_replicate::DEFAULT_TOKEN)
+        .variable("refresh_after_ms", "0")
+        .mount("/datasets", datasets);
+    for (k, v) in extra {
+        config = config.variable(k, *v);
+    }
+    let app = App::load(&config).unwrap_or_else(|e| panic!("load app: {e}"));
+    (dir, app)
+}
+
+/// Registers SimpleTuner's trainer models (one per hardware profile) on the fake.
+pub fn add_trainers(fake: &FakeReplicate) {
+    for p in [
+        "h100", "h100-x2", "h100-x4", "h100-x8", "l40s", "l40s-x2", "l40s-x4", "l40s-x8",
+    ] {
+        fake.add_model("simpletuner", &format!("advanced-trainer-{p}"));
+    }
+}
+
+pub async fn post_json(
+    app: &App,
+    path: &str,
+    body: &serde_json::Value,
+) -> cloudtuner_testhost::TestResponse {
+    app.request(
+        "POST",
+        path,
+        &[("content-type", "application/json")],
+        body.to_string(),
+    )
+    .await
+}

@@ -1,0 +1,37 @@
+//! `POST /api/cloud/jobs/submit?provider=replicate`: submit a training job.
+//! Local datasets are read from the read-only `/datasets` mount.
+
+use std::path::Path;
+
+use cloudtuner_domain::clock::now_ms;
+use cloudtuner_domain::datasets::GUEST_MOUNT;
+use cloudtuner_domain::http::param;
+use cloudtuner_domain::submit::{SubmitContext, submit};
+use cloudtuner_spin::{
+    SpinHttp, SpinKv, error, json, principal, provider_settings, query, require_method,
+};
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+async fn handle(req: Request) -> Response {
+    let ready = require_method(&req, &["POST"])
+        .and_then(|()| principal(&req))
+        .and_then(|p| SpinKv::open_default().map(|kv| (p, kv)));
+    let (principal, kv) = match ready {
+        Ok(x) => x,
+        Err(e) => return error(&e),
+    };
+    let settings = provider_settings();
+    let params = query(&req);
+    let ctx = SubmitContext {
+        kv: &kv,
+        http: &SpinHttp,
+        settings: &settings,
+        principal: &principal,
+        datasets_root: Path::new(GUEST_MOUNT),
+        now_ms: now_ms(),
+    };
+    let out = submit(&ctx, param(&params, "provider"), req.body()).await;
+    json(out.status, &out.body)
+}
