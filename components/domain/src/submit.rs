@@ -504,11 +504,6 @@ async fn run_provider<H: HttpClient>(
         j.version = Some(version.clone());
         j.input_sha256 = Some(input_sha.clone());
         j.dataset_file_url = dataset_url.clone();
-        if j.status == JobStatus::Uploading {
-            let _ = j
-                .transition(JobStatus::Pending, now)
-                .or_else(|_| Ok::<(), ()>(()));
-        }
         Ok(())
     });
     let job = staged.unwrap_or(job);

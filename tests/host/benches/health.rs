@@ -25,9 +25,16 @@ async fn client_loop(addr: std::net::SocketAddr, until: Instant) -> Vec<Duration
             .header("host", addr.to_string())
             .body(Empty::<Bytes>::new())
             .expect("request");
+        send.ready().await.expect("connection ready");
         let start = Instant::now();
         let resp = send.send_request(req).await.expect("response");
-        assert_eq!(resp.status(), 200);
+        if resp.status() != 200 {
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            panic!(
+                "health answered an error: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
         resp.into_body().collect().await.expect("body");
         latencies.push(start.elapsed());
     }

@@ -30,6 +30,26 @@ async fn health_reports_components_and_checks_the_store() {
     assert!(app.kv().get("default", "sys:health").unwrap().is_some());
 }
 
+/// Concurrent checks overwrite each other's probe; all must still be healthy
+/// (the health benchmark found this).
+#[tokio::test]
+async fn concurrent_health_checks_all_report_healthy() {
+    let (_d, app) = load(spin_toml(), &[]);
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.request("GET", "/api/cloud/health", &[], "")
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+}
+
 #[tokio::test]
 async fn wrong_methods_get_405_with_allow_and_error_shape() {
     let fake = FakeReplicate::start().await;

@@ -633,7 +633,7 @@ async fn provider_errors_are_clear_retried_or_recorded() {
     let before = s.fake.prediction_ids().len();
     let r = post_json(
         &s.app,
-        &SUBMIT.to_string(),
+        SUBMIT,
         &json!({"config": {"a": 1}, "idempotency_key": "dropped"}),
     )
     .await;
@@ -689,4 +689,59 @@ async fn a_refused_token_is_reported_and_never_echoed() {
     assert!(!app.logs().contains("r8_wrong_secret_value"));
     let (_, list) = get(&app, "/api/cloud/jobs").await;
     assert!(!list.to_string().contains("r8_wrong_secret_value"));
+}
+
+#[tokio::test]
+async fn with_a_public_url_replicate_is_given_the_webhook() {
+    let fake = FakeReplicate::start().await;
+    add_trainers(&fake);
+    let datasets = tempfile::tempdir().unwrap();
+    let (_d, app) = cloudtuner_with(
+        &fake,
+        datasets.path(),
+        &[("public_url", "https://abc123.ngrok.io/")],
+    );
+    let r = post_json(&app, SUBMIT, &json!({"config": {"a": 1}})).await;
+    let id = r.json()["job_id"].as_str().unwrap().to_string();
+    let create = fake
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path == "/v1/predictions")
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        create["webhook"],
+        format!("https://abc123.ngrok.io/api/cloud/webhooks/replicate?job={id}")
+    );
+    assert_eq!(
+        create["webhook_events_filter"],
+        json!(["start", "output", "logs", "completed"])
+    );
+    // A per-job webhook_url overrides it.
+    let r = post_json(
+        &app,
+        SUBMIT,
+        &json!({"config": {"a": 2}, "webhook_url": "https://other.example"}),
+    )
+    .await;
+    let id = r.json()["job_id"].as_str().unwrap().to_string();
+    let create = fake
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path == "/v1/predictions")
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        create["webhook"],
+        format!("https://other.example/api/cloud/webhooks/replicate?job={id}")
+    );
+    let r = post_json(
+        &app,
+        SUBMIT,
+        &json!({"config": {"a": 3}, "webhook_url": "ftp://x"}),
+    )
+    .await;
+    assert_eq!(r.status, 400);
 }
