@@ -4,7 +4,9 @@
 use cloudtuner_domain::clock::now_ms;
 use cloudtuner_domain::configs::{ConfigStore, validate_name};
 use cloudtuner_domain::error::ApiError;
-use cloudtuner_spin::{SpinKv, json, path_param, principal, require_method, respond};
+use cloudtuner_spin::{
+    SpinKv, json, path_param, require_method, require_permission, require_principal, respond,
+};
 use serde_json::{Value, json as j};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -21,24 +23,20 @@ fn not_found(name: &str) -> ApiError {
 fn handle(req: Request) -> Response {
     respond((|| {
         require_method(&req, &["GET", "PUT", "DELETE"])?;
-        let principal = principal(&req)?;
+        let kv = SpinKv::open_default()?;
+        let principal = require_principal(&req, &kv)?;
         let name = path_param(&req, "name")?;
         validate_name(&name)?;
-        let kv = SpinKv::open_default()?;
         let store = ConfigStore::new(&kv);
         let method = req.method().to_string();
-        let needed = if method == "GET" {
-            "config.view"
-        } else {
-            "config.write"
+        // Configs live in the caller's own namespace: `.own` permissions.
+        let needed = match method.as_str() {
+            "GET" => "config.view",
+            "DELETE" => "config.delete.own",
+            _ if store.get(&principal.id, &name)?.is_some() => "config.edit.own",
+            _ => "config.create",
         };
-        if !principal.has(needed) {
-            return Err(ApiError::new(
-                403,
-                "permission_denied",
-                format!("Permission denied: {needed}"),
-            ));
-        }
+        require_permission(&principal, needed)?;
         match method.as_str() {
             "GET" => {
                 let c = store

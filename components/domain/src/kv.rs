@@ -98,6 +98,38 @@ pub fn create_once(kv: &dyn KvStore, key: &str, initial: &[u8]) -> Result<bool, 
     Err(KvError(format!("{key} was claimed but never written")))
 }
 
+/// Takes a named slot (a unique username, say) race-free on Spin: a missing
+/// key is claimed with `increment`; a released one (empty value, see
+/// [`release_slot`]) is taken over by compare-and-swap. Returns whether this
+/// caller got it.
+pub fn claim_slot(kv: &dyn KvStore, key: &str, value: &[u8]) -> Result<bool, KvError> {
+    for attempt in 0..MAX_CAS_ATTEMPTS {
+        match kv.read_for_swap(key)? {
+            None => {
+                if kv.increment(&format!("claim:{key}"), 1)? == 1 {
+                    kv.set(key, value)?;
+                    return Ok(true);
+                }
+                // Claimed by someone else, who is about to write it.
+                backoff(attempt + 3);
+            }
+            Some(current) if current.is_empty() => {
+                if kv.swap(key, Some(&current), value)? {
+                    return Ok(true);
+                }
+            }
+            Some(_) => return Ok(false),
+        }
+    }
+    Err(KvError(format!("{key} is too contended")))
+}
+
+/// Frees a slot taken with [`claim_slot`] (the key stays, empty, so the claim
+/// counter and the slot stay in step).
+pub fn release_slot(kv: &dyn KvStore, key: &str) -> Result<(), KvError> {
+    kv.set(key, b"")
+}
+
 /// A short sleep that grows with the attempt number (WASI supports sleeping).
 fn backoff(attempt: usize) {
     if attempt > 2 {
@@ -210,6 +242,16 @@ mod tests {
         assert!(create_once(&kv, "idx", b"[]").unwrap());
         assert!(!create_once(&kv, "idx", b"[1]").unwrap());
         assert_eq!(kv.get("idx").unwrap().unwrap(), b"[]");
+    }
+
+    #[test]
+    fn slots_are_claimed_once_and_reusable_after_release() {
+        let kv = MemoryKv::default();
+        assert!(claim_slot(&kv, "username:a", b"u1").unwrap());
+        assert!(!claim_slot(&kv, "username:a", b"u2").unwrap());
+        release_slot(&kv, "username:a").unwrap();
+        assert!(claim_slot(&kv, "username:a", b"u3").unwrap());
+        assert_eq!(kv.get("username:a").unwrap().unwrap(), b"u3");
     }
 
     #[test]

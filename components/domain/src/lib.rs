@@ -4,7 +4,9 @@
 //! behind the narrow traits in [`kv`] and [`http`]; the Spin components implement
 //! them (crate `cloudtuner-spin`) and stay thin glue.
 
+pub mod apikeys;
 pub mod auth;
+pub mod authn;
 pub mod clock;
 pub mod configs;
 pub mod datasets;
@@ -19,7 +21,9 @@ pub mod lifecycle;
 pub mod listing;
 pub mod providers;
 pub mod replicate;
+pub mod secrets;
 pub mod submit;
+pub mod users;
 
 /// The application version reported by `/api/cloud/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -340,7 +340,7 @@ mod tests {
         let kv = MemoryKv::default();
         let store = JobStore::new(&kv);
         store.create(&job()).unwrap();
-        let p = Principal::local();
+        let p = Principal::admin("local");
         let err = delete(&store, &p, "j").unwrap_err();
         assert_eq!((err.status, err.code), (409, "invalid_job_state"));
         assert_eq!(

@@ -5,7 +5,8 @@ use cloudtuner_domain::clock::now_ms;
 use cloudtuner_domain::jobs::JobStore;
 use cloudtuner_domain::lifecycle::cancel;
 use cloudtuner_spin::{
-    SpinHttp, SpinKv, json, path_param, principal, provider_settings, require_method, respond,
+    SpinHttp, SpinKv, json, path_param, provider_settings, require_method, require_principal,
+    respond,
 };
 use serde_json::json as j;
 use spin_sdk::http::{Request, Response};
@@ -15,9 +16,9 @@ use spin_sdk::http_component;
 async fn handle(req: Request) -> Response {
     let run = async {
         require_method(&req, &["POST"])?;
-        let principal = principal(&req)?;
         let id = path_param(&req, "id")?;
         let kv = SpinKv::open_default()?;
+        let principal = require_principal(&req, &kv)?;
         let store = JobStore::new(&kv);
         let now = now_ms();
         let job = cancel(

@@ -7,8 +7,8 @@ use cloudtuner_domain::http::param;
 use cloudtuner_domain::jobs::JobStore;
 use cloudtuner_domain::lifecycle::{refresh, visible_job};
 use cloudtuner_spin::{
-    SpinHttp, SpinKv, json, path_param, principal, provider_settings, query, require_method,
-    respond,
+    SpinHttp, SpinKv, json, path_param, provider_settings, query, require_method,
+    require_principal, respond,
 };
 use serde_json::json as j;
 use spin_sdk::http::{Request, Response};
@@ -28,11 +28,11 @@ fn number(params: &[(String, String)], name: &str) -> Result<Option<usize>, ApiE
 async fn handle(req: Request) -> Response {
     let run = async {
         require_method(&req, &["GET"])?;
-        let principal = principal(&req)?;
         let id = path_param(&req, "id")?;
         let params = query(&req);
         let (offset, tail) = (number(&params, "offset")?, number(&params, "tail")?);
         let kv = SpinKv::open_default()?;
+        let principal = require_principal(&req, &kv)?;
         let store = JobStore::new(&kv);
         let job = visible_job(&store, &principal, &id)?;
         let (job, refresh_error) =

@@ -5,7 +5,7 @@ use cloudtuner_domain::clock::now_ms;
 use cloudtuner_domain::jobs::JobStore;
 use cloudtuner_domain::listing::{ListParams, list_jobs};
 use cloudtuner_spin::{
-    SpinHttp, SpinKv, json, principal, provider_settings, query, require_method, respond,
+    SpinHttp, SpinKv, json, provider_settings, query, require_method, require_principal, respond,
 };
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -14,9 +14,9 @@ use spin_sdk::http_component;
 async fn handle(req: Request) -> Response {
     let run = async {
         require_method(&req, &["GET"])?;
-        let principal = principal(&req)?;
         let params = ListParams::parse(&query(&req))?;
         let kv = SpinKv::open_default()?;
+        let principal = require_principal(&req, &kv)?;
         let store = JobStore::new(&kv);
         let body = list_jobs(
             &store,

@@ -8,7 +8,7 @@ use cloudtuner_domain::datasets::GUEST_MOUNT;
 use cloudtuner_domain::http::param;
 use cloudtuner_domain::submit::{SubmitContext, submit};
 use cloudtuner_spin::{
-    SpinHttp, SpinKv, error, json, principal, provider_settings, query, require_method,
+    SpinHttp, SpinKv, error, json, provider_settings, query, require_method, require_principal,
 };
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -16,8 +16,8 @@ use spin_sdk::http_component;
 #[http_component]
 async fn handle(req: Request) -> Response {
     let ready = require_method(&req, &["POST"])
-        .and_then(|()| principal(&req))
-        .and_then(|p| SpinKv::open_default().map(|kv| (p, kv)));
+        .and_then(|()| SpinKv::open_default())
+        .and_then(|kv| require_principal(&req, &kv).map(|p| (p, kv)));
     let (principal, kv) = match ready {
         Ok(x) => x,
         Err(e) => return error(&e),

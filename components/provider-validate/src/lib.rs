@@ -3,13 +3,19 @@
 //! the Authorization header to Replicate.
 
 use cloudtuner_domain::replicate::{DEFAULT_API_BASE, ReplicateClient, validation_body};
-use cloudtuner_spin::{SpinHttp, json, require_method, variable};
+use cloudtuner_spin::{
+    SpinHttp, SpinKv, json, require_method, require_permission, require_principal, variable,
+};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: Request) -> Response {
-    if let Err(e) = require_method(&req, &["GET", "POST"]) {
+    let allowed = require_method(&req, &["GET", "POST"])
+        .and_then(|()| SpinKv::open_default())
+        .and_then(|kv| require_principal(&req, &kv))
+        .and_then(|p| require_permission(&p, "admin.config"));
+    if let Err(e) = allowed {
         return cloudtuner_spin::error(&e);
     }
     let token = variable("replicate_api_token").unwrap_or_default();

@@ -3,6 +3,7 @@
 //! contain no logic of their own.
 
 use cloudtuner_domain::auth::Principal;
+use cloudtuner_domain::authn::{self, Credentials};
 use cloudtuner_domain::error::ApiError;
 use cloudtuner_domain::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError};
 use cloudtuner_domain::kv::{KvError, KvStore};
@@ -118,10 +119,55 @@ impl HttpClient for SpinHttp {
     }
 }
 
-/// The caller. Until authentication lands every request is the local
-/// principal; components already pass it to the domain.
-pub fn principal(_req: &Request) -> Result<Principal, ApiError> {
-    Ok(Principal::local())
+/// The request's credentials (API key header, bearer token, session cookie).
+pub fn credentials(req: &Request) -> Credentials {
+    Credentials::from_headers(|name| {
+        req.header(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    })
+}
+
+/// The caller, or `None` when anonymous; a bad credential is a 401.
+pub fn authenticate(req: &Request, kv: &SpinKv) -> Result<Option<Principal>, ApiError> {
+    let admin_token = variable("admin_token");
+    authn::authenticate(kv, &credentials(req), admin_token.as_deref(), now_unix_ms())
+}
+
+/// The caller; anonymous requests get a 401 that says how to authenticate.
+pub fn require_principal(req: &Request, kv: &SpinKv) -> Result<Principal, ApiError> {
+    authenticate(req, kv)?.ok_or_else(|| authn::unauthorized(authn::HOW_TO_AUTHENTICATE))
+}
+
+/// 403 unless the principal holds `permission`.
+pub fn require_permission(p: &Principal, permission: &str) -> Result<(), ApiError> {
+    if p.has(permission) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            403,
+            "permission_denied",
+            format!("Permission denied: {permission}"),
+        )
+        .with_detail("required_permission", permission))
+    }
+}
+
+/// The session cookie for a new session (Secure when served over https).
+pub fn session_cookie(req: &Request, token: &str, max_age_secs: u64) -> String {
+    let https = req
+        .header("spin-full-url")
+        .and_then(|v| v.as_str())
+        .is_some_and(|u| u.starts_with("https://"))
+        || req
+            .header("x-forwarded-proto")
+            .and_then(|v| v.as_str())
+            .is_some_and(|p| p == "https");
+    format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{}",
+        authn::SESSION_COOKIE,
+        if https { "; Secure" } else { "" }
+    )
 }
 
 /// Provider settings from the component's variables.
@@ -167,6 +213,9 @@ pub fn json(status: u16, body: &Value) -> Response {
 
 pub fn error(e: &ApiError) -> Response {
     let mut resp = json(e.status, &e.body());
+    if e.status == 401 {
+        resp.set_header("www-authenticate", "Bearer realm=\"cloudtuner\"");
+    }
     if let Some(allowed) = e.details.get("allowed").and_then(Value::as_array) {
         let allow: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
         resp.set_header("allow", allow.join(", "));

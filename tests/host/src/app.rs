@@ -99,6 +99,9 @@ struct Inner {
 #[derive(Clone)]
 pub struct App {
     inner: Arc<Inner>,
+    /// Headers [`App::request`] adds unless the call sets them (tests use it
+    /// to act as one caller).
+    default_headers: Vec<(String, String)>,
 }
 
 /// A response with its body read in full.
@@ -335,7 +338,26 @@ impl App {
                 kv,
                 log_dir: config.log_dir.clone(),
             }),
+            default_headers: Vec::new(),
         })
+    }
+
+    /// The same app, with `name: value` sent on every [`App::request`].
+    pub fn with_header(&self, name: &str, value: &str) -> App {
+        let mut app = self.clone();
+        app.default_headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        app.default_headers
+            .push((name.to_string(), value.to_string()));
+        app
+    }
+
+    /// The same app without default headers (an anonymous caller).
+    pub fn anonymous(&self) -> App {
+        App {
+            inner: self.inner.clone(),
+            default_headers: Vec::new(),
+        }
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -496,6 +518,11 @@ impl App {
             .header(http::header::HOST, "127.0.0.1:8001");
         for (k, v) in headers {
             builder = builder.header(*k, *v);
+        }
+        for (k, v) in &self.default_headers {
+            if !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)) {
+                builder = builder.header(k.as_str(), v.as_str());
+            }
         }
         let req = builder.body(Full::new(body.into())).expect("valid request");
         let resp = self.handle(req, "127.0.0.1:50000".parse().unwrap()).await;

@@ -57,9 +57,17 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    println!("Serving http://{}", listener.local_addr().expect("bound"));
+    // Write errors (a closed pipe) must not stop the server.
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "Serving http://{}",
+        listener.local_addr().expect("bound")
+    );
     for t in &app.manifest().trigger.http {
-        println!("  {} -> {}", t.route, t.component);
+        let _ = writeln!(out, "  {} -> {}", t.route, t.component);
     }
+    let _ = out.flush();
     server::serve(app, listener).await;
 }

@@ -22,14 +22,16 @@ fn served_binary_answers_health_to_curl() {
             .args(["--listen", "127.0.0.1:0"])
             .args(["--state-dir", state.path().to_str().unwrap()])
             .env("SPIN_VARIABLE_REPLICATE_API_TOKEN", "r8_from_env")
+            .env("SPIN_VARIABLE_ADMIN_TOKEN", "served-admin-token-0123456789")
             .stdout(Stdio::piped())
             .spawn()
             .expect("start cloudtuner-host"),
     );
     let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    // Keep reading the pipe: the host's stdout must stay open while it runs.
+    let mut reader = BufReader::new(child.0.stdout.take().unwrap());
+    reader.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
     let url = line
         .trim()
         .strip_prefix("Serving ")
@@ -53,7 +55,12 @@ fn served_binary_answers_health_to_curl() {
 
     // SPIN_VARIABLE_* reaches components, as with `spin up`.
     let out = Command::new("curl")
-        .args(["-s", &format!("{url}/api/cloud/providers")])
+        .args([
+            "-s",
+            "-H",
+            "Authorization: Bearer served-admin-token-0123456789",
+        ])
+        .arg(format!("{url}/api/cloud/providers"))
         .output()
         .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

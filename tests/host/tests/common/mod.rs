@@ -16,15 +16,23 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// An app from `manifest` with its own state directory (KV file, logs).
+/// The `admin_token` tests configure; requests made through [`as_admin`] use it.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+pub fn as_admin(app: &App) -> App {
+    app.with_header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
+}
+
+/// An app from `manifest` with its own state directory (KV file, logs),
+/// acting as the admin token (see [`App::anonymous`] for no credentials).
 pub fn load(manifest: PathBuf, vars: &[(&str, &str)]) -> (tempfile::TempDir, App) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = HostConfig::new(manifest, dir.path());
+    let mut config = HostConfig::new(manifest, dir.path()).variable("admin_token", ADMIN_TOKEN);
     for (k, v) in vars {
         config = config.variable(k, *v);
     }
     let app = App::load(&config).unwrap_or_else(|e| panic!("load app: {e}"));
-    (dir, app)
+    (dir, as_admin(&app))
 }
 
 /// The real app, pointed at `fake` with the fake's token.
@@ -51,12 +59,13 @@ pub fn cloudtuner_with(
         .variable("replicate_api_base", fake.url())
         .variable("replicate_api_token", fake_replicate::DEFAULT_TOKEN)
         .variable("refresh_after_ms", "0")
+        .variable("admin_token", ADMIN_TOKEN)
         .mount("/datasets", datasets);
     for (k, v) in extra {
         config = config.variable(k, *v);
     }
     let app = App::load(&config).unwrap_or_else(|e| panic!("load app: {e}"));
-    (dir, app)
+    (dir, as_admin(&app))
 }
 
 /// Registers SimpleTuner's trainer models (one per hardware profile) on the fake.

@@ -1,0 +1,695 @@
+//! Authentication, users, scoped API keys and tenant isolation, through the
+//! real components: the seed's flow, first-run races, brute-force backoff, a
+//! matrix over every route in spin.toml, and a grep for leaked secrets.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use cloudtuner_testhost::{App, TestResponse};
+use common::{add_trainers, cloudtuner_with, post_json};
+use fake_replicate::{FakeReplicate, Outcome, Script};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn call(
+    app: &App,
+    method: &str,
+    path: &str,
+    auth: &[(&str, &str)],
+    body: Value,
+) -> TestResponse {
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    app.anonymous().request(method, path, auth, body).await
+}
+
+async fn login(app: &App, username: &str) -> String {
+    let r = call(
+        app,
+        "POST",
+        "/api/cloud/auth/login",
+        &[],
+        json!({"username": username, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["token"].as_str().unwrap().to_string()
+}
+
+fn bearer(token: &str) -> (&'static str, String) {
+    ("authorization", format!("Bearer {token}"))
+}
+
+struct World {
+    fake: FakeReplicate,
+    _datasets: tempfile::TempDir,
+    _state: tempfile::TempDir,
+    app: App,
+    /// name → (header name, header value); "anonymous" sends nothing.
+    who: BTreeMap<&'static str, Option<(&'static str, String)>>,
+    ids: BTreeMap<&'static str, String>,
+    secrets: Vec<String>,
+}
+
+impl World {
+    fn auth(&self, who: &str) -> Vec<(&str, &str)> {
+        match &self.who[who] {
+            Some((k, v)) => vec![(*k, v.as_str())],
+            None => vec![],
+        }
+    }
+}
+
+async fn world() -> World {
+    let fake = FakeReplicate::start().await;
+    add_trainers(&fake);
+    fake.set_default_script(Script::training(2, 1000, 100, Outcome::Aborted));
+    let datasets = tempfile::tempdir().unwrap();
+    let (state, app) = cloudtuner_with(&fake, datasets.path(), &[]);
+    let r = call(
+        &app,
+        "POST",
+        "/api/cloud/auth/setup",
+        &[],
+        json!({"username": "root", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let admin_token = r.json()["token"].as_str().unwrap().to_string();
+    assert!(r.header("set-cookie").unwrap().contains("HttpOnly"));
+    let mut ids = BTreeMap::new();
+    ids.insert(
+        "admin",
+        r.json()["user"]["id"].as_str().unwrap().to_string(),
+    );
+    for (name, role) in [
+        ("alice", "researcher"),
+        ("bob", "researcher"),
+        ("lena", "lead"),
+    ] {
+        let r = call(
+            &app,
+            "POST",
+            "/api/cloud/auth/users",
+            &[(bearer(&admin_token).0, &bearer(&admin_token).1)],
+            json!({"username": name, "password": PASSWORD, "role": role}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        ids.insert(name, r.json()["user"]["id"].as_str().unwrap().to_string());
+    }
+    let alice = login(&app, "alice").await;
+    let bob = login(&app, "bob").await;
+    let lead = login(&app, "lena").await;
+    let a = bearer(&alice);
+    let make_key = async |scopes: Value| {
+        let r = call(
+            &app,
+            "POST",
+            "/api/cloud/auth/api-keys",
+            &[(a.0, &a.1)],
+            json!({"name": "ci", "scoped_permissions": scopes}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        (
+            r.json()["key"].as_str().unwrap().to_string(),
+            r.json()["key_info"]["id"].as_str().unwrap().to_string(),
+        )
+    };
+    let (narrow, _) = make_key(json!(["job.submit", "job.view.own"])).await;
+    let (expired, _) = make_key(Value::Null).await;
+    let (revoked, revoked_id) = make_key(Value::Null).await;
+    // Expire one key in the store; revoke another through the API.
+    let hash = hex::encode(sha2::Sha256::digest(expired.as_bytes()));
+    let rkey = format!("apikey:{hash}");
+    let mut rec: Value =
+        serde_json::from_slice(&app.kv().get("default", &rkey).unwrap().unwrap()).unwrap();
+    rec["expires_ms"] = json!(1);
+    app.kv()
+        .set("default", &rkey, rec.to_string().as_bytes())
+        .unwrap();
+    let r = call(
+        &app,
+        "DELETE",
+        &format!("/api/cloud/auth/api-keys/{revoked_id}"),
+        &[(a.0, &a.1)],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let mut who = BTreeMap::new();
+    who.insert("anonymous", None);
+    who.insert("alice", Some(bearer(&alice)));
+    who.insert("bob", Some(bearer(&bob)));
+    who.insert("lead", Some(bearer(&lead)));
+    who.insert("admin", Some(bearer(&admin_token)));
+    who.insert("narrow_key", Some(("x-api-key", narrow.clone())));
+    who.insert("expired_key", Some(bearer(&expired)));
+    who.insert("revoked_key", Some(("x-api-key", revoked.clone())));
+    let secrets = vec![
+        PASSWORD.to_string(),
+        admin_token,
+        alice,
+        bob,
+        lead,
+        narrow.clone(),
+        expired,
+        revoked,
+        hex::encode(sha2::Sha256::digest(narrow.as_bytes())),
+        hash,
+    ];
+    World {
+        fake,
+        _datasets: datasets,
+        _state: state,
+        app,
+        who,
+        ids,
+        secrets,
+    }
+}
+
+const PRINCIPALS: [&str; 8] = [
+    "anonymous",
+    "alice",
+    "bob",
+    "lead",
+    "admin",
+    "narrow_key",
+    "expired_key",
+    "revoked_key",
+];
+
+/// One row: a route, a method, how to prepare the object it acts on, and the
+/// expected status per principal (in PRINCIPALS order).
+struct Row {
+    route: &'static str,
+    method: &'static str,
+    expect: [u16; 8],
+}
+
+const fn row(route: &'static str, method: &'static str, expect: [u16; 8]) -> Row {
+    Row {
+        route,
+        method,
+        expect,
+    }
+}
+
+//                        anon alice bob  lead admin narrow expired revoked
+const AUTHED_200: [u16; 8] = [401, 200, 200, 200, 200, 200, 401, 401];
+const PUBLIC_200: [u16; 8] = [200; 8];
+const ADMIN_ONLY: [u16; 8] = [401, 403, 403, 403, 200, 403, 401, 401];
+
+fn rows() -> Vec<Row> {
+    vec![
+        row("/api/cloud/health", "GET", PUBLIC_200),
+        row("/openapi.json", "GET", PUBLIC_200),
+        row("/docs/...", "GET", PUBLIC_200),
+        row("/api/cloud/auth/setup", "GET", PUBLIC_200),
+        row("/api/cloud/auth/setup", "POST", [409; 8]),
+        // Login ignores headers: the body's wrong password is what counts.
+        row("/api/cloud/auth/login", "POST", [401; 8]),
+        row("/api/auth/login", "POST", [401; 8]),
+        row("/api/cloud/auth/me", "GET", AUTHED_200),
+        row("/api/auth/me", "GET", AUTHED_200),
+        row("/api/cloud/auth/users", "GET", ADMIN_ONLY),
+        row(
+            "/api/cloud/auth/users",
+            "POST",
+            [401, 403, 403, 403, 201, 403, 401, 401],
+        ),
+        row("/api/cloud/auth/users/:id", "GET", ADMIN_ONLY),
+        row(
+            "/api/cloud/auth/api-keys",
+            "GET",
+            [401, 200, 200, 200, 200, 403, 401, 401],
+        ),
+        row(
+            "/api/auth/api-keys",
+            "POST",
+            [401, 201, 201, 201, 201, 403, 401, 401],
+        ),
+        row(
+            "/api/cloud/auth/api-keys/:id",
+            "DELETE",
+            [401, 200, 404, 404, 200, 404, 401, 401],
+        ),
+        row(
+            "/api/auth/api-keys/:id",
+            "DELETE",
+            [401, 200, 404, 404, 200, 404, 401, 401],
+        ),
+        row("/api/cloud/providers", "GET", AUTHED_200),
+        row("/api/cloud/providers/replicate/validate", "GET", ADMIN_ONLY),
+        row(
+            "/api/cloud/jobs/submit",
+            "POST",
+            [401, 201, 201, 201, 201, 201, 401, 401],
+        ),
+        row("/api/cloud/jobs", "GET", AUTHED_200),
+        row(
+            "/api/cloud/jobs/:id",
+            "GET",
+            [401, 200, 404, 200, 200, 200, 401, 401],
+        ),
+        row(
+            "/api/cloud/jobs/:id/logs",
+            "GET",
+            [401, 200, 404, 200, 200, 200, 401, 401],
+        ),
+        row(
+            "/api/cloud/jobs/:id/cancel",
+            "POST",
+            [401, 200, 404, 403, 200, 403, 401, 401],
+        ),
+        row(
+            "/api/cloud/jobs/:id",
+            "DELETE",
+            [401, 200, 404, 403, 200, 403, 401, 401],
+        ),
+        row(
+            "/api/cloud/configs",
+            "GET",
+            [401, 200, 200, 200, 200, 403, 401, 401],
+        ),
+        // Configs are per owner: alice's config does not exist for others.
+        row(
+            "/api/cloud/configs/:name",
+            "GET",
+            [401, 200, 404, 404, 404, 403, 401, 401],
+        ),
+        row(
+            "/api/cloud/configs/:name",
+            "PUT",
+            [401, 200, 201, 201, 201, 403, 401, 401],
+        ),
+        row(
+            "/api/cloud/configs/:name",
+            "DELETE",
+            [401, 200, 404, 404, 404, 403, 401, 401],
+        ),
+        // Last: logging out revokes the sessions the rows above use.
+        row(
+            "/api/cloud/auth/logout",
+            "POST",
+            [401, 200, 200, 200, 200, 200, 401, 401],
+        ),
+        row(
+            "/api/auth/logout",
+            "POST",
+            [401, 401, 401, 401, 401, 200, 401, 401],
+        ),
+    ]
+}
+
+/// Prepares what a cell acts on (as alice) and returns the concrete request.
+async fn prepare(w: &World, r: &Row) -> (String, Value) {
+    let alice = w.auth("alice");
+    let owned_job = async |finish: bool| {
+        let resp = post_json(
+            &w.app.anonymous().with_header(alice[0].0, alice[0].1),
+            "/api/cloud/jobs/submit",
+            &json!({"config": {"x": 1}}),
+        )
+        .await;
+        let id = resp.json()["job_id"].as_str().unwrap().to_string();
+        if finish {
+            call(
+                &w.app,
+                "POST",
+                &format!("/api/cloud/jobs/{id}/cancel"),
+                &alice,
+                Value::Null,
+            )
+            .await;
+        }
+        id
+    };
+    let path = match (r.route, r.method) {
+        ("/docs/...", _) => "/docs".to_string(),
+        ("/api/cloud/auth/users/:id", _) => format!("/api/cloud/auth/users/{}", w.ids["alice"]),
+        (route, "DELETE") if route.ends_with("/api-keys/:id") => {
+            let k = call(
+                &w.app,
+                "POST",
+                "/api/cloud/auth/api-keys",
+                &alice,
+                json!({"name": "tmp"}),
+            )
+            .await;
+            route.replace(":id", k.json()["key_info"]["id"].as_str().unwrap())
+        }
+        ("/api/cloud/jobs/:id", "DELETE") => format!("/api/cloud/jobs/{}", owned_job(true).await),
+        (route, _) if route.contains(":id") => route.replace(":id", &owned_job(false).await),
+        (route, method) if route.contains(":name") => {
+            // Only alice has these; others address their own (empty) namespace.
+            let name = if method == "DELETE" { "cfg-del" } else { "cfg" };
+            let path = format!("/api/cloud/configs/{name}");
+            call(&w.app, "PUT", &path, &alice, json!({"config": {"x": 1}})).await;
+            route.replace(":name", name)
+        }
+        (route, _) => route.to_string(),
+    };
+    let body = match (r.route, r.method) {
+        ("/api/cloud/auth/setup", _) => json!({"username": "again", "password": PASSWORD}),
+        // A new unknown username each time keeps the brute-force lock out of it.
+        (route, _) if route.ends_with("/login") => {
+            json!({"username": format!("nobody{}", rand_suffix()), "password": "wrong password!"})
+        }
+        ("/api/cloud/auth/users", "POST") => {
+            json!({"username": format!("user{}", rand_suffix()), "password": PASSWORD})
+        }
+        (route, "POST") if route.ends_with("/api-keys") => json!({"name": "k"}),
+        ("/api/cloud/jobs/submit", _) => json!({"config": {"y": 1}}),
+        (_, "PUT") => json!({"config": {"z": 1}}),
+        _ => Value::Null,
+    };
+    (path, body)
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::SeqCst).to_string()
+}
+
+#[tokio::test]
+async fn every_route_answers_each_principal_as_expected_and_nothing_leaks() {
+    let w = world().await;
+    let rows = rows();
+    // The matrix covers every route in spin.toml.
+    for t in &w.app.manifest().trigger.http {
+        assert!(
+            rows.iter().any(|r| r.route == t.route),
+            "route {} has no row in the matrix",
+            t.route
+        );
+    }
+    let mut failures = Vec::new();
+    let mut bodies = String::new();
+    for r in &rows {
+        for (i, who) in PRINCIPALS.iter().enumerate() {
+            let (path, body) = prepare(&w, r).await;
+            let resp = call(&w.app, r.method, &path, &w.auth(who), body).await;
+            bodies.push_str(&resp.text());
+            bodies.push_str(&format!("{:?}", resp.headers));
+            if resp.status != r.expect[i] {
+                failures.push(format!(
+                    "{} {} as {who}: {} (expected {}): {}",
+                    r.method,
+                    r.route,
+                    resp.status,
+                    r.expect[i],
+                    resp.text()
+                ));
+            }
+            if resp.status == 401 {
+                assert_eq!(
+                    resp.header("www-authenticate"),
+                    Some("Bearer realm=\"cloudtuner\""),
+                    "{} {}",
+                    r.method,
+                    path
+                );
+                assert!(
+                    resp.json()["message"].as_str().unwrap().contains("uth")
+                        || resp.json()["message"].as_str().unwrap().contains("API key")
+                        || resp.json()["message"]
+                            .as_str()
+                            .unwrap()
+                            .contains("password")
+                );
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cells differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    let logs = w.app.logs();
+    for s in &w.secrets {
+        assert!(!bodies.contains(s.as_str()), "a response contains a secret");
+        assert!(!logs.contains(s.as_str()), "a log contains a secret");
+    }
+    assert!(
+        !bodies.contains("$argon2"),
+        "a response contains a password hash"
+    );
+    drop(w.fake);
+}
+
+#[tokio::test]
+async fn seed_flow_key_from_a_session_then_scoped_submit_and_tenant_isolation() {
+    let w = world().await;
+    let alice = w.auth("alice");
+    let r = call(&w.app, "POST", "/api/cloud/auth/api-keys", &alice,
+        json!({"name": "ci-pipeline", "expires_days": 30, "scoped_permissions": ["job.submit", "job.view.own"]})).await;
+    let key = r.json()["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("stk_") && key.len() >= 36);
+    let kb = format!("Bearer {key}");
+    let as_key = [("authorization", kb.as_str())];
+    let r = call(
+        &w.app,
+        "POST",
+        "/api/cloud/jobs/submit?provider=replicate",
+        &as_key,
+        json!({"config": {"a": 1}, "idempotency_key": "shared-key"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let job = r.json()["job_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        call(
+            &w.app,
+            "GET",
+            &format!("/api/cloud/jobs/{job}"),
+            &as_key,
+            Value::Null
+        )
+        .await
+        .json()["job"]["status"],
+        "queued"
+    );
+    assert_eq!(
+        call(
+            &w.app,
+            "POST",
+            &format!("/api/cloud/jobs/{job}/cancel"),
+            &as_key,
+            Value::Null
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        call(
+            &w.app,
+            "POST",
+            "/api/cloud/auth/api-keys",
+            &as_key,
+            json!({"name": "x"})
+        )
+        .await
+        .status,
+        403
+    );
+    // A key cannot be scoped beyond its creator.
+    let r = call(
+        &w.app,
+        "POST",
+        "/api/cloud/auth/api-keys",
+        &alice,
+        json!({"name": "x", "scoped_permissions": ["admin.users"]}),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    // Bob sees none of alice's jobs, and his identical idempotency key is his own.
+    let bob = w.auth("bob");
+    assert_eq!(
+        call(&w.app, "GET", "/api/cloud/jobs", &bob, Value::Null)
+            .await
+            .json()["total"],
+        0
+    );
+    let r = call(
+        &w.app,
+        "POST",
+        "/api/cloud/jobs/submit",
+        &bob,
+        json!({"config": {"a": 1}, "idempotency_key": "shared-key"}),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    assert_ne!(r.json()["job_id"].as_str().unwrap(), job);
+    // The lead sees both tenants' jobs; the key list never shows keys or hashes.
+    assert_eq!(
+        call(
+            &w.app,
+            "GET",
+            "/api/cloud/jobs",
+            &w.auth("lead"),
+            Value::Null
+        )
+        .await
+        .json()["total"],
+        2
+    );
+    let list = call(
+        &w.app,
+        "GET",
+        "/api/cloud/auth/api-keys",
+        &alice,
+        Value::Null,
+    )
+    .await;
+    assert!(!list.text().contains(&key));
+    assert!(
+        list.json()["api_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["key_prefix"] == key[..12])
+    );
+    // SimpleTuner's CLI header works too.
+    assert_eq!(
+        call(
+            &w.app,
+            "GET",
+            "/api/cloud/jobs",
+            &[("x-api-key", &key)],
+            Value::Null
+        )
+        .await
+        .json()["total"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn first_admin_setup_is_created_once_under_a_race() {
+    let fake = FakeReplicate::start().await;
+    let datasets = tempfile::tempdir().unwrap();
+    let (_s, app) = cloudtuner_with(&fake, datasets.path(), &[]);
+    assert_eq!(
+        call(&app, "GET", "/api/cloud/auth/setup", &[], Value::Null)
+            .await
+            .json()["needs_setup"],
+        true
+    );
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                call(
+                    &app,
+                    "POST",
+                    "/api/cloud/auth/setup",
+                    &[],
+                    json!({"username": format!("admin{i}"), "password": PASSWORD}),
+                )
+                .await
+                .status
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 201).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 201 || *c == 409), "{codes:?}");
+    let users = app
+        .request("GET", "/api/cloud/auth/users", &[], "")
+        .await
+        .json();
+    assert_eq!(users["total"], 1);
+    assert_eq!(
+        call(&app, "GET", "/api/cloud/auth/setup", &[], Value::Null)
+            .await
+            .json()["needs_setup"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn brute_force_logins_are_slowed_and_sessions_end_at_logout() {
+    let w = world().await;
+    for _ in 0..5 {
+        let r = call(
+            &w.app,
+            "POST",
+            "/api/cloud/auth/login",
+            &[],
+            json!({"username": "bob", "password": "not the password"}),
+        )
+        .await;
+        assert_eq!(r.status, 401);
+    }
+    let r = call(
+        &w.app,
+        "POST",
+        "/api/cloud/auth/login",
+        &[],
+        json!({"username": "bob", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() > 0);
+    // Alice is unaffected; her cookie works like her bearer token, until logout.
+    let r = call(
+        &w.app,
+        "POST",
+        "/api/cloud/auth/login",
+        &[],
+        json!({"username": "alice", "password": PASSWORD, "remember_me": true}),
+    )
+    .await;
+    let cookie = r.header("set-cookie").unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let pair = cookie.split(';').next().unwrap().to_string();
+    assert_eq!(
+        call(
+            &w.app,
+            "GET",
+            "/api/cloud/auth/me",
+            &[("cookie", &pair)],
+            Value::Null
+        )
+        .await
+        .json()["username"],
+        "alice"
+    );
+    assert_eq!(
+        call(
+            &w.app,
+            "POST",
+            "/api/cloud/auth/logout",
+            &[("cookie", &pair)],
+            Value::Null
+        )
+        .await
+        .status,
+        200
+    );
+    let r = call(
+        &w.app,
+        "GET",
+        "/api/cloud/auth/me",
+        &[("cookie", &pair)],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 401);
+}
