@@ -153,6 +153,14 @@ pub struct Job {
     pub config: Value,
     pub dataloader_config: Value,
     #[serde(default)]
+    pub progress: Option<crate::progress::Progress>,
+    #[serde(default)]
+    pub loss_history: crate::progress::LossHistory,
+    /// Recent Replicate `webhook-id`s, for dedupe (checked in the same CAS
+    /// update that applies the webhook, so no extra keys are needed).
+    #[serde(default)]
+    pub webhook_ids: Vec<String>,
+    #[serde(default)]
     pub extra: Map<String, Value>,
 }
 
@@ -199,6 +207,17 @@ impl Job {
             "is_terminal": self.status.is_terminal(),
             "is_active": !self.status.is_terminal(),
             "duration_seconds": self.duration_seconds(now_ms),
+            "progress": self.progress.as_ref().map(|p| json!({
+                "stage": p.stage,
+                "step": p.step,
+                "total_steps": p.total_steps,
+                "percent": p.percent,
+                "epoch": p.epoch,
+                "total_epochs": p.total_epochs,
+                "loss": p.loss,
+                "eta_seconds": p.eta_seconds,
+                "updated_at": rfc3339(p.updated_ms),
+            })),
             "metadata": {
                 "prediction_id": self.prediction_id,
                 "provider_status": self.provider_status,
@@ -214,6 +233,15 @@ impl Job {
                 },
             },
         })
+    }
+}
+
+impl Job {
+    /// The single-job view: [`Job::to_api`] plus the loss history for charts.
+    pub fn to_api_detail(&self, now_ms: u64) -> Value {
+        let mut v = self.to_api(now_ms);
+        v["loss_history"] = json!(self.loss_history);
+        v
     }
 }
 

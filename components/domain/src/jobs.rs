@@ -290,6 +290,9 @@ mod tests {
             dataset_file_url: None,
             config: json!({}),
             dataloader_config: json!([]),
+            progress: None,
+            loss_history: Vec::new(),
+            webhook_ids: Vec::new(),
             extra: Default::default(),
         }
     }

@@ -19,11 +19,14 @@ pub mod jobs;
 pub mod kv;
 pub mod lifecycle;
 pub mod listing;
+pub mod progress;
 pub mod providers;
 pub mod replicate;
 pub mod secrets;
 pub mod submit;
+pub mod sync;
 pub mod users;
+pub mod webhooks;
 
 /// The application version reported by `/api/cloud/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

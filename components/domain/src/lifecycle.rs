@@ -82,15 +82,16 @@ fn output_url(output: &Value) -> Option<String> {
 
 /// Folds a Replicate prediction (from a GET, a list, a cancel or a webhook)
 /// into the job. A prediction that would move the job backwards, or change a
-/// terminal job, changes nothing but `refreshed_ms` (late events are ignored).
-pub fn apply_prediction(job: &mut Job, p: &Value, now_ms: u64) {
+/// terminal job, changes nothing but `refreshed_ms` (late events are ignored);
+/// returns whether it was applied.
+pub fn apply_prediction(job: &mut Job, p: &Value, now_ms: u64) -> bool {
     job.refreshed_ms = Some(now_ms);
     let provider_status = p.get("status").and_then(Value::as_str).unwrap_or("");
     let target = JobStatus::from_replicate(provider_status);
     if let Some(t) = target
         && crate::job::check_transition(job.status, t).is_err()
     {
-        return;
+        return false;
     }
     if job.prediction_id.is_none() {
         job.prediction_id = p.get("id").and_then(Value::as_str).map(str::to_string);
@@ -119,6 +120,14 @@ pub fn apply_prediction(job: &mut Job, p: &Value, now_ms: u64) {
     if let Some(url) = p.get("output").and_then(output_url) {
         job.output_url = Some(url);
     }
+    if let Some(logs) = p.get("logs").and_then(Value::as_str) {
+        job.progress = Some(crate::progress::parse(
+            logs,
+            &mut job.loss_history,
+            job.started_ms,
+            now_ms,
+        ));
+    }
     let rate = find_profile(&job.hardware_profile).map(|p| p.cost_per_second());
     let predict_time = p.pointer("/metrics/predict_time").and_then(Value::as_f64);
     match (rate, predict_time, job.status.is_terminal()) {
@@ -135,6 +144,7 @@ pub fn apply_prediction(job: &mut Job, p: &Value, now_ms: u64) {
         _ => {}
     }
     job.updated_ms = now_ms;
+    true
 }
 
 fn round_micro(x: f64) -> f64 {
@@ -169,11 +179,13 @@ pub async fn refresh<H: HttpClient>(
         Err(e) => return (job, Some(e.message())),
     };
     let job_id = job.job_id.clone();
+    let mut applied = false;
     let updated = store.update::<()>(&job_id, |j| {
-        apply_prediction(j, &prediction, now_ms);
+        applied = apply_prediction(j, &prediction, now_ms);
         Ok(())
     });
-    if let Some(logs) = prediction.get("logs").and_then(Value::as_str)
+    if applied
+        && let Some(logs) = prediction.get("logs").and_then(Value::as_str)
         && let Err(e) = store.set_logs(&job_id, logs)
     {
         return (job, Some(e.message));

@@ -271,6 +271,20 @@ impl<'a, H: HttpClient> ReplicateClient<'a, H> {
         Ok((results, next))
     }
 
+    /// The account's webhook signing secret (`whsec_...`).
+    pub async fn webhook_secret(&self) -> Result<String, ReplicateError> {
+        let body = self
+            .json(self.request(Method::Get, "/webhooks/default/secret"))
+            .await?;
+        body.get("key")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ReplicateError::Unexpected {
+                status: 200,
+                detail: "webhook secret response has no key".into(),
+            })
+    }
+
     pub async fn account(&self) -> Result<Account, ReplicateError> {
         let resp = self.send(self.request(Method::Get, "/account")).await?;
         let body = resp.json().unwrap_or(Value::Null);

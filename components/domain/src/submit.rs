@@ -423,6 +423,9 @@ fn new_job<H: HttpClient>(ctx: &SubmitContext<'_, H>, req: &Request, uploading: 
         dataset_file_url: None,
         config: req.config.clone(),
         dataloader_config: req.dataloader.clone(),
+        progress: None,
+        loss_history: Vec::new(),
+        webhook_ids: Vec::new(),
         extra: Map::new(),
     }
 }

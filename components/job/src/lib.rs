@@ -28,7 +28,7 @@ async fn handle(req: Request) -> Response {
         let (job, refresh_error) = refresh(&store, &SpinHttp, &provider_settings(), job, now).await;
         Ok(json(
             200,
-            &j!({"job": job.to_api(now), "refresh_error": refresh_error}),
+            &j!({"job": job.to_api_detail(now), "refresh_error": refresh_error}),
         ))
     };
     respond(run.await)

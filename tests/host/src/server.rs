@@ -49,6 +49,17 @@ pub async fn serve(app: App, listener: TcpListener) {
     }
 }
 
+impl Served {
+    /// Serves on an already-bound listener (so the URL can be known first).
+    pub fn from_listener(app: App, listener: TcpListener) -> Self {
+        let addr = listener.local_addr().expect("bound listener");
+        Served {
+            addr,
+            task: tokio::spawn(serve(app, listener)),
+        }
+    }
+}
+
 /// Starts serving on `addr` (port 0 picks a free port) in the background.
 pub async fn spawn(app: App, addr: &str) -> std::io::Result<Served> {
     let listener = TcpListener::bind(addr).await?;

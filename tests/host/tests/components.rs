@@ -21,6 +21,11 @@ const ALLOWED: &[&str] = &[
     "wasi:keyvalue/store@0.2.0-draft2",
     "wasi:keyvalue/atomics@0.2.0-draft2",
     "wasi:keyvalue/batch@0.2.0-draft2",
+    // The cron plugin's world `use`s this interface; it holds only a record
+    // and a variant (no functions, no resources), so a host satisfies it
+    // structurally without implementing anything (wasmtime's linker accepts
+    // it: the live tests load this component and serve HTTP through it).
+    "fermyon:spin-cron/cron-types@2.0.0",
 ];
 
 fn wasi_version_ok(name: &str) -> bool {

@@ -1,0 +1,319 @@
+//! Live status: jobs follow Replicate through signed webhooks alone, through
+//! the sync alone (webhooks lost), and through the cron export; bad or
+//! replayed webhooks change nothing; lost create answers are adopted.
+
+mod common;
+
+use cloudtuner_testhost::{App, HostConfig, server};
+use common::{ADMIN_TOKEN, add_trainers, as_admin, post_json, spin_toml};
+use fake_replicate::{FakeReplicate, Outcome, Script, signing};
+use serde_json::{Value, json};
+
+struct Live {
+    fake: FakeReplicate,
+    app: App,
+    _served: server::Served,
+    state: tempfile::TempDir,
+    _datasets: tempfile::TempDir,
+}
+
+/// The app served on a real port whose URL is its `public_url`, so the fake's
+/// webhooks reach it; reads do not refresh (1 h), so only webhooks or the sync
+/// move jobs.
+async fn live() -> Live {
+    let fake = FakeReplicate::start().await;
+    add_trainers(&fake);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let state = tempfile::tempdir().unwrap();
+    let datasets = tempfile::tempdir().unwrap();
+    let config = HostConfig::new(spin_toml(), state.path())
+        .variable("replicate_api_base", fake.url())
+        .variable("replicate_api_token", fake_replicate::DEFAULT_TOKEN)
+        .variable("public_url", url.clone())
+        .variable("refresh_after_ms", "3600000")
+        .variable("admin_token", ADMIN_TOKEN)
+        .mount("/datasets", datasets.path());
+    let app = as_admin(&App::load(&config).unwrap());
+    let served = server::Served::from_listener(app.clone(), listener);
+    Live {
+        fake,
+        app,
+        _served: served,
+        state,
+        _datasets: datasets,
+    }
+}
+
+async fn job(app: &App, id: &str) -> Value {
+    app.request("GET", &format!("/api/cloud/jobs/{id}"), &[], "")
+        .await
+        .json()["job"]
+        .clone()
+}
+
+async fn submit(app: &App) -> String {
+    let r = post_json(
+        app,
+        "/api/cloud/jobs/submit",
+        &json!({"config": {"--max_train_steps": 4}}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["job_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn webhooks_alone_drive_a_job_to_completed_with_progress_and_cost() {
+    let l = live().await;
+    l.fake.push_script(Script::training(
+        10,
+        4,
+        100,
+        Outcome::Succeeded {
+            output: json!("https://replicate.delivery/x/lora.safetensors"),
+        },
+    ));
+    let id = submit(&l.app).await;
+    assert_eq!(job(&l.app, &id).await["status"], "queued");
+    l.fake.advance(10);
+    assert_eq!(l.fake.tick().await, 1);
+    let j = job(&l.app, &id).await;
+    assert_eq!(j["status"], "running", "{j}");
+    l.fake.advance(200);
+    l.fake.tick().await;
+    let j = job(&l.app, &id).await;
+    assert_eq!(j["progress"]["step"], 2);
+    assert_eq!(j["progress"]["total_steps"], 4);
+    assert_eq!(j["progress"]["percent"], 50.0);
+    assert!(j["progress"]["loss"].as_f64().unwrap() > 0.0);
+    assert_eq!(j["progress"]["stage"], "training");
+    assert_eq!(j["loss_history"].as_array().unwrap().len(), 2);
+    assert_eq!(j["cost_estimated"], true);
+    l.fake.advance(1000);
+    l.fake.tick().await;
+    let j = job(&l.app, &id).await;
+    assert_eq!(j["status"], "completed", "{j}");
+    assert_eq!(j["cost_estimated"], false);
+    assert!(j["cost_usd"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        j["output_url"],
+        "https://replicate.delivery/x/lora.safetensors"
+    );
+    let logs = l
+        .app
+        .request("GET", &format!("/api/cloud/jobs/{id}/logs"), &[], "")
+        .await
+        .json();
+    assert!(logs["logs"].as_str().unwrap().contains("Training complete"));
+    // Every delivery was accepted; none needed a retry.
+    assert!(
+        l.fake
+            .deliveries()
+            .iter()
+            .all(|d| d.response_status == Some(200))
+    );
+    // Only webhooks moved it: no prediction GETs after the submit.
+    assert!(
+        !l.fake
+            .requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path.starts_with("/v1/predictions/"))
+    );
+}
+
+#[tokio::test]
+async fn the_sync_alone_finishes_jobs_when_webhooks_are_lost_and_cron_does_the_same() {
+    let l = live().await;
+    l.fake.drop_webhooks(true);
+    l.fake.set_default_script(Script::training(
+        10,
+        4,
+        100,
+        Outcome::Failed {
+            error: "CUDA out of memory".into(),
+        },
+    ));
+    let a = submit(&l.app).await;
+    let b = submit(&l.app).await;
+    l.fake.advance(250);
+    let r = l.app.request("POST", "/api/cloud/jobs/sync", &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["synced"], 2);
+    assert_eq!(r.json()["updated"], 2);
+    assert_eq!(job(&l.app, &a).await["progress"]["step"], 2);
+    // The cron app: same store, only the sync component, fired as the plugin would.
+    let cron = App::load(
+        &HostConfig::new(spin_toml().with_file_name("spin-cron.toml"), l.state.path())
+            .variable("replicate_api_base", l.fake.url())
+            .variable("replicate_api_token", fake_replicate::DEFAULT_TOKEN),
+    )
+    .unwrap();
+    assert_eq!(cron.manifest().trigger.cron.len(), 1);
+    l.fake.advance(1000);
+    cron.fire_cron("jobs-sync", 1).await.unwrap();
+    for id in [&a, &b] {
+        let j = job(&l.app, id).await;
+        assert_eq!(j["status"], "failed");
+        assert_eq!(j["error_message"], "CUDA out of memory");
+    }
+    assert!(cron.logs().contains("sync: {"));
+    // Anonymous callers and plain researchers cannot trigger a sync.
+    assert_eq!(
+        l.app
+            .anonymous()
+            .request("POST", "/api/cloud/jobs/sync", &[], "")
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn bad_stale_missing_and_replayed_webhooks_change_nothing() {
+    let l = live().await;
+    l.fake.push_script(Script::training(
+        10,
+        4,
+        100,
+        Outcome::Succeeded {
+            output: json!("https://x/y.tar"),
+        },
+    ));
+    let id = submit(&l.app).await;
+    let pid = job(&l.app, &id).await["metadata"]["prediction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    l.fake.advance(10);
+    // A wrong secret, then a stale and a future timestamp: 401, job untouched.
+    l.fake.sign_webhooks_with(Some(signing::new_secret()));
+    l.fake.tick().await;
+    assert_eq!(
+        l.fake.deliveries().last().unwrap().response_status,
+        Some(401)
+    );
+    l.fake.sign_webhooks_with(None);
+    for skew in [-400, 400] {
+        l.fake.webhook_timestamp_skew(skew);
+        l.fake.advance(100);
+        l.fake.tick().await;
+        assert_eq!(
+            l.fake.deliveries().last().unwrap().response_status,
+            Some(401),
+            "skew {skew}"
+        );
+    }
+    assert_eq!(job(&l.app, &id).await["status"], "queued");
+    // Missing headers.
+    let body = l.fake.prediction(&pid).unwrap().to_string();
+    let path = format!("/api/cloud/webhooks/replicate?job={id}");
+    let r = l
+        .app
+        .anonymous()
+        .request("POST", &path, &[], body.clone())
+        .await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (401, Some("invalid_signature"))
+    );
+    // A correctly signed one is applied once; its replay is a no-op.
+    let secret = l.fake.webhook_secret();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sig = signing::sign(&secret, "msg_replayed", ts, body.as_bytes()).unwrap();
+    let ts = ts.to_string();
+    let h = [
+        ("webhook-id", "msg_replayed"),
+        ("webhook-timestamp", ts.as_str()),
+        ("webhook-signature", sig.as_str()),
+    ];
+    let r = l
+        .app
+        .anonymous()
+        .request("POST", &path, &h, body.clone())
+        .await;
+    assert_eq!(
+        (r.status, r.json()["status"].as_str()),
+        (200, Some("received")),
+        "{}",
+        r.text()
+    );
+    assert_eq!(job(&l.app, &id).await["status"], "running");
+    let r = l
+        .app
+        .anonymous()
+        .request("POST", &path, &h, body.clone())
+        .await;
+    assert_eq!(r.json()["status"], "duplicate");
+    // The alias path works; an unknown job is acknowledged and ignored.
+    let r = l
+        .app
+        .anonymous()
+        .request("POST", "/api/webhooks/replicate?job=nope", &h, body.clone())
+        .await;
+    assert_eq!(
+        (r.status, r.json()["status"].as_str()),
+        (200, Some("ignored"))
+    );
+    // Out of order: once completed, an older "processing" event is stale.
+    l.fake.webhook_timestamp_skew(0);
+    l.fake.advance(2000);
+    l.fake.tick().await;
+    assert_eq!(job(&l.app, &id).await["status"], "completed");
+    let stale_sig =
+        signing::sign(&secret, "msg_late", ts.parse().unwrap(), body.as_bytes()).unwrap();
+    let late = [
+        ("webhook-id", "msg_late"),
+        ("webhook-timestamp", ts.as_str()),
+        ("webhook-signature", stale_sig.as_str()),
+    ];
+    let r = l.app.anonymous().request("POST", &path, &late, body).await;
+    assert_eq!(r.json()["status"], "stale");
+    let j = job(&l.app, &id).await;
+    assert_eq!(j["status"], "completed");
+    let logs = l
+        .app
+        .request("GET", &format!("/api/cloud/jobs/{id}/logs"), &[], "")
+        .await
+        .json();
+    assert!(
+        logs["logs"].as_str().unwrap().contains("Training complete"),
+        "logs did not regress"
+    );
+}
+
+#[tokio::test]
+async fn a_prediction_whose_create_answer_was_lost_is_adopted_by_the_sync() {
+    let l = live().await;
+    l.fake.drop_webhooks(true);
+    l.fake.fault(fake_replicate::Fault::new(
+        Some("POST"),
+        "/v1/predictions",
+        fake_replicate::FaultKind::DropResponse,
+        1,
+    ));
+    let r = post_json(
+        &l.app,
+        "/api/cloud/jobs/submit",
+        &json!({"config": {"lost": true}}),
+    )
+    .await;
+    assert_eq!(r.status, 502);
+    let id = r.json()["job_id"].as_str().unwrap().to_string();
+    assert!(job(&l.app, &id).await["metadata"]["prediction_id"].is_null());
+    // Someone else's prediction of another model is never touched.
+    let other = l.fake.add_model("someone", "else");
+    let _ = other;
+    let r = l.app.request("POST", "/api/cloud/jobs/sync", &[], "").await;
+    assert_eq!(r.json()["adopted"], 1, "{}", r.text());
+    let j = job(&l.app, &id).await;
+    assert_eq!(
+        j["metadata"]["prediction_id"].as_str(),
+        l.fake.prediction_ids().first().map(String::as_str)
+    );
+    assert_eq!(j["status"], "queued");
+    assert!(j["error_message"].is_null());
+}
