@@ -61,6 +61,10 @@ impl<'a> JobStore<'a> {
         Self { kv }
     }
 
+    pub fn kv(&self) -> &'a dyn KvStore {
+        self.kv
+    }
+
     pub fn get(&self, id: &str) -> Result<Option<Job>, ApiError> {
         get_json(self.kv, &job_key(id)).map_err(storage)
     }
@@ -106,6 +110,9 @@ impl<'a> JobStore<'a> {
         if before != Some(job.status) {
             self.reindex(&job)
                 .map_err(|e| UpdateError::Store(KvError(e.message)))?;
+            // Status changes are what users subscribe to; failing to queue a
+            // notification must not fail the job update itself.
+            let _ = crate::notify::enqueue(self.kv, &job, job.updated_ms);
         }
         Ok(job)
     }

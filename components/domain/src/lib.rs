@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod kv;
 pub mod lifecycle;
 pub mod listing;
+pub mod notify;
 pub mod progress;
 pub mod providers;
 pub mod replicate;

@@ -6,7 +6,8 @@
 //! refreshed first) plus at most [`LIST_PAGES`] pages of `GET /v1/predictions`
 //! (only when a job awaits adoption) — 23 outbound requests. Fermyon Cloud
 //! allows 500 per hour per app, so schedule a pass every 5 minutes (276/h at
-//! most), and each pass stays far below its 30 s request limit.
+//! most), and each pass stays far below its 30 s request limit. Due user
+//! notifications (at most 20 a pass) are delivered at the end of a pass.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -29,6 +30,8 @@ pub struct SyncReport {
     pub updated: usize,
     pub adopted: usize,
     pub abandoned: usize,
+    pub notifications_sent: usize,
+    pub notifications_failed: usize,
     pub errors: Vec<Value>,
 }
 
@@ -39,6 +42,8 @@ impl SyncReport {
             "updated": self.updated,
             "adopted": self.adopted,
             "abandoned": self.abandoned,
+            "notifications_sent": self.notifications_sent,
+            "notifications_failed": self.notifications_failed,
             "errors": self.errors,
         })
     }
@@ -98,6 +103,9 @@ pub async fn run<H: HttpClient>(
     if !orphans.is_empty() {
         adopt(store, http, settings, orphans, now_ms, &mut report).await;
     }
+    let (sent, failed) = crate::notify::deliver_due(store.kv(), http, now_ms).await;
+    report.notifications_sent = sent;
+    report.notifications_failed = failed;
     report
 }
 

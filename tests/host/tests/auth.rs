@@ -277,6 +277,18 @@ fn rows() -> Vec<Row> {
             [401, 200, 404, 403, 200, 403, 401, 401],
         ),
         row("/api/cloud/jobs/sync", "POST", ADMIN_ONLY),
+        row("/api/cloud/notifications", "GET", AUTHED_200),
+        row(
+            "/api/cloud/notifications",
+            "POST",
+            [401, 201, 201, 201, 201, 201, 401, 401],
+        ),
+        // The narrow key is alice's and holds job.view.own, which manages her notifications.
+        row(
+            "/api/cloud/notifications/:id",
+            "DELETE",
+            [401, 200, 404, 404, 200, 200, 401, 401],
+        ),
         // Webhooks take no user credential: an unsigned POST is 401 for everyone.
         row("/api/cloud/webhooks/replicate", "POST", [401; 8]),
         row("/api/webhooks/replicate", "POST", [401; 8]),
@@ -353,6 +365,20 @@ async fn prepare(w: &World, r: &Row) -> (String, Value) {
             route.replace(":id", k.json()["key_info"]["id"].as_str().unwrap())
         }
         ("/api/cloud/jobs/:id", "DELETE") => format!("/api/cloud/jobs/{}", owned_job(true).await),
+        ("/api/cloud/notifications/:id", _) => {
+            let n = call(
+                &w.app,
+                "POST",
+                "/api/cloud/notifications",
+                &alice,
+                json!({"url": "https://hooks.example.com/ci"}),
+            )
+            .await;
+            format!(
+                "/api/cloud/notifications/{}",
+                n.json()["notification"]["id"].as_str().unwrap()
+            )
+        }
         (route, _) if route.contains(":id") => route.replace(":id", &owned_job(false).await),
         (route, method) if route.contains(":name") => {
             // Only alice has these; others address their own (empty) namespace.
@@ -374,6 +400,7 @@ async fn prepare(w: &World, r: &Row) -> (String, Value) {
         }
         (route, "POST") if route.ends_with("/api-keys") => json!({"name": "k"}),
         ("/api/cloud/jobs/submit", _) => json!({"config": {"y": 1}}),
+        ("/api/cloud/notifications", "POST") => json!({"url": "https://hooks.example.com/x"}),
         (_, "PUT") => json!({"config": {"z": 1}}),
         _ => Value::Null,
     };

@@ -33,6 +33,7 @@ async fn live() -> Live {
         .variable("public_url", url.clone())
         .variable("refresh_after_ms", "3600000")
         .variable("admin_token", ADMIN_TOKEN)
+        .variable("notification_hosts", "http://127.0.0.1:*")
         .mount("/datasets", datasets.path());
     let app = as_admin(&App::load(&config).unwrap());
     let served = server::Served::from_listener(app.clone(), listener);
@@ -316,4 +317,152 @@ async fn a_prediction_whose_create_answer_was_lost_is_adopted_by_the_sync() {
     );
     assert_eq!(j["status"], "queued");
     assert!(j["error_message"].is_null());
+}
+
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(http::HeaderMap, Vec<u8>)>>>;
+
+/// A receiver that answers 500 to its first request and 204 afterwards.
+async fn flaky_receiver() -> (String, Received) {
+    use http_body_util::BodyExt;
+    let got: Received = Default::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let rec = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let (sock, _) = listener.accept().await.unwrap();
+            let rec = rec.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let rec = rec.clone();
+                        async move {
+                            let h = req.headers().clone();
+                            let b = req.into_body().collect().await.unwrap().to_bytes().to_vec();
+                            let mut r = rec.lock().unwrap();
+                            r.push((h, b));
+                            let status = if r.len() == 1 { 500 } else { 204 };
+                            Ok::<_, std::convert::Infallible>(
+                                http::Response::builder()
+                                    .status(status)
+                                    .body(http_body_util::Empty::<bytes::Bytes>::new())
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(wasmtime_wasi_http::io::TokioIo::new(sock), svc)
+                    .await;
+            });
+        }
+    });
+    (url, got)
+}
+
+#[tokio::test]
+async fn notification_receivers_get_signed_events_and_failures_are_retried() {
+    let l = live().await;
+    l.fake.drop_webhooks(true);
+    let (url, got) = flaky_receiver().await;
+    // Private targets need an admin's explicit allow_private.
+    let r = post_json(
+        &l.app,
+        "/api/cloud/notifications",
+        &json!({"url": url, "events": ["job.running", "job.completed"]}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("private_target"))
+    );
+    let r = post_json(
+        &l.app,
+        "/api/cloud/notifications",
+        &json!({"url": url, "events": ["job.running", "job.completed"], "allow_private": true}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let secret = r.json()["notification"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let list = l
+        .app
+        .request("GET", "/api/cloud/notifications", &[], "")
+        .await;
+    assert!(
+        !list.text().contains(&secret),
+        "the secret is shown once only"
+    );
+
+    l.fake.push_script(Script::training(
+        10,
+        2,
+        100,
+        Outcome::Succeeded {
+            output: json!("https://x/y.tar"),
+        },
+    ));
+    let id = submit(&l.app).await;
+    l.fake.advance(20);
+    // The sync sees "running" and delivers job.running: the receiver fails it.
+    let r = l
+        .app
+        .request("POST", "/api/cloud/jobs/sync", &[], "")
+        .await
+        .json();
+    assert_eq!(
+        (
+            r["notifications_sent"].as_u64(),
+            r["notifications_failed"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{r} outbox={:?} keys={:?}",
+        l.app
+            .kv()
+            .get("default", "notif:outbox")
+            .unwrap()
+            .map(|v| String::from_utf8_lossy(&v).into_owned()),
+        l.app.kv().keys("default").unwrap()
+    );
+    // Not due yet; then due after the 5 s backoff: retried with the same webhook-id.
+    let r = l
+        .app
+        .request("POST", "/api/cloud/jobs/sync", &[], "")
+        .await
+        .json();
+    assert_eq!(r["notifications_sent"], 0);
+    tokio::time::sleep(std::time::Duration::from_millis(5200)).await;
+    let r = l
+        .app
+        .request("POST", "/api/cloud/jobs/sync", &[], "")
+        .await
+        .json();
+    assert_eq!(r["notifications_sent"], 1, "{r}");
+    l.fake.advance(1000);
+    l.app.request("POST", "/api/cloud/jobs/sync", &[], "").await;
+    let got = got.lock().unwrap().clone();
+    assert_eq!(
+        got.len(),
+        3,
+        "running (failed), running (retried), completed"
+    );
+    assert_eq!(got[0].0["webhook-id"], got[1].0["webhook-id"]);
+    for (h, body) in &got {
+        let ts: u64 = h["webhook-timestamp"].to_str().unwrap().parse().unwrap();
+        let expected = signing::sign(&secret, h["webhook-id"].to_str().unwrap(), ts, body).unwrap();
+        assert_eq!(
+            h["webhook-signature"].to_str().unwrap(),
+            expected,
+            "verifiable with the documented scheme"
+        );
+    }
+    let events: Vec<Value> = got
+        .iter()
+        .map(|(_, b)| serde_json::from_slice(b).unwrap())
+        .collect();
+    assert_eq!(events[1]["type"], "job.running");
+    assert_eq!(events[2]["type"], "job.completed");
+    assert_eq!(events[2]["data"]["job"]["job_id"], id.as_str());
+    assert_eq!(events[2]["data"]["job"]["status"], "completed");
 }

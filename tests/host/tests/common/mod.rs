@@ -27,7 +27,9 @@ pub fn as_admin(app: &App) -> App {
 /// acting as the admin token (see [`App::anonymous`] for no credentials).
 pub fn load(manifest: PathBuf, vars: &[(&str, &str)]) -> (tempfile::TempDir, App) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = HostConfig::new(manifest, dir.path()).variable("admin_token", ADMIN_TOKEN);
+    let mut config = HostConfig::new(manifest, dir.path())
+        .variable("admin_token", ADMIN_TOKEN)
+        .variable("notification_hosts", "http://127.0.0.1:*");
     for (k, v) in vars {
         config = config.variable(k, *v);
     }
@@ -60,6 +62,9 @@ pub fn cloudtuner_with(
         .variable("replicate_api_token", fake_replicate::DEFAULT_TOKEN)
         .variable("refresh_after_ms", "0")
         .variable("admin_token", ADMIN_TOKEN)
+        // Tests must never reach beyond loopback: user notification URLs
+        // elsewhere are refused by the allow-list instead of being tried.
+        .variable("notification_hosts", "http://127.0.0.1:*")
         .mount("/datasets", datasets);
     for (k, v) in extra {
         config = config.variable(k, *v);
