@@ -160,6 +160,12 @@ pub struct Job {
     /// update that applies the webhook, so no extra keys are needed).
     #[serde(default)]
     pub webhook_ids: Vec<String>,
+    /// $/s this job is billed at (the profile's rate when it was submitted).
+    #[serde(default)]
+    pub cost_per_second: Option<f64>,
+    /// The estimate reserved against spend windows at submit.
+    #[serde(default)]
+    pub reservation: Option<crate::costs::Reservation>,
     #[serde(default)]
     pub extra: Map<String, Value>,
 }

@@ -113,6 +113,10 @@ impl<'a> JobStore<'a> {
             // Status changes are what users subscribe to; failing to queue a
             // notification must not fail the job update itself.
             let _ = crate::notify::enqueue(self.kv, &job, job.updated_ms);
+            // Terminal statuses are reached once: settle cost and metrics then.
+            if job.status.is_terminal() {
+                let _ = crate::costs::settle(self.kv, &job);
+            }
         }
         Ok(job)
     }
@@ -300,6 +304,8 @@ mod tests {
             progress: None,
             loss_history: Vec::new(),
             webhook_ids: Vec::new(),
+            cost_per_second: None,
+            reservation: None,
             extra: Default::default(),
         }
     }

@@ -128,7 +128,9 @@ pub fn apply_prediction(job: &mut Job, p: &Value, now_ms: u64) -> bool {
             now_ms,
         ));
     }
-    let rate = find_profile(&job.hardware_profile).map(|p| p.cost_per_second());
+    let rate = job
+        .cost_per_second
+        .or_else(|| find_profile(&job.hardware_profile).map(|p| p.cost_per_second()));
     let predict_time = p.pointer("/metrics/predict_time").and_then(Value::as_f64);
     match (rate, predict_time, job.status.is_terminal()) {
         (Some(rate), Some(secs), true) => {

@@ -20,6 +20,7 @@ use crate::kv::{KvStore, get_json, set_json};
 use crate::lifecycle::{ProviderSettings, apply_prediction};
 use crate::providers::{DEFAULT_PROFILE, HardwareProfile, find_profile, profile_ids};
 use crate::replicate::{PROVIDER, ReplicateClient, ReplicateError};
+use crate::settings::StoredSettings;
 
 pub struct SubmitContext<'a, H: HttpClient> {
     pub kv: &'a dyn KvStore,
@@ -28,6 +29,8 @@ pub struct SubmitContext<'a, H: HttpClient> {
     pub principal: &'a Principal,
     /// Where the read-only datasets mount is (`/datasets` in the component).
     pub datasets_root: &'a Path,
+    /// Admin-set provider settings (default profile, prices, cost limits).
+    pub stored: &'a StoredSettings,
     pub now_ms: u64,
 }
 
@@ -115,6 +118,7 @@ fn parse(
     configs: &ConfigStore,
     principal: &Principal,
     settings: &ProviderSettings,
+    default_profile: Option<&str>,
 ) -> Result<Request, ApiError> {
     let provider = provider.unwrap_or(PROVIDER);
     if provider != PROVIDER {
@@ -217,7 +221,9 @@ fn parse(
             "tracker_run_name is longer than 200 characters",
         ));
     }
-    let profile_name = opt_str(body, "hardware_profile")?.unwrap_or_else(|| DEFAULT_PROFILE.into());
+    let profile_name = opt_str(body, "hardware_profile")?
+        .or_else(|| default_profile.map(str::to_string))
+        .unwrap_or_else(|| DEFAULT_PROFILE.into());
     let profile = find_profile(&profile_name).ok_or_else(|| {
         ApiError::new(
             400,
@@ -269,6 +275,7 @@ pub async fn submit<H: HttpClient>(
         &ConfigStore::new(ctx.kv),
         ctx.principal,
         ctx.settings,
+        ctx.stored.hardware_profile.as_deref(),
     ) {
         Ok(r) => r,
         Err(e) => return fail(&e, None),
@@ -349,8 +356,34 @@ pub async fn submit<H: HttpClient>(
             return fail(&e, None);
         }
     };
-    let job = new_job(ctx, &req, archive.is_some());
+    // Cost: reserve this job's estimate in the spend window (and apply the limit).
+    let rate = ctx.stored.rate(req.profile.id).unwrap_or(0.0);
+    let estimate = crate::costs::estimate(ctx.kv, &req.config, req.profile.id, rate);
+    let (cost_reservation, cost_warning) = match crate::costs::reserve(
+        ctx.kv,
+        ctx.stored,
+        &ctx.principal.id,
+        estimate.usd,
+        ctx.now_ms,
+    ) {
+        Ok(crate::costs::Check::Allowed {
+            reservation: r,
+            warning,
+        }) => (r, warning),
+        Ok(crate::costs::Check::Blocked(e)) => {
+            release(&reservation);
+            return fail(&e, None);
+        }
+        Err(e) => {
+            release(&reservation);
+            return fail(&e, None);
+        }
+    };
+    let mut job = new_job(ctx, &req, archive.is_some());
+    job.cost_per_second = Some(rate);
+    job.reservation = Some(cost_reservation.clone());
     if let Err(e) = store.create(&job) {
+        let _ = crate::costs::release(ctx.kv, &cost_reservation);
         release(&reservation);
         return fail(&e, None);
     }
@@ -362,15 +395,15 @@ pub async fn submit<H: HttpClient>(
             if let Some(r) = &reservation {
                 let _ = idempotency::complete(ctx.kv, r, &job.job_id);
             }
-            Submitted {
-                status: 201,
-                body: ok_body(
-                    &job,
-                    false,
-                    archive.is_some(),
-                    archive.as_ref().map(|a| a.summary()),
-                ),
-            }
+            let mut body = ok_body(
+                &job,
+                false,
+                archive.is_some(),
+                archive.as_ref().map(|a| a.summary()),
+            );
+            body["cost_limit_warning"] = json!(cost_warning);
+            body["estimated_cost_usd"] = json!((estimate.usd * 100.0).round() / 100.0);
+            Submitted { status: 201, body }
         }
         Err((e, job, ambiguous)) => {
             if let Some(r) = &reservation {
@@ -426,6 +459,8 @@ fn new_job<H: HttpClient>(ctx: &SubmitContext<'_, H>, req: &Request, uploading: 
         progress: None,
         loss_history: Vec::new(),
         webhook_ids: Vec::new(),
+        cost_per_second: None,
+        reservation: None,
         extra: Map::new(),
     }
 }
@@ -486,9 +521,28 @@ async fn run_provider<H: HttpClient>(
         input["images"] = json!(url);
     }
     let model = req.profile.model();
-    let version = match cached_version(ctx, &client, &model).await {
-        Ok(v) => v,
-        Err(e) => return Err(fail_job(e.message(), e.to_api_error())),
+    let version = match ctx
+        .stored
+        .version_override
+        .as_deref()
+        .and_then(|o| o.split_once(':'))
+    {
+        Some((m, v)) if m == model => v.to_string(),
+        Some((m, _)) => {
+            let e = ApiError::new(
+                409,
+                "version_override_mismatch",
+                format!(
+                    "version_override names {m}, but profile {} runs {model}; clear it or pick that profile",
+                    req.profile.id
+                ),
+            );
+            return Err(fail_job(e.message.clone(), e));
+        }
+        None => match cached_version(ctx, &client, &model).await {
+            Ok(v) => v,
+            Err(e) => return Err(fail_job(e.message(), e.to_api_error())),
+        },
     };
     let input_sha = hex::encode(Sha256::digest(input.to_string().as_bytes()));
     let mut create = json!({"version": format!("{model}:{version}"), "input": input});

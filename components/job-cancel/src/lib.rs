@@ -24,7 +24,7 @@ async fn handle(req: Request) -> Response {
         let job = cancel(
             &store,
             &SpinHttp,
-            &provider_settings(),
+            &provider_settings(&kv),
             &principal,
             &id,
             now,

@@ -36,7 +36,7 @@ async fn handle(req: Request) -> Response {
         let store = JobStore::new(&kv);
         let job = visible_job(&store, &principal, &id)?;
         let (job, refresh_error) =
-            refresh(&store, &SpinHttp, &provider_settings(), job, now_ms()).await;
+            refresh(&store, &SpinHttp, &provider_settings(&kv), job, now_ms()).await;
         let slice = store.logs(&id)?.slice(offset, tail);
         Ok(json(
             200,

@@ -25,7 +25,8 @@ async fn handle(req: Request) -> Response {
         }
         let job = visible_job(&store, &principal, &id)?;
         let now = now_ms();
-        let (job, refresh_error) = refresh(&store, &SpinHttp, &provider_settings(), job, now).await;
+        let (job, refresh_error) =
+            refresh(&store, &SpinHttp, &provider_settings(&kv), job, now).await;
         Ok(json(
             200,
             &j!({"job": job.to_api_detail(now), "refresh_error": refresh_error}),

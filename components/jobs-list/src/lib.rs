@@ -21,7 +21,7 @@ async fn handle(req: Request) -> Response {
         let body = list_jobs(
             &store,
             &SpinHttp,
-            &provider_settings(),
+            &provider_settings(&kv),
             &principal,
             &params,
             now_ms(),

@@ -9,6 +9,7 @@ use cloudtuner_domain::http::param;
 use cloudtuner_domain::submit::{SubmitContext, submit};
 use cloudtuner_spin::{
     SpinHttp, SpinKv, error, json, provider_settings, query, require_method, require_principal,
+    stored_settings,
 };
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -22,7 +23,11 @@ async fn handle(req: Request) -> Response {
         Ok(x) => x,
         Err(e) => return error(&e),
     };
-    let settings = provider_settings();
+    let settings = provider_settings(&kv);
+    let stored = match stored_settings(&kv) {
+        Ok(s) => s,
+        Err(e) => return error(&e),
+    };
     let params = query(&req);
     let ctx = SubmitContext {
         kv: &kv,
@@ -30,6 +35,7 @@ async fn handle(req: Request) -> Response {
         settings: &settings,
         principal: &principal,
         datasets_root: Path::new(GUEST_MOUNT),
+        stored: &stored,
         now_ms: now_ms(),
     };
     let out = submit(&ctx, param(&params, "provider"), req.body()).await;

@@ -16,7 +16,7 @@ use spin_sdk::http_component;
 async fn pass() -> Result<sync::SyncReport, cloudtuner_domain::error::ApiError> {
     let kv = SpinKv::open_default()?;
     let store = JobStore::new(&kv);
-    Ok(sync::run(&store, &SpinHttp, &provider_settings(), now_ms()).await)
+    Ok(sync::run(&store, &SpinHttp, &provider_settings(&kv), now_ms()).await)
 }
 
 #[http_component]

@@ -9,6 +9,7 @@ use cloudtuner_domain::http::{HttpClient, HttpRequest, HttpResponse, Method, Tra
 use cloudtuner_domain::kv::{KvError, KvStore};
 use cloudtuner_domain::lifecycle::{DEFAULT_REFRESH_AFTER_MS, ProviderSettings};
 use cloudtuner_domain::replicate::DEFAULT_API_BASE;
+use cloudtuner_domain::settings::StoredSettings;
 use serde_json::Value;
 use spin_sdk::http::{ErrorCode, Request, Response, SendError};
 use spin_sdk::key_value::Store;
@@ -170,16 +171,26 @@ pub fn session_cookie(req: &Request, token: &str, max_age_secs: u64) -> String {
     )
 }
 
-/// Provider settings from the component's variables.
-pub fn provider_settings() -> ProviderSettings {
-    ProviderSettings {
+/// Provider settings: the component's variables, overridden by what an admin
+/// stored (`PUT /api/cloud/providers/replicate`: token, public URL).
+pub fn provider_settings(kv: &SpinKv) -> ProviderSettings {
+    let from_variables = ProviderSettings {
         api_base: variable("replicate_api_base").unwrap_or_else(|| DEFAULT_API_BASE.to_string()),
         token: variable("replicate_api_token").unwrap_or_default(),
         public_url: variable("public_url"),
         refresh_after_ms: variable("refresh_after_ms")
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_REFRESH_AFTER_MS),
+    };
+    match StoredSettings::load(kv) {
+        Ok(stored) => stored.apply_to(from_variables),
+        Err(_) => from_variables,
     }
+}
+
+/// The admin-set provider settings (defaults when none are stored).
+pub fn stored_settings(kv: &SpinKv) -> Result<StoredSettings, ApiError> {
+    StoredSettings::load(kv)
 }
 
 /// The decoded query parameters of a request.

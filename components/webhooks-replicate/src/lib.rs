@@ -29,7 +29,7 @@ async fn handle(req: Request) -> Response {
         let body = receive(
             &kv,
             &SpinHttp,
-            &provider_settings(),
+            &provider_settings(&kv),
             &headers,
             param(&params, "job"),
             req.body(),

@@ -277,6 +277,14 @@ fn rows() -> Vec<Row> {
             [401, 200, 404, 403, 200, 403, 401, 401],
         ),
         row("/api/cloud/jobs/sync", "POST", ADMIN_ONLY),
+        row("/api/cloud/providers/:provider", "GET", ADMIN_ONLY),
+        row("/api/cloud/providers/:provider", "PUT", ADMIN_ONLY),
+        row("/api/cloud/providers/:provider/config", "GET", ADMIN_ONLY),
+        row("/api/cloud/metrics/cost-limit", "GET", AUTHED_200),
+        row("/api/cloud/cost-limit/status", "GET", AUTHED_200),
+        row("/api/metrics", "GET", AUTHED_200),
+        row("/api/cloud/metrics", "GET", AUTHED_200),
+        row("/api/cloud/cost-estimate", "POST", AUTHED_200),
         row("/api/cloud/notifications", "GET", AUTHED_200),
         row(
             "/api/cloud/notifications",
@@ -353,6 +361,7 @@ async fn prepare(w: &World, r: &Row) -> (String, Value) {
     let path = match (r.route, r.method) {
         ("/docs/...", _) => "/docs".to_string(),
         ("/api/cloud/auth/users/:id", _) => format!("/api/cloud/auth/users/{}", w.ids["alice"]),
+        (route, _) if route.contains(":provider") => route.replace(":provider", "replicate"),
         (route, "DELETE") if route.ends_with("/api-keys/:id") => {
             let k = call(
                 &w.app,
@@ -401,6 +410,8 @@ async fn prepare(w: &World, r: &Row) -> (String, Value) {
         (route, "POST") if route.ends_with("/api-keys") => json!({"name": "k"}),
         ("/api/cloud/jobs/submit", _) => json!({"config": {"y": 1}}),
         ("/api/cloud/notifications", "POST") => json!({"url": "https://hooks.example.com/x"}),
+        ("/api/cloud/providers/:provider", "PUT") => json!({"cost_limit_period": "monthly"}),
+        ("/api/cloud/cost-estimate", _) => json!({"config": {"--max_train_steps": 100}}),
         (_, "PUT") => json!({"config": {"z": 1}}),
         _ => Value::Null,
     };

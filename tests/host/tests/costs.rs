@@ -1,0 +1,293 @@
+//! Cost: per-profile job cost, provider settings, warn/block limits with
+//! reservations under a race, and spend/metrics that add up.
+
+mod common;
+
+use common::{add_trainers, cloudtuner_with, post_json};
+use fake_replicate::{FakeReplicate, Outcome, Script};
+use serde_json::{Value, json};
+
+const SUBMIT: &str = "/api/cloud/jobs/submit";
+
+async fn setup(
+    extra: &[(&str, &str)],
+) -> (
+    FakeReplicate,
+    tempfile::TempDir,
+    tempfile::TempDir,
+    cloudtuner_testhost::App,
+) {
+    let fake = FakeReplicate::start().await;
+    add_trainers(&fake);
+    let datasets = tempfile::tempdir().unwrap();
+    let (state, app) = cloudtuner_with(&fake, datasets.path(), extra);
+    (fake, datasets, state, app)
+}
+
+async fn put_settings(
+    app: &cloudtuner_testhost::App,
+    body: Value,
+) -> cloudtuner_testhost::TestResponse {
+    app.request(
+        "PUT",
+        "/api/cloud/providers/replicate",
+        &[],
+        body.to_string(),
+    )
+    .await
+}
+
+/// Lets the fake's script run out (scripts here last under a minute of fake
+/// time, so jobs still finish "today" for the daily metrics).
+async fn finish(app: &cloudtuner_testhost::App, fake: &FakeReplicate, id: &str) -> Value {
+    fake.advance(60);
+    app.request("GET", &format!("/api/cloud/jobs/{id}"), &[], "")
+        .await
+        .json()["job"]
+        .clone()
+}
+
+#[tokio::test]
+async fn an_h100x8_job_costs_eight_h100s_times_predict_time() {
+    let (fake, _d, _s, app) = setup(&[]).await;
+    fake.push_script(Script::training(
+        5,
+        3,
+        10,
+        Outcome::Succeeded {
+            output: json!("https://x/y.tar"),
+        },
+    ));
+    let r = post_json(
+        &app,
+        SUBMIT,
+        &json!({"config": {"--max_train_steps": 3}, "hardware_profile": "h100-x8"}),
+    )
+    .await;
+    let id = r.json()["job_id"].as_str().unwrap().to_string();
+    let job = finish(&app, &fake, &id).await;
+    let predict = fake
+        .prediction(job["metadata"]["prediction_id"].as_str().unwrap())
+        .unwrap()["metrics"]["predict_time"]
+        .as_f64()
+        .unwrap();
+    let expected = predict * 8.0 * 0.001525;
+    assert!(
+        (job["cost_usd"].as_f64().unwrap() - expected).abs() < 1e-5,
+        "{} vs {expected}",
+        job["cost_usd"]
+    );
+    assert!(
+        job["cost_usd"].as_f64().unwrap() > predict * 0.000972222 * 10.0,
+        "not the L40S rate"
+    );
+}
+
+#[tokio::test]
+async fn provider_settings_round_trip_without_the_token_and_the_token_is_used() {
+    let (fake, _d, _s, app) = setup(&[("replicate_api_token", "")]).await;
+    // No token anywhere: submit says so.
+    assert_eq!(
+        post_json(&app, SUBMIT, &json!({"config": {"a": 1}}))
+            .await
+            .status,
+        503
+    );
+    let r = put_settings(&app, json!({"api_token": fake_replicate::DEFAULT_TOKEN, "hardware_profile": "l40s-x2", "cost_limit_amount": 25})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!r.text().contains(fake_replicate::DEFAULT_TOKEN));
+    let got = app
+        .request("GET", "/api/cloud/providers/replicate/config", &[], "")
+        .await;
+    let cfg = &got.json()["config"];
+    assert_eq!(cfg["api_token"]["configured"], true);
+    assert_eq!(
+        cfg["api_token"]["last4"],
+        &fake_replicate::DEFAULT_TOKEN[fake_replicate::DEFAULT_TOKEN.len() - 4..]
+    );
+    assert_eq!(
+        (
+            cfg["hardware_profile"].as_str(),
+            cfg["cost_limit_amount"].as_f64()
+        ),
+        (Some("l40s-x2"), Some(25.0))
+    );
+    assert!(!got.text().contains(fake_replicate::DEFAULT_TOKEN));
+    // The stored token and default profile are what a submit uses.
+    let r = post_json(&app, SUBMIT, &json!({"config": {"a": 1}})).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let create = fake
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path == "/v1/predictions")
+        .unwrap();
+    assert!(
+        create.json().unwrap()["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("simpletuner/advanced-trainer-l40s-x2:")
+    );
+    // Unknown fields are named, not dropped.
+    let r = put_settings(&app, json!({"s3_delivery": {"bucket": "x"}})).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("s3_delivery")
+    );
+    assert_eq!(
+        app.request("GET", "/api/cloud/providers/modal", &[], "")
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn block_explains_itself_warn_warns_and_a_20_way_race_lets_through_only_what_fits() {
+    let (fake, _d, _s, app) = setup(&[]).await;
+    fake.set_default_script(Script::training(
+        5,
+        3,
+        100,
+        Outcome::Succeeded {
+            output: json!("https://x/y.tar"),
+        },
+    ));
+    // One job: 100 steps × 2.7 s × H100 rate = $0.41175 reserved.
+    let body = json!({"config": {"--max_train_steps": 100}});
+    let est: f64 = 100.0 * 2.7 * 0.001525;
+    let r = put_settings(&app, json!({"cost_limit_enabled": true, "cost_limit_amount": est * 5.5, "cost_limit_action": "block", "cost_limit_period": "daily"})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (app, body) = (app.clone(), body.clone());
+            tokio::spawn(async move { post_json(&app, SUBMIT, &body).await })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut blocked = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status {
+            201 => ok += 1,
+            402 => blocked.push(r.json()),
+            s => panic!("unexpected {s}: {}", r.text()),
+        }
+    }
+    assert_eq!(ok, 5, "exactly the five jobs that fit pass");
+    assert_eq!(blocked[0]["error"], "cost_limit_exceeded");
+    let message = blocked[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("limit") && message.contains(&format!("${:.2}", est * 5.5)),
+        "{message}"
+    );
+    assert_eq!(fake.prediction_ids().len(), 5);
+    let status = app
+        .request("GET", "/api/cloud/cost-limit/status", &[], "")
+        .await
+        .json();
+    assert!(
+        (status["current_spend"].as_f64().unwrap() - (est * 5.0 * 100.0).round() / 100.0).abs()
+            < 0.011,
+        "{status}"
+    );
+    assert_eq!(status["is_warning"], true);
+    // Warn mode: the sixth passes, with the warning.
+    put_settings(&app, json!({"cost_limit_action": "warn"})).await;
+    let r = post_json(&app, SUBMIT, &body).await;
+    assert_eq!(r.status, 201);
+    assert!(
+        r.json()["cost_limit_warning"]
+            .as_str()
+            .unwrap()
+            .starts_with("Spending limit exceeded"),
+        "{}",
+        r.text()
+    );
+}
+
+#[tokio::test]
+async fn spend_and_metrics_report_what_the_jobs_cost() {
+    let (fake, _d, _s, app) = setup(&[]).await;
+    put_settings(
+        &app,
+        json!({"cost_limit_enabled": true, "cost_limit_amount": 1000}),
+    )
+    .await;
+    let mut costs = 0.0;
+    for (i, outcome) in [
+        Outcome::Succeeded {
+            output: json!("https://x/y.tar"),
+        },
+        Outcome::Failed {
+            error: "boom".into(),
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        fake.push_script(Script::training(5, 3, 10, outcome));
+        let r = post_json(
+            &app,
+            SUBMIT,
+            &json!({"config": {"n": i}, "hardware_profile": "l40s"}),
+        )
+        .await;
+        let job = finish(&app, &fake, r.json()["job_id"].as_str().unwrap()).await;
+        costs += job["cost_usd"].as_f64().unwrap();
+    }
+    let status = app
+        .request("GET", "/api/cloud/metrics/cost-limit", &[], "")
+        .await
+        .json();
+    assert!(
+        (status["current_spend"].as_f64().unwrap() - costs).abs() < 0.011,
+        "{status} vs {costs}"
+    );
+    assert_eq!(status["window_type"], "calendar (UTC)");
+    let m = app
+        .request("GET", "/api/metrics?days=7", &[], "")
+        .await
+        .json();
+    assert!(
+        (m["total_cost"].as_f64().unwrap() - costs).abs() < 0.011,
+        "{m}"
+    );
+    assert_eq!(m["job_count"], 2);
+    assert_eq!(
+        (
+            m["jobs_by_status"]["completed"].as_u64(),
+            m["jobs_by_status"]["failed"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let today = m["cost_by_day"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(today["total_jobs"], 2);
+    assert_eq!(m["cost_by_day"].as_array().unwrap().len(), 7);
+    assert_eq!(
+        app.request("GET", "/api/metrics?days=0", &[], "")
+            .await
+            .status,
+        400
+    );
+    // The estimate learns from history once a job completed on the profile.
+    let e = post_json(
+        &app,
+        "/api/cloud/cost-estimate",
+        &json!({"config": {"--max_train_steps": 3}, "hardware_profile": "l40s"}),
+    )
+    .await
+    .json();
+    assert_eq!(e["basis"], "history", "{e}");
+    let e = post_json(
+        &app,
+        "/api/cloud/cost-estimate",
+        &json!({"config": {"--max_train_steps": 1000}, "hardware_profile": "h100"}),
+    )
+    .await
+    .json();
+    assert_eq!(e["basis"], "typical");
+    assert!(e["low_usd"].as_f64().unwrap() < e["estimated_cost_usd"].as_f64().unwrap());
+}
