@@ -466,3 +466,72 @@ async fn notification_receivers_get_signed_events_and_failures_are_retried() {
     assert_eq!(events[2]["data"]["job"]["job_id"], id.as_str());
     assert_eq!(events[2]["data"]["job"]["status"], "completed");
 }
+
+#[tokio::test]
+async fn a_webhook_with_megabytes_of_logs_is_accepted_and_the_tail_kept() {
+    let l = live().await;
+    l.fake.push_script(Script::training(
+        10,
+        4,
+        100,
+        Outcome::Succeeded {
+            output: json!("https://x/y.tar"),
+        },
+    ));
+    let id = submit(&l.app).await;
+    let pid = job(&l.app, &id).await["metadata"]["prediction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut prediction = l.fake.prediction(&pid).unwrap();
+    let line = format!("epoch 1/1 step 3/4 lr=1e-4 loss=0.2500 {}\n", "x".repeat(60));
+    prediction["status"] = json!("processing");
+    prediction["logs"] = json!(line.repeat(5 * 1024 * 1024 / line.len()));
+    let body = prediction.to_string();
+    assert!(body.len() > 5_000_000);
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sig = signing::sign(&l.fake.webhook_secret(), "msg_big", ts, body.as_bytes()).unwrap();
+    let ts = ts.to_string();
+    let h = [
+        ("webhook-id", "msg_big"),
+        ("webhook-timestamp", ts.as_str()),
+        ("webhook-signature", sig.as_str()),
+    ];
+    let r = l
+        .app
+        .anonymous()
+        .request(
+            "POST",
+            &format!("/api/cloud/webhooks/replicate?job={id}"),
+            &h,
+            body,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["status"].as_str()),
+        (200, Some("received")),
+        "{}",
+        r.text()
+    );
+    let j = job(&l.app, &id).await;
+    assert_eq!(
+        (j["status"].as_str(), j["progress"]["step"].as_u64()),
+        (Some("running"), Some(3))
+    );
+    let logs = l
+        .app
+        .request(
+            "GET",
+            &format!("/api/cloud/jobs/{id}/logs?offset=0"),
+            &[],
+            "",
+        )
+        .await
+        .json();
+    assert_eq!(logs["truncated"], true);
+    assert!(logs["logs"].as_str().unwrap().len() <= 768 * 1024);
+    assert!(logs["next_offset"].as_u64().unwrap() > 5_000_000);
+}
