@@ -484,7 +484,10 @@ async fn a_webhook_with_megabytes_of_logs_is_accepted_and_the_tail_kept() {
         .unwrap()
         .to_string();
     let mut prediction = l.fake.prediction(&pid).unwrap();
-    let line = format!("epoch 1/1 step 3/4 lr=1e-4 loss=0.2500 {}\n", "x".repeat(60));
+    let line = format!(
+        "epoch 1/1 step 3/4 lr=1e-4 loss=0.2500 {}\n",
+        "x".repeat(60)
+    );
     prediction["status"] = json!("processing");
     prediction["logs"] = json!(line.repeat(5 * 1024 * 1024 / line.len()));
     let body = prediction.to_string();
