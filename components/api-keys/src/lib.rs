@@ -4,11 +4,10 @@
 
 use cloudtuner_domain::apikeys::{self, ApiKey};
 use cloudtuner_domain::clock::now_ms;
-use cloudtuner_domain::error::ApiError;
 use cloudtuner_domain::http::param;
 use cloudtuner_domain::users::UserStore;
 use cloudtuner_spin::{
-    SpinKv, json, query, require_method, require_permission, require_principal, respond,
+    SpinKv, json, json_body, query, require_method, require_permission, require_principal, respond,
 };
 use serde_json::{Value, json as j};
 use spin_sdk::http::{Request, Response};
@@ -37,13 +36,7 @@ fn handle(req: Request) -> Response {
             let items: Vec<Value> = keys.iter().map(|k| k.to_api(now)).collect();
             return Ok(json(200, &j!({"api_keys": items, "total": items.len()})));
         }
-        let body: Value = serde_json::from_slice(req.body()).map_err(|e| {
-            ApiError::new(
-                400,
-                "invalid_json",
-                format!("request body is not JSON: {e}"),
-            )
-        })?;
+        let body: Value = json_body(&req)?;
         let (key, record) = apikeys::create(&kv, &p, &body, now)?;
         Ok(json(
             201,

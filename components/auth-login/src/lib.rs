@@ -3,9 +3,8 @@
 //! (for the UI). Repeated failures lock the username for a while (429).
 
 use cloudtuner_domain::clock::{now_ms, rfc3339};
-use cloudtuner_domain::error::ApiError;
 use cloudtuner_domain::users::login;
-use cloudtuner_spin::{SpinKv, error, json, require_method, respond, session_cookie};
+use cloudtuner_spin::{SpinKv, error, json, json_body, require_method, respond, session_cookie};
 use serde_json::{Value, json as j};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -14,13 +13,7 @@ use spin_sdk::http_component;
 fn handle(req: Request) -> Response {
     respond((|| {
         require_method(&req, &["POST"])?;
-        let body: Value = serde_json::from_slice(req.body()).map_err(|e| {
-            ApiError::new(
-                400,
-                "invalid_json",
-                format!("request body is not JSON: {e}"),
-            )
-        })?;
+        let body: Value = json_body(&req)?;
         let field = |k: &str| {
             body.get(k)
                 .and_then(Value::as_str)

@@ -3,9 +3,8 @@
 //! and signs it in.
 
 use cloudtuner_domain::clock::now_ms;
-use cloudtuner_domain::error::ApiError;
 use cloudtuner_domain::users::{SESSION_TTL_MS, UserStore, login};
-use cloudtuner_spin::{SpinKv, json, require_method, respond, session_cookie};
+use cloudtuner_spin::{SpinKv, json, json_body, require_method, respond, session_cookie};
 use serde_json::{Value, json as j};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -20,13 +19,7 @@ fn handle(req: Request) -> Response {
             let needs = users.needs_setup()?;
             return Ok(json(200, &j!({"needs_setup": needs, "has_admin": !needs})));
         }
-        let body: Value = serde_json::from_slice(req.body()).map_err(|e| {
-            ApiError::new(
-                400,
-                "invalid_json",
-                format!("request body is not JSON: {e}"),
-            )
-        })?;
+        let body: Value = json_body(&req)?;
         let field = |k: &str| {
             body.get(k)
                 .and_then(Value::as_str)

@@ -7,7 +7,8 @@ use cloudtuner_domain::error::ApiError;
 use cloudtuner_domain::secrets::hash_password;
 use cloudtuner_domain::users::{UserStore, validate_password};
 use cloudtuner_spin::{
-    SpinKv, json, path_param, require_method, require_permission, require_principal, respond,
+    SpinKv, json, json_body, path_param, require_method, require_permission, require_principal,
+    respond,
 };
 use serde_json::{Value, json as j};
 use spin_sdk::http::{Request, Response};
@@ -45,13 +46,7 @@ fn handle(req: Request) -> Response {
                 Ok(json(200, &j!({"success": true, "id": id})))
             }
             _ => {
-                let body: Value = serde_json::from_slice(req.body()).map_err(|e| {
-                    ApiError::new(
-                        400,
-                        "invalid_json",
-                        format!("request body is not JSON: {e}"),
-                    )
-                })?;
+                let body: Value = json_body(&req)?;
                 let obj = body
                     .as_object()
                     .ok_or_else(|| ApiError::bad_request("body must be an object"))?;

@@ -6,7 +6,7 @@ use cloudtuner_domain::clock::now_ms;
 use cloudtuner_domain::error::ApiError;
 use cloudtuner_domain::users::UserStore;
 use cloudtuner_spin::{
-    SpinKv, json, require_method, require_permission, require_principal, respond,
+    SpinKv, json, json_body, require_method, require_permission, require_principal, respond,
 };
 use serde_json::{Value, json as j};
 use spin_sdk::http::{Request, Response};
@@ -24,13 +24,7 @@ fn handle(req: Request) -> Response {
             let list: Vec<Value> = users.list()?.iter().map(|u| u.to_api()).collect();
             return Ok(json(200, &j!({"users": list, "total": list.len()})));
         }
-        let body: Value = serde_json::from_slice(req.body()).map_err(|e| {
-            ApiError::new(
-                400,
-                "invalid_json",
-                format!("request body is not JSON: {e}"),
-            )
-        })?;
+        let body: Value = json_body(&req)?;
         let field = |k: &str| {
             body.get(k)
                 .and_then(Value::as_str)

@@ -5,7 +5,8 @@ use cloudtuner_domain::clock::now_ms;
 use cloudtuner_domain::configs::{ConfigStore, validate_name};
 use cloudtuner_domain::error::ApiError;
 use cloudtuner_spin::{
-    SpinKv, json, path_param, require_method, require_permission, require_principal, respond,
+    SpinKv, json, json_body, path_param, require_method, require_permission, require_principal,
+    respond,
 };
 use serde_json::{Value, json as j};
 use spin_sdk::http::{Request, Response};
@@ -51,13 +52,7 @@ fn handle(req: Request) -> Response {
                 Ok(json(200, &j!({"success": true, "name": name})))
             }
             _ => {
-                let body: Value = serde_json::from_slice(req.body()).map_err(|e| {
-                    ApiError::new(
-                        400,
-                        "invalid_json",
-                        format!("request body is not JSON: {e}"),
-                    )
-                })?;
+                let body: Value = json_body(&req)?;
                 let obj = body.as_object().ok_or_else(|| {
                     ApiError::new(400, "invalid_json", "body must be a JSON object")
                 })?;

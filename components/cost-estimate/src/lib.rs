@@ -6,7 +6,9 @@ use cloudtuner_domain::configs::ConfigStore;
 use cloudtuner_domain::costs::estimate;
 use cloudtuner_domain::error::ApiError;
 use cloudtuner_domain::providers::{DEFAULT_PROFILE, find_profile};
-use cloudtuner_spin::{SpinKv, json, require_method, require_principal, respond, stored_settings};
+use cloudtuner_spin::{
+    SpinKv, json, json_body, require_method, require_principal, respond, stored_settings,
+};
 use serde_json::{Value, json as j};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -21,13 +23,7 @@ fn handle(req: Request) -> Response {
         require_method(&req, &["POST"])?;
         let kv = SpinKv::open_default()?;
         let p = require_principal(&req, &kv)?;
-        let body: Value = serde_json::from_slice(req.body()).map_err(|e| {
-            ApiError::new(
-                400,
-                "invalid_json",
-                format!("request body is not JSON: {e}"),
-            )
-        })?;
+        let body: Value = json_body(&req)?;
         let stored = stored_settings(&kv)?;
         let config = match (
             body.get("config"),

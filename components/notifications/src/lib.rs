@@ -3,10 +3,9 @@
 //! secret once (Standard Webhooks `whsec_...`).
 
 use cloudtuner_domain::clock::now_ms;
-use cloudtuner_domain::error::ApiError;
 use cloudtuner_domain::notify;
 use cloudtuner_spin::{
-    SpinKv, json, require_method, require_permission, require_principal, respond,
+    SpinKv, json, json_body, require_method, require_permission, require_principal, respond,
 };
 use serde_json::{Value, json as j};
 use spin_sdk::http::{Request, Response};
@@ -26,13 +25,7 @@ fn handle(req: Request) -> Response {
                 .collect();
             return Ok(json(200, &j!({"notifications": subs, "total": subs.len()})));
         }
-        let body: Value = serde_json::from_slice(req.body()).map_err(|e| {
-            ApiError::new(
-                400,
-                "invalid_json",
-                format!("request body is not JSON: {e}"),
-            )
-        })?;
+        let body: Value = json_body(&req)?;
         let (sub, secret) = notify::create(&kv, &p, &body, now_ms())?;
         let mut out = sub.to_api();
         out["secret"] = j!(secret);

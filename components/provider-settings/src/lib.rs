@@ -5,8 +5,8 @@
 use cloudtuner_domain::error::ApiError;
 use cloudtuner_domain::settings::{StoredSettings, update};
 use cloudtuner_spin::{
-    SpinKv, json, path_param, require_method, require_permission, require_principal, respond,
-    variable,
+    SpinKv, json, json_body, path_param, require_method, require_permission, require_principal,
+    respond, variable,
 };
 use serde_json::Value;
 use spin_sdk::http::{Request, Response};
@@ -34,13 +34,7 @@ fn handle(req: Request) -> Response {
                 &StoredSettings::load(&kv)?.to_api(variable_token),
             ));
         }
-        let patch: Value = serde_json::from_slice(req.body()).map_err(|e| {
-            ApiError::new(
-                400,
-                "invalid_json",
-                format!("request body is not JSON: {e}"),
-            )
-        })?;
+        let patch: Value = json_body(&req)?;
         Ok(json(200, &update(&kv, &patch)?.to_api(variable_token)))
     })())
 }

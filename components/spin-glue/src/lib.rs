@@ -234,6 +234,17 @@ pub fn error(e: &ApiError) -> Response {
     resp
 }
 
+/// The request body as JSON, or a 400 `invalid_json` that says why.
+pub fn json_body(req: &Request) -> Result<Value, ApiError> {
+    serde_json::from_slice(req.body()).map_err(|e| {
+        ApiError::new(
+            400,
+            "invalid_json",
+            format!("request body is not JSON: {e}"),
+        )
+    })
+}
+
 /// Turns a handler's result into a response; errors get the standard shape.
 pub fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(|e| error(&e))
