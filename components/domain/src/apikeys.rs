@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::auth::{AuthMethod, KNOWN_PERMISSIONS, Principal, grants};
 use crate::clock::rfc3339;
 use crate::error::ApiError;
-use crate::kv::{self, KvStore, create_once, get_json, set_json};
+use crate::kv::{self, KvStore, get_json, set_json};
 use crate::secrets::{constant_time_eq, random_base62, sha256_hex};
 use crate::users::{User, UserStore};
 
@@ -160,14 +160,10 @@ pub fn create(
         record.key_hash.as_bytes(),
     )
     .map_err(storage)?;
-    let index = user_index(&creator.id);
-    create_once(kv, &index, b"[]").map_err(storage)?;
-    kv::update::<()>(kv, &index, |cur| {
-        let mut ids: Vec<String> = serde_json::from_slice(cur).unwrap_or_default();
-        ids.push(record.id.clone());
-        Ok(serde_json::to_vec(&ids).expect("ids"))
+    kv::edit_json(kv, &user_index(&creator.id), |ids: &mut Vec<String>| {
+        ids.push(record.id.clone())
     })
-    .map_err(|e| ApiError::storage(format!("{e:?}")))?;
+    .map_err(storage)?;
     Ok((key, record))
 }
 

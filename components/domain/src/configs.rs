@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::clock::rfc3339;
 use crate::error::ApiError;
 use crate::job::redact;
-use crate::kv::{self, KvStore, create_once, get_json, set_json};
+use crate::kv::{self, KvStore, get_json, set_json};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedConfig {
@@ -153,16 +153,8 @@ impl<'a> ConfigStore<'a> {
         Ok(out)
     }
 
-    fn edit_index(&self, owner: &str, mut f: impl FnMut(&mut Vec<String>)) -> Result<(), ApiError> {
-        let index = index_key(owner);
-        create_once(self.kv, &index, b"[]").map_err(storage)?;
-        kv::update::<()>(self.kv, &index, |current| {
-            let mut names: Vec<String> = serde_json::from_slice(current).unwrap_or_default();
-            f(&mut names);
-            Ok(serde_json::to_vec(&names).expect("names"))
-        })
-        .map(|_| ())
-        .map_err(|e| ApiError::storage(format!("cannot update {index}: {e:?}")))
+    fn edit_index(&self, owner: &str, f: impl FnMut(&mut Vec<String>)) -> Result<(), ApiError> {
+        kv::edit_json(self.kv, &index_key(owner), f).map_err(storage)
     }
 }
 

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use crate::error::ApiError;
 use crate::job::{Job, JobStatus};
-use crate::kv::{self, KvStore, create_once, get_json};
+use crate::kv::{self, KvStore, get_json};
 use crate::settings::{LimitAction, LimitScope, Period, StoredSettings};
 
 /// Typical seconds per training step when this installation has no history
@@ -262,17 +262,9 @@ pub fn settle(kv: &dyn KvStore, job: &Job) -> Result<(), ApiError> {
 fn edit<T: Serialize + serde::de::DeserializeOwned + Default>(
     kv: &dyn KvStore,
     key: &str,
-    mut f: impl FnMut(&mut T),
+    f: impl FnMut(&mut T),
 ) -> Result<(), ApiError> {
-    let initial = serde_json::to_vec(&T::default()).expect("default");
-    create_once(kv, key, &initial).map_err(storage)?;
-    kv::update::<()>(kv, key, |cur| {
-        let mut v: T = serde_json::from_slice(cur).unwrap_or_default();
-        f(&mut v);
-        Ok(serde_json::to_vec(&v).expect("value"))
-    })
-    .map(|_| ())
-    .map_err(|e| ApiError::storage(format!("{key}: {e:?}")))
+    kv::edit_json(kv, key, f).map_err(storage)
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::job::{Job, JobStatus};
-use crate::kv::{self, KvError, KvStore, UpdateError, create_once, get_json, set_json};
+use crate::kv::{self, KvError, KvStore, UpdateError, get_json, set_json};
 
 pub const MAX_LOG_BYTES: usize = 768 * 1024;
 
@@ -140,19 +140,8 @@ impl<'a> JobStore<'a> {
         self.kv.delete(&job_key(&job.job_id)).map_err(storage)
     }
 
-    fn edit_index(
-        &self,
-        index: &str,
-        mut f: impl FnMut(&mut Vec<IndexEntry>),
-    ) -> Result<(), ApiError> {
-        create_once(self.kv, index, b"[]").map_err(storage)?;
-        kv::update::<()>(self.kv, index, |current| {
-            let mut entries: Vec<IndexEntry> = serde_json::from_slice(current).unwrap_or_default();
-            f(&mut entries);
-            Ok(serde_json::to_vec(&entries).expect("index serialises"))
-        })
-        .map(|_| ())
-        .map_err(|e| ApiError::storage(format!("cannot update {index}: {e:?}")))
+    fn edit_index(&self, index: &str, f: impl FnMut(&mut Vec<IndexEntry>)) -> Result<(), ApiError> {
+        kv::edit_json(self.kv, index, f).map_err(storage)
     }
 
     pub fn index(&self, owner: Option<&str>) -> Result<Vec<IndexEntry>, ApiError> {

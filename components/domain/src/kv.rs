@@ -130,6 +130,25 @@ pub fn release_slot(kv: &dyn KvStore, key: &str) -> Result<(), KvError> {
     kv.set(key, b"")
 }
 
+/// Read-modify-write of a JSON value that may not exist yet: creates it as
+/// `T::default()` race-free ([`create_once`]), then changes it by CAS
+/// ([`update`]). The one helper behind every index, list and aggregate.
+pub fn edit_json<T: serde::Serialize + serde::de::DeserializeOwned + Default>(
+    kv: &dyn KvStore,
+    key: &str,
+    mut f: impl FnMut(&mut T),
+) -> Result<(), KvError> {
+    let initial = serde_json::to_vec(&T::default()).map_err(|e| KvError(e.to_string()))?;
+    create_once(kv, key, &initial)?;
+    update::<()>(kv, key, |cur| {
+        let mut v: T = serde_json::from_slice(cur).unwrap_or_default();
+        f(&mut v);
+        Ok(serde_json::to_vec(&v).expect("value serialises"))
+    })
+    .map(|_| ())
+    .map_err(|e| KvError(format!("cannot update {key}: {e:?}")))
+}
+
 /// A short sleep that grows with the attempt number (WASI supports sleeping).
 fn backoff(attempt: usize) {
     if attempt > 2 {

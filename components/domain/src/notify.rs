@@ -27,7 +27,7 @@ use crate::clock::rfc3339;
 use crate::error::ApiError;
 use crate::http::{HttpClient, HttpRequest, Method};
 use crate::job::{Job, JobStatus};
-use crate::kv::{self, KvStore, create_once, get_json, set_json};
+use crate::kv::{self, KvStore, get_json, set_json};
 use crate::secrets::random_base62;
 use crate::webhooks::sign;
 
@@ -216,16 +216,9 @@ fn base64_secret() -> String {
 fn edit_list<T: Serialize + serde::de::DeserializeOwned + Default>(
     kv: &dyn KvStore,
     key: &str,
-    mut f: impl FnMut(&mut T),
+    f: impl FnMut(&mut T),
 ) -> Result<(), ApiError> {
-    create_once(kv, key, b"[]").map_err(storage)?;
-    kv::update::<()>(kv, key, |cur| {
-        let mut v: T = serde_json::from_slice(cur).unwrap_or_default();
-        f(&mut v);
-        Ok(serde_json::to_vec(&v).expect("list"))
-    })
-    .map(|_| ())
-    .map_err(|e| ApiError::storage(format!("{key}: {e:?}")))
+    kv::edit_json(kv, key, f).map_err(storage)
 }
 
 pub fn list_for(kv: &dyn KvStore, owner: &str) -> Result<Vec<Subscription>, ApiError> {

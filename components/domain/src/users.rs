@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::auth::{AuthMethod, Principal, Role};
 use crate::clock::rfc3339;
 use crate::error::ApiError;
-use crate::kv::{self, KvStore, claim_slot, create_once, get_json, release_slot, set_json};
+use crate::kv::{self, KvStore, claim_slot, get_json, release_slot, set_json};
 use crate::secrets::{hash_password, random_base62, sha256_hex, verify_password};
 
 pub const MIN_PASSWORD: usize = 12;
@@ -199,15 +199,8 @@ impl<'a> UserStore<'a> {
         Ok(true)
     }
 
-    fn edit_index(&self, mut f: impl FnMut(&mut Vec<String>)) -> Result<(), ApiError> {
-        create_once(self.kv, INDEX, b"[]").map_err(storage)?;
-        kv::update::<()>(self.kv, INDEX, |cur| {
-            let mut ids: Vec<String> = serde_json::from_slice(cur).unwrap_or_default();
-            f(&mut ids);
-            Ok(serde_json::to_vec(&ids).expect("ids"))
-        })
-        .map(|_| ())
-        .map_err(|e| ApiError::storage(format!("{e:?}")))
+    fn edit_index(&self, f: impl FnMut(&mut Vec<String>)) -> Result<(), ApiError> {
+        kv::edit_json(self.kv, INDEX, f).map_err(storage)
     }
 
     pub fn needs_setup(&self) -> Result<bool, ApiError> {
