@@ -16,6 +16,12 @@ for toml in components/*/Cargo.toml tests/*/Cargo.toml; do
   fi
 done
 
+# The storage tests drive the endpoint with real boto3 (pinned in tests/requirements.txt).
+if ! python3 -c "import boto3" 2>/dev/null; then
+  echo "==> installing tests/requirements.txt (boto3)"
+  python3 -m pip install --quiet -r tests/requirements.txt
+fi
+
 echo "==> building components: ${components[*]}"
 cargo build --target wasm32-wasip2 --release "${components[@]}"
 

@@ -166,6 +166,9 @@ pub struct Job {
     /// The estimate reserved against spend windows at submit.
     #[serde(default)]
     pub reservation: Option<crate::costs::Reservation>,
+    /// How the trained model comes back (decided at submit).
+    #[serde(default)]
+    pub delivery: Option<crate::delivery::Delivery>,
     #[serde(default)]
     pub extra: Map<String, Value>,
 }
@@ -209,6 +212,7 @@ impl Job {
             "hardware_type": self.hardware_type,
             "error_message": self.error_message,
             "output_url": self.output_url,
+            "delivery": self.delivery.as_ref().map(|d| d.to_api(&self.job_id)),
             "user_id": self.owner,
             "is_terminal": self.status.is_terminal(),
             "is_active": !self.status.is_terminal(),

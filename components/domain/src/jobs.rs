@@ -137,6 +137,10 @@ impl<'a> JobStore<'a> {
             self.edit_index(&index, |entries| entries.retain(|e| e.0 != job.job_id))?;
         }
         self.kv.delete(&logs_key(&job.job_id)).map_err(storage)?;
+        // Its stored outputs go with it.
+        crate::objstore::ObjectStore::new(self.kv, u64::MAX)
+            .delete_prefix(crate::s3api::BUCKET, &format!("{}/", job.job_id))
+            .map_err(storage)?;
         self.kv.delete(&job_key(&job.job_id)).map_err(storage)
     }
 
@@ -295,6 +299,7 @@ mod tests {
             webhook_ids: Vec::new(),
             cost_per_second: None,
             reservation: None,
+            delivery: None,
             extra: Default::default(),
         }
     }

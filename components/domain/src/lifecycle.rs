@@ -117,8 +117,16 @@ pub fn apply_prediction(job: &mut Job, p: &Value, now_ms: u64) -> bool {
             other => other.to_string(),
         });
     }
-    if let Some(url) = p.get("output").and_then(output_url) {
-        job.output_url = Some(url);
+    let replicate_url = p.get("output").and_then(output_url);
+    match &job.delivery {
+        Some(d) if job.status == JobStatus::Completed => {
+            job.output_url = d.output_url(job.output_url.as_deref(), replicate_url);
+        }
+        _ => {
+            if let Some(url) = replicate_url {
+                job.output_url = Some(url);
+            }
+        }
     }
     if let Some(logs) = p.get("logs").and_then(Value::as_str) {
         job.progress = Some(crate::progress::parse(

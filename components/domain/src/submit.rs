@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::Principal;
 use crate::configs::{ConfigStore, validate_body};
 use crate::datasets;
+use crate::delivery::{self, Delivery};
 use crate::error::ApiError;
 use crate::http::{HttpClient, TransportError};
 use crate::idempotency::{self, Claim, Reservation};
@@ -27,6 +28,8 @@ pub struct SubmitContext<'a, H: HttpClient> {
     pub http: &'a H,
     pub settings: &'a ProviderSettings,
     pub principal: &'a Principal,
+    /// The Hugging Face token (`hf_token` variable), if configured.
+    pub hf_token: Option<&'a str>,
     /// Where the read-only datasets mount is (`/datasets` in the component).
     pub datasets_root: &'a Path,
     /// Admin-set provider settings (default profile, prices, cost limits).
@@ -42,7 +45,7 @@ pub struct Submitted {
 }
 
 /// Fields SimpleTuner clients send that cloudtuner accepts (some ignored).
-const KNOWN_FIELDS: [&str; 11] = [
+const KNOWN_FIELDS: [&str; 12] = [
     "config",
     "dataloader_config",
     "config_name_to_load",
@@ -54,6 +57,7 @@ const KNOWN_FIELDS: [&str; 11] = [
     "snapshot_name",
     "snapshot_message",
     "upload_id",
+    "delivery",
 ];
 
 const VERSION_CACHE_MS: u64 = 10 * 60 * 1000;
@@ -100,6 +104,7 @@ struct Request {
     idempotency_key: Option<String>,
     profile: &'static HardwareProfile,
     webhook_base: Option<String>,
+    delivery: Delivery,
     fingerprint: String,
 }
 
@@ -119,6 +124,7 @@ fn parse(
     principal: &Principal,
     settings: &ProviderSettings,
     default_profile: Option<&str>,
+    hf_token: Option<&str>,
 ) -> Result<Request, ApiError> {
     let provider = provider.unwrap_or(PROVIDER);
     if provider != PROVIDER {
@@ -243,6 +249,12 @@ fn parse(
         }
         None => settings.public_url.clone(),
     };
+    let delivery = delivery::plan(&delivery::Choice {
+        config: &config,
+        requested: opt_str(body, "delivery")?.as_deref(),
+        hf_token_set: hf_token.is_some_and(|t| !t.trim().is_empty()),
+        public_url: settings.public_url.as_deref(),
+    })?;
     Ok(Request {
         config,
         dataloader,
@@ -251,6 +263,7 @@ fn parse(
         idempotency_key,
         profile,
         webhook_base,
+        delivery,
         fingerprint: idempotency::fingerprint(&value),
     })
 }
@@ -276,6 +289,7 @@ pub async fn submit<H: HttpClient>(
         ctx.principal,
         ctx.settings,
         ctx.stored.hardware_profile.as_deref(),
+        ctx.hf_token,
     ) {
         Ok(r) => r,
         Err(e) => return fail(&e, None),
@@ -461,6 +475,7 @@ fn new_job<H: HttpClient>(ctx: &SubmitContext<'_, H>, req: &Request, uploading: 
         webhook_ids: Vec::new(),
         cost_per_second: None,
         reservation: None,
+        delivery: Some(req.delivery.clone()),
         extra: Map::new(),
     }
 }
@@ -492,10 +507,27 @@ async fn run_provider<H: HttpClient>(
         Ok(c) => c,
         Err(e) => return Err(fail_job(e.message(), e.to_api_error())),
     };
+    let credentials = match crate::s3api::job_credentials(ctx.kv, &id) {
+        Ok(c) => c,
+        Err(e) => return Err(fail_job(e.to_string(), ApiError::storage(e.to_string()))),
+    };
+    // The trainer's config may carry this server's upload credentials; the job
+    // keeps the user's config.
+    let trainer_config = delivery::trainer_config(
+        &req.config,
+        &req.delivery,
+        &id,
+        ctx.settings.public_url.as_deref().unwrap_or(""),
+        (&credentials.0, &credentials.1),
+    );
     let mut input = json!({
-        "config_json": req.config.to_string(),
+        "config_json": trainer_config.to_string(),
         "dataloader_json": req.dataloader.to_string(),
     });
+    if let (Some(repo), Some(token)) = (&req.delivery.hub_model_id, ctx.hf_token) {
+        input["hf_token"] = json!(token);
+        input["hub_model_id"] = json!(repo);
+    }
     if let Some(a) = archive {
         let file = match client
             .upload_file(&format!("{id}-datasets.zip"), "application/zip", &a.bytes)

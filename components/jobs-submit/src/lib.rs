@@ -9,7 +9,7 @@ use cloudtuner_domain::http::param;
 use cloudtuner_domain::submit::{SubmitContext, submit};
 use cloudtuner_spin::{
     SpinHttp, SpinKv, error, json, provider_settings, query, require_method, require_principal,
-    stored_settings,
+    stored_settings, variable,
 };
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -29,11 +29,13 @@ async fn handle(req: Request) -> Response {
         Err(e) => return error(&e),
     };
     let params = query(&req);
+    let hf_token = variable("hf_token").filter(|t| !t.trim().is_empty());
     let ctx = SubmitContext {
         kv: &kv,
         http: &SpinHttp,
         settings: &settings,
         principal: &principal,
+        hf_token: hf_token.as_deref(),
         datasets_root: Path::new(GUEST_MOUNT),
         stored: &stored,
         now_ms: now_ms(),

@@ -276,6 +276,18 @@ fn rows() -> Vec<Row> {
             "DELETE",
             [401, 200, 404, 403, 200, 403, 401, 401],
         ),
+        row(
+            "/api/cloud/jobs/:id/outputs",
+            "GET",
+            [401, 200, 404, 200, 200, 200, 401, 401],
+        ),
+        row("/api/cloud/publishing/status", "GET", AUTHED_200),
+        // S3 listing of alice's job outputs: S3 answers 403 AccessDenied, not 401.
+        row(
+            "/api/cloud/storage/...",
+            "GET",
+            [403, 200, 403, 200, 200, 200, 403, 403],
+        ),
         row("/api/cloud/jobs/sync", "POST", ADMIN_ONLY),
         row("/api/cloud/providers/:provider", "GET", ADMIN_ONLY),
         row("/api/cloud/providers/:provider", "PUT", ADMIN_ONLY),
@@ -374,6 +386,10 @@ async fn prepare(w: &World, r: &Row) -> (String, Value) {
             route.replace(":id", k.json()["key_info"]["id"].as_str().unwrap())
         }
         ("/api/cloud/jobs/:id", "DELETE") => format!("/api/cloud/jobs/{}", owned_job(true).await),
+        ("/api/cloud/storage/...", _) => format!(
+            "/api/cloud/storage/outputs?list-type=2&prefix={}/",
+            owned_job(false).await
+        ),
         ("/api/cloud/notifications/:id", _) => {
             let n = call(
                 &w.app,
