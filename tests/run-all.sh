@@ -16,6 +16,17 @@ for toml in components/*/Cargo.toml tests/*/Cargo.toml; do
   fi
 done
 
+# The browser tests drive Debian's chromium with playwright-core (pinned in
+# tests/ui/package-lock.json; never a browser download).
+if [ ! -d tests/ui/node_modules/playwright-core ]; then
+  echo "==> npm ci --prefix tests/ui (playwright-core)"
+  npm ci --prefix tests/ui --no-audit --no-fund
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  echo "tests need Debian's chromium: apt-get install -y chromium (.ci/run installs it)" >&2
+  exit 1
+fi
+
 # The storage tests drive the endpoint with real boto3 (pinned in tests/requirements.txt).
 if ! python3 -c "import boto3" 2>/dev/null; then
   echo "==> installing tests/requirements.txt (boto3)"

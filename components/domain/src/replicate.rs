@@ -32,8 +32,9 @@ pub enum ReplicateError {
 impl ReplicateError {
     pub fn message(&self) -> String {
         match self {
-            ReplicateError::NotConfigured => "Replicate API token is not configured: set the \
-                 replicate_api_token application variable (SPIN_VARIABLE_REPLICATE_API_TOKEN)"
+            ReplicateError::NotConfigured => "Replicate API token is not configured: an admin \
+                 can add it in Settings (PUT /api/cloud/providers/replicate with api_token), or \
+                 set the replicate_api_token application variable (SPIN_VARIABLE_REPLICATE_API_TOKEN)"
                 .into(),
             ReplicateError::Unauthorized => {
                 "Replicate rejected the API token (401): check replicate_api_token".into()

@@ -2,9 +2,10 @@
 //! configured token belongs to. The token never leaves this component except in
 //! the Authorization header to Replicate.
 
-use cloudtuner_domain::replicate::{DEFAULT_API_BASE, ReplicateClient, validation_body};
+use cloudtuner_domain::replicate::{ReplicateClient, validation_body};
 use cloudtuner_spin::{
-    SpinHttp, SpinKv, json, require_method, require_permission, require_principal, variable,
+    SpinHttp, SpinKv, json, provider_settings, require_method, require_permission,
+    require_principal,
 };
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -13,14 +14,18 @@ use spin_sdk::http_component;
 async fn handle(req: Request) -> Response {
     let allowed = require_method(&req, &["GET", "POST"])
         .and_then(|()| SpinKv::open_default())
-        .and_then(|kv| require_principal(&req, &kv))
-        .and_then(|p| require_permission(&p, "admin.config"));
-    if let Err(e) = allowed {
-        return cloudtuner_spin::error(&e);
-    }
-    let token = variable("replicate_api_token").unwrap_or_default();
-    let base = variable("replicate_api_base").unwrap_or_else(|| DEFAULT_API_BASE.to_string());
-    let result = match ReplicateClient::new(&SpinHttp, &base, &token) {
+        .and_then(|kv| {
+            require_principal(&req, &kv)
+                .and_then(|p| require_permission(&p, "admin.config"))
+                .map(|()| kv)
+        });
+    let kv = match allowed {
+        Ok(kv) => kv,
+        Err(e) => return cloudtuner_spin::error(&e),
+    };
+    // The token an admin stored in settings wins over the variable, as for jobs.
+    let settings = provider_settings(&kv);
+    let result = match ReplicateClient::new(&SpinHttp, &settings.api_base, &settings.token) {
         Ok(client) => client.account().await,
         Err(e) => Err(e),
     };

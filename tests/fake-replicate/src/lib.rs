@@ -191,4 +191,16 @@ impl FakeReplicate {
             }
         }));
     }
+
+    /// Runs the fake clock faster than real time: `secs` more every `every`
+    /// (for browser tests that watch jobs move).
+    pub fn auto_advance(&mut self, every: Duration, secs: u64) {
+        let state = self.state.clone();
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                state.lock().unwrap_or_else(|p| p.into_inner()).clock_offset += secs;
+            }
+        }));
+    }
 }

@@ -213,6 +213,7 @@ fn rows() -> Vec<Row> {
     vec![
         row("/api/cloud/health", "GET", PUBLIC_200),
         row("/openapi.json", "GET", PUBLIC_200),
+        row("/...", "GET", PUBLIC_200),
         row("/docs/...", "GET", PUBLIC_200),
         row("/api/cloud/auth/setup", "GET", PUBLIC_200),
         row("/api/cloud/auth/setup", "POST", [409; 8]),
@@ -372,6 +373,7 @@ async fn prepare(w: &World, r: &Row) -> (String, Value) {
     };
     let path = match (r.route, r.method) {
         ("/docs/...", _) => "/docs".to_string(),
+        ("/...", _) => "/".to_string(),
         ("/api/cloud/auth/users/:id", _) => format!("/api/cloud/auth/users/{}", w.ids["alice"]),
         (route, _) if route.contains(":provider") => route.replace(":provider", "replicate"),
         (route, "DELETE") if route.ends_with("/api-keys/:id") => {

@@ -273,3 +273,59 @@ fn spin_toml_declares_the_required_variables() {
         }
     }
 }
+
+/// The web UI: embedded files with their types, content-hash ETags (304 when
+/// unchanged), revalidation, a strict CSP; unknown API paths stay JSON.
+#[tokio::test]
+async fn the_ui_is_served_with_types_etags_and_a_strict_csp() {
+    let (_d, app) = load(spin_toml(), &[]);
+    let app = app.anonymous();
+    for (path, kind, needle) in [
+        (
+            "/",
+            "text/html",
+            "<script type=\"module\" src=\"/js/app.js\">",
+        ),
+        ("/js/app.js", "text/javascript", "hashchange"),
+        ("/css/app.css", "text/css", "prefers-color-scheme: dark"),
+        ("/favicon.svg", "image/svg+xml", "<svg"),
+    ] {
+        let r = app.request("GET", path, &[], "").await;
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            r.header("content-type").unwrap().starts_with(kind),
+            "{path}"
+        );
+        assert!(r.text().contains(needle), "{path}");
+        let csp = r.header("content-security-policy").unwrap();
+        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"));
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("http"),
+            "{csp}"
+        );
+        assert_eq!(r.header("cache-control"), Some("no-cache"));
+        let etag = r.header("etag").unwrap().to_string();
+        let again = app
+            .request("GET", path, &[("if-none-match", &etag)], "")
+            .await;
+        assert_eq!(again.status, 304, "{path}");
+        assert!(again.body.is_empty());
+    }
+    // No page loads anything from elsewhere (no CDN, no external fonts).
+    for path in ["/", "/css/app.css", "/js/app.js", "/js/views/jobs.js"] {
+        let text = app.request("GET", path, &[], "").await.text();
+        assert!(
+            !text.contains("https://cdn") && !text.contains("fonts.googleapis"),
+            "{path}"
+        );
+    }
+    let r = app.request("GET", "/nope.html", &[], "").await;
+    assert_eq!(r.status, 404);
+    let r = app
+        .request("GET", "/api/cloud/no-such-route", &[], "")
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"], "not_found");
+    let r = app.request("POST", "/index.html", &[], "").await;
+    assert_eq!(r.status, 405);
+}

@@ -1,0 +1,89 @@
+// cloudtuner web UI: a hash router over views that use only the public REST API.
+import { get, post, whenUnauthorized } from "./api.js";
+import { clearAlerts, alertBox } from "./ui.js";
+import { setupView, loginView } from "./views/auth.js";
+import { jobsView } from "./views/jobs.js";
+import { jobView } from "./views/job.js";
+import { trainView } from "./views/train.js";
+import { settingsView } from "./views/settings.js";
+
+export const session = { me: null };
+let stopCurrent = () => {};
+
+whenUnauthorized(() => {
+  session.me = null;
+  if (!location.hash.startsWith("#/login") && !location.hash.startsWith("#/setup")) {
+    location.hash = "#/login";
+  }
+});
+
+function showChrome(signedIn) {
+  document.getElementById("nav").hidden = !signedIn;
+  document.getElementById("who").hidden = !signedIn;
+  document.getElementById("who-name").textContent = signedIn
+    ? `${session.me.username} (${session.me.role})` : "";
+}
+
+function markNav(name) {
+  for (const a of document.querySelectorAll("[data-nav]")) {
+    if (a.dataset.nav === name) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+}
+
+async function route() {
+  stopCurrent();
+  stopCurrent = () => {};
+  clearAlerts();
+  const view = document.getElementById("view");
+  const hash = location.hash || "#/jobs";
+  const [, name = "jobs", arg] = hash.split("/");
+  try {
+    if (name === "setup" || name === "login") {
+      showChrome(false);
+      markNav("");
+      const setup = await get("/api/cloud/auth/setup", { quiet401: true });
+      if (setup.needs_setup && name !== "setup") { location.hash = "#/setup"; return; }
+      if (!setup.needs_setup && name === "setup") { location.hash = "#/login"; return; }
+      view.replaceChildren(name === "setup" ? setupView(onSignedIn) : loginView(onSignedIn));
+      return;
+    }
+    if (!session.me) {
+      try {
+        session.me = await get("/api/cloud/auth/me", { quiet401: true });
+      } catch (e) {
+        if (e.status === 401) {
+          const setup = await get("/api/cloud/auth/setup", { quiet401: true });
+          location.hash = setup.needs_setup ? "#/setup" : "#/login";
+          return;
+        }
+        throw e;
+      }
+    }
+    showChrome(true);
+    markNav(name === "job" ? "jobs" : name);
+    const views = { jobs: jobsView, job: jobView, train: trainView, settings: settingsView };
+    const make = views[name] || jobsView;
+    const { el, stop } = await make(arg ? decodeURIComponent(arg) : undefined);
+    view.replaceChildren(el);
+    stopCurrent = stop || (() => {});
+    const heading = view.querySelector("h1");
+    if (heading) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); }
+  } catch (e) {
+    alertBox(e.message);
+  }
+}
+
+function onSignedIn(me) {
+  session.me = me;
+  location.hash = "#/jobs";
+}
+
+document.getElementById("logout").addEventListener("click", async () => {
+  try { await post("/api/cloud/auth/logout"); } catch { /* signed out either way */ }
+  session.me = null;
+  location.hash = "#/login";
+});
+
+window.addEventListener("hashchange", route);
+route();

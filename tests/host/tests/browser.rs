@@ -1,0 +1,94 @@
+//! The web UI in a real browser: headless Debian `chromium` driven by
+//! `playwright-core` (tests/ui/browser.test.mjs) against the served app and the
+//! fake Replicate server, whose clock runs ~8× faster than real time so jobs
+//! move while the page watches. Screenshots land in tests/ui/test-output/.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use cloudtuner_testhost::{App, HostConfig, server};
+use common::{ADMIN_TOKEN, add_trainers, spin_toml};
+use fake_replicate::{FakeReplicate, Outcome, Script};
+use serde_json::json;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_runs_the_whole_flow_in_chromium() {
+    let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui");
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install Debian's chromium (`apt-get install chromium`; .ci/run does)"
+    );
+    assert!(
+        ui.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `npm ci --prefix tests/ui` (tests/run-all.sh does)"
+    );
+    let mut fake = FakeReplicate::start().await;
+    add_trainers(&fake);
+    // Job 1 completes with progress; job 2 runs long enough to be cancelled.
+    fake.push_script(Script::training(
+        4,
+        24,
+        5,
+        Outcome::Succeeded {
+            output: json!("https://replicate.delivery/x/lora.safetensors"),
+        },
+    ));
+    fake.push_script(Script::training(4, 5000, 5, Outcome::Aborted));
+    fake.auto_tick(Duration::from_millis(250));
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let state = tempfile::tempdir().unwrap();
+    let datasets = tempfile::tempdir().unwrap();
+    // No Replicate token: the UI's guided setup stores it.
+    let config = HostConfig::new(spin_toml(), state.path())
+        .variable("replicate_api_base", fake.url())
+        .variable("public_url", url.clone())
+        .variable("refresh_after_ms", "0")
+        .variable("admin_token", ADMIN_TOKEN)
+        .variable("notification_hosts", "http://127.0.0.1:*")
+        .mount("/datasets", datasets.path());
+    let app = App::load(&config).unwrap();
+    let _served = server::Served::from_listener(app.clone(), listener);
+
+    // The fake's clock: 2 s every 250 ms.
+    fake.auto_advance(Duration::from_millis(250), 2);
+
+    let out_dir = ui.join("test-output");
+    let script = ui.join("browser.test.mjs");
+    let token = fake_replicate::DEFAULT_TOKEN.to_string();
+    let base = url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(script)
+            .env("BASE_URL", base)
+            .env("REPLICATE_TOKEN", token)
+            .env("CHROMIUM", CHROMIUM)
+            .env("OUT_DIR", out_dir)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}\n--- app logs ---\n{}",
+        tail(&app.logs(), 4000)
+    );
+    drop(fake);
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    let start = s.len().saturating_sub(n);
+    let start = (start..s.len())
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(s.len());
+    &s[start..]
+}

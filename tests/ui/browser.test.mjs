@@ -1,0 +1,174 @@
+// The web UI's user journey in headless Chromium (Debian's, via playwright-core).
+// Run by tests/host/tests/browser.rs, which serves the app and a fake Replicate.
+// Env: BASE_URL, REPLICATE_TOKEN, CHROMIUM, OUT_DIR.
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const BASE = process.env.BASE_URL;
+const OUT = process.env.OUT_DIR;
+mkdirSync(OUT, { recursive: true });
+
+const problems = [];
+const step = (name) => console.log(`• ${name}`);
+function check(cond, message) {
+  if (!cond) throw new Error(`check failed: ${message}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: BASE });
+const page = await context.newPage();
+page.setDefaultTimeout(20000);
+// The browser logs every non-2xx fetch as a console error; the UI handles the
+// expected ones (401 before sign-in or on a wrong password, 402 for a blocked
+// submit) in words, so only those exact lines are allowed. Anything else fails.
+const EXPECTED = /^Failed to load resource: the server responded with a status of (401|402)/;
+page.on("console", (m) => {
+  if (m.type() === "error" && !EXPECTED.test(m.text())) problems.push(`console error: ${m.text()}`);
+});
+page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+page.on("response", (r) => {
+  // Expected refusals are 401 (before sign-in) and the blocked submit (402).
+  if (r.status() >= 500) problems.push(`HTTP ${r.status()} ${r.url()}`);
+});
+const shot = (name) => page.screenshot({ path: join(OUT, `${name}.png`), fullPage: true });
+const alertText = () => page.locator("#alerts").innerText();
+
+try {
+  step("first run: create the admin");
+  await page.goto(BASE);
+  await page.waitForURL(/#\/setup/);
+  await page.getByLabel("Username").fill("ada");
+  await page.getByLabel("Password").fill("correct horse battery");
+  await page.getByRole("button", { name: "Create admin" }).click();
+  await page.waitForURL(/#\/jobs/);
+  await page.getByText("Needs setup").waitFor();
+
+  step("guided setup: save and validate the Replicate token");
+  await page.getByLabel("Replicate API token").fill(process.env.REPLICATE_TOKEN);
+  await page.getByRole("button", { name: "Save & validate" }).click();
+  await page.getByText(/Connected as fake-user/).waitFor();
+  await page.getByText("Ready", { exact: true }).waitFor();
+
+  step("sign out, a wrong password is explained, sign in");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.waitForURL(/#\/login/);
+  await page.getByLabel("Username").fill("ada");
+  await page.getByLabel("Password").fill("wrong password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator("#alerts .alert").waitFor();
+  check((await alertText()).length > 10, "a failed sign-in says why");
+  await page.getByLabel("Password").fill("correct horse battery");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(/#\/jobs/);
+
+  step("train in cloud: invalid JSON is caught before submit");
+  await page.getByRole("link", { name: "Train in Cloud" }).first().click();
+  await page.waitForURL(/#\/train/);
+  const config = page.getByLabel("Training config (JSON)");
+  await config.fill("{ not json");
+  await page.getByText(/Not valid:/).waitFor();
+  check(await page.getByRole("button", { name: "Submit job" }).isDisabled(), "submit disabled on bad JSON");
+  await config.fill(JSON.stringify({ model_type: "lora", "--max_train_steps": 24 }, null, 2));
+  await page.getByText(/About \$/).waitFor();
+  await page.getByLabel("Run name").fill("ui-first-run");
+  await page.getByRole("button", { name: "Submit job" }).dblclick();
+  await page.getByText("Job submitted").waitFor();
+  const firstHref = await page.getByRole("link", { name: "open it" }).getAttribute("href");
+  const firstId = decodeURIComponent(firstHref.split("/").pop());
+
+  step("job list: the job goes running with progress and loss, then completed");
+  await page.getByRole("link", { name: "Jobs" }).click();
+  const row = page.locator(`li[data-job="${firstId}"]`);
+  await row.locator('[data-status="running"]').waitFor({ timeout: 30000 });
+  const bar = row.getByRole("progressbar");
+  await bar.waitFor();
+  const first = Number(await bar.getAttribute("aria-valuenow"));
+  await page.waitForFunction(([id, v]) => {
+    const b = document.querySelector(`li[data-job="${id}"] [role=progressbar]`);
+    return b && Number(b.getAttribute("aria-valuenow")) > v;
+  }, [firstId, first], { timeout: 30000 });
+  check(/loss \d\.\d{4}/.test(await row.innerText()), "the row shows the current loss");
+  await shot("job-list-running");
+  await row.locator('[data-status="completed"]').waitFor({ timeout: 60000 });
+  check((await page.locator("li.job").count()) === 1, "one job, listed once (no duplicate from the double click)");
+
+  step("job details: logs, search, loss chart, output");
+  await row.getByRole("link").click();
+  await page.waitForURL(/#\/job\//);
+  await page.getByText("step 24/24").first().waitFor();
+  await page.getByLabel("Search logs").fill("step 12/");
+  await page.getByText("1 matching line").waitFor();
+  await page.getByRole("img", { name: /Training loss by step/ }).waitFor();
+  await page.getByText("Copy curl").click();
+  const clip = await page.evaluate(() => navigator.clipboard.readText());
+  check(clip.includes(`/api/cloud/jobs/${firstId}`), "copied curl names the job");
+  await page.getByLabel("Search logs").fill("");
+  await shot("job-details");
+
+  step("a second job: cancel it (with confirmation)");
+  await page.goto(`${BASE}/#/train`);
+  await page.getByLabel("Run name").fill("ui-to-cancel");
+  await page.getByRole("button", { name: "Submit job" }).click();
+  await page.getByText("Job submitted").waitFor();
+  await page.getByRole("link", { name: "open it" }).click();
+  await page.locator('h1 [data-status="running"]').waitFor({ timeout: 30000 });
+  await page.getByRole("button", { name: "Cancel job" }).click();
+  await page.getByRole("dialog").waitFor();
+  await page.getByRole("dialog").getByRole("button", { name: "Cancel job" }).click();
+  await page.locator('h1 [data-status="cancelled"]').waitFor();
+
+  step("delete the finished first job (with confirmation)");
+  await page.goto(`${BASE}/#/job/${encodeURIComponent(firstId)}`);
+  await page.getByRole("button", { name: "Delete job" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Delete job" }).click();
+  await page.waitForURL(/#\/jobs$/);
+  await page.getByText("ui-to-cancel").waitFor();
+  check((await page.locator(`li[data-job="${firstId}"]`).count()) === 0, "deleted job gone from the list");
+
+  step("settings: create an API key (shown once) and revoke it");
+  await page.getByRole("link", { name: "Settings" }).click();
+  await page.waitForURL(/#\/settings/);
+  await page.getByLabel("Name", { exact: true }).fill("ci-key");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const key = await page.locator("[data-new-key]").innerText();
+  check(/^stk_[A-Za-z0-9]{40}$/.test(key), `a new key is shown once (${key.slice(0, 6)}…)`);
+  await page.getByRole("button", { name: "Revoke key ci-key" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Revoke" }).click();
+  await page.getByRole("cell", { name: "revoked" }).waitFor();
+
+  step("settings: a blocking spending limit, and a blocked submit explained");
+  await page.getByLabel("Enable a spending limit").check();
+  await page.getByLabel("Limit (USD)").fill("0.01");
+  await page.getByLabel("When reached").selectOption("block");
+  await page.getByRole("button", { name: "Save limit" }).click();
+  await page.getByText(/of \$0\.01 this/).waitFor();
+  await shot("settings");
+  await page.goto(`${BASE}/#/train`);
+  await page.getByLabel("Run name").fill("ui-over-budget");
+  await page.getByRole("button", { name: "Submit job" }).click();
+  await page.locator("#alerts .alert").waitFor();
+  const blocked = await alertText();
+  check(/not submitted/i.test(blocked) && /limit/i.test(blocked), `blocked submit explained: ${blocked}`);
+  await shot("submit-blocked");
+
+  step("phone width: the job list still reads");
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(`${BASE}/#/jobs`);
+  await page.getByText("ui-to-cancel").waitFor();
+  await shot("job-list-phone");
+} catch (e) {
+  problems.push(e.stack || String(e));
+  await shot("failure").catch(() => {});
+}
+await browser.close();
+if (problems.length) {
+  console.error(problems.join("\n"));
+  process.exit(1);
+}
+console.log("browser journey passed");
