@@ -9,6 +9,7 @@ import { settingsView } from "./views/settings.js";
 
 export const session = { me: null };
 let stopCurrent = () => {};
+let navigated = false;
 
 whenUnauthorized(() => {
   session.me = null;
@@ -46,6 +47,7 @@ async function route() {
       if (setup.needs_setup && name !== "setup") { location.hash = "#/setup"; return; }
       if (!setup.needs_setup && name === "setup") { location.hash = "#/login"; return; }
       view.replaceChildren(name === "setup" ? setupView(onSignedIn) : loginView(onSignedIn));
+      navigated = true;
       return;
     }
     if (!session.me) {
@@ -67,8 +69,11 @@ async function route() {
     const { el, stop } = await make(arg ? decodeURIComponent(arg) : undefined);
     view.replaceChildren(el);
     stopCurrent = stop || (() => {});
+    // After an in-app navigation, move focus to the new view's heading so screen readers
+    // announce it; on a fresh page load leave it at the document start (skip link first).
     const heading = view.querySelector("h1");
-    if (heading) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); }
+    if (heading && navigated) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); }
+    navigated = true;
   } catch (e) {
     alertBox(e.message);
   }
@@ -83,6 +88,15 @@ document.getElementById("logout").addEventListener("click", async () => {
   try { await post("/api/cloud/auth/logout"); } catch { /* signed out either way */ }
   session.me = null;
   location.hash = "#/login";
+});
+
+// The skip link must not touch the hash: "#view" would be read as a route.
+document.querySelector("a.skip").addEventListener("click", (e) => {
+  e.preventDefault();
+  const view = document.getElementById("view");
+  const target = view.querySelector("h1") || view;
+  target.tabIndex = -1;
+  target.focus();
 });
 
 window.addEventListener("hashchange", route);

@@ -29,10 +29,11 @@ page.setDefaultTimeout(20000);
 // submit) in words, so only those exact lines are allowed. Anything else fails.
 const EXPECTED = /^Failed to load resource: the server responded with a status of (401|402)/;
 page.on("console", (m) => {
+  if (process.env.UI_DEBUG) console.log(`  console.${m.type()}: ${m.text()}`);
   if (m.type() === "error" && !EXPECTED.test(m.text())) problems.push(`console error: ${m.text()}`);
 });
 page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-page.on("response", (r) => {
+page.on("response", (r) => { if (process.env.UI_DEBUG) console.log(`  ${r.request().method()} ${r.url()} -> ${r.status()}`);
   // Expected refusals are 401 (before sign-in) and the blocked submit (402).
   if (r.status() >= 500) problems.push(`HTTP ${r.status()} ${r.url()}`);
 });
@@ -76,9 +77,14 @@ try {
   check(await page.getByRole("button", { name: "Submit job" }).isDisabled(), "submit disabled on bad JSON");
   await config.fill(JSON.stringify({ model_type: "lora", "--max_train_steps": 24 }, null, 2));
   await page.getByText(/About \$/).waitFor();
+  step("train in cloud: the upload summary counts the local dataset before submit");
+  await page.getByLabel("Dataloader config (JSON list)").fill(
+    JSON.stringify([{ id: "cats", type: "local", instance_data_dir: "/datasets/cats" }]));
+  await page.getByText(/cats \(3 files, 3\.0 KB\)/).waitFor();
   await page.getByLabel("Run name").fill("ui-first-run");
   await page.getByRole("button", { name: "Submit job" }).dblclick();
   await page.getByText("Job submitted").waitFor();
+  check(/uploaded 3 files/.test(await page.locator(".alert.ok").innerText()), "the submit reports the upload");
   const firstHref = await page.getByRole("link", { name: "open it" }).getAttribute("href");
   const firstId = decodeURIComponent(firstHref.split("/").pop());
 
@@ -156,6 +162,25 @@ try {
   const blocked = await alertText();
   check(/not submitted/i.test(blocked) && /limit/i.test(blocked), `blocked submit explained: ${blocked}`);
   await shot("submit-blocked");
+
+  step("keyboard: the first Tab reaches the skip link, Enter moves to the content");
+  await page.goto(`${BASE}/#/jobs`);
+  await page.getByText("ui-to-cancel").waitFor();
+  // A fresh page load leaves focus at the document start; in-app navigation moves it to the heading.
+  await page.reload();
+  await page.getByText("ui-to-cancel").waitFor();
+  await page.keyboard.press("Tab");
+  check(await page.evaluate(() => document.activeElement?.textContent) === "Skip to content", "skip link first in tab order");
+  await page.keyboard.press("Enter");
+  check(await page.evaluate(() => document.getElementById("view").contains(document.activeElement)), "skip link moves focus into the view");
+  check(await page.evaluate(() => location.hash) === "#/jobs", "skip link keeps the route");
+
+  step("dark mode follows the OS");
+  await page.emulateMedia({ colorScheme: "dark" });
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  check(bg === "rgb(17, 17, 24)", `dark background (${bg})`);
+  await shot("job-list-dark");
+  await page.emulateMedia({ colorScheme: "light" });
 
   step("phone width: the job list still reads");
   await page.setViewportSize({ width: 390, height: 844 });

@@ -1,9 +1,13 @@
 //! `POST /api/cloud/cost-estimate {"config" | "config_name_to_load",
 //! "hardware_profile"?}`: an estimate with a range, from max steps and this
 //! installation's seconds/step for the profile (or published typical figures).
+//! With `dataloader_config`, also the upload summary (datasets, files, bytes).
 
 use cloudtuner_domain::configs::ConfigStore;
+use std::path::Path;
+
 use cloudtuner_domain::costs::estimate;
+use cloudtuner_domain::datasets::{GUEST_MOUNT, preview};
 use cloudtuner_domain::error::ApiError;
 use cloudtuner_domain::providers::{DEFAULT_PROFILE, find_profile};
 use cloudtuner_spin::{
@@ -64,9 +68,20 @@ fn handle(req: Request) -> Response {
         })?;
         let rate = stored.rate(profile.id).unwrap_or(0.0);
         let e = estimate(&kv, &config, profile.id, rate);
+        // With a dataloader: what the submit would upload (counted, not zipped);
+        // a bad dataset is reported here instead of failing the estimate.
+        let (upload, upload_error) = match body.get("dataloader_config").filter(|d| d.is_array()) {
+            None => (Value::Null, Value::Null),
+            Some(dl) => match preview(Path::new(GUEST_MOUNT), dl) {
+                Ok(u) => (u, Value::Null),
+                Err(err) => (Value::Null, j!(err.message)),
+            },
+        };
         Ok(json(
             200,
             &j!({
+                "upload": upload,
+                "upload_error": upload_error,
                 "has_estimate": true,
                 "estimated_cost_usd": round(e.usd),
                 "low_usd": round(e.low),

@@ -141,8 +141,10 @@ fn skip_name(name: &str) -> bool {
             .is_some_and(|e| SECRET_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// Walks dataset folders; with a writer it zips, without one it only counts
+/// (the pre-submit preview).
 struct Zipper {
-    zip: zip::ZipWriter<Cursor<Vec<u8>>>,
+    zip: Option<zip::ZipWriter<Cursor<Vec<u8>>>>,
     input: u64,
     skipped: usize,
 }
@@ -176,14 +178,15 @@ impl Zipper {
                 if self.input > MAX_INPUT_BYTES {
                     return Err("datasets exceed 1 GiB; upload them to your own storage and pass https URLs".into());
                 }
-                let bytes = std::fs::read(&path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                let options = SimpleFileOptions::default()
-                    .compression_method(zip::CompressionMethod::Deflated);
-                self.zip
-                    .start_file(archive_path.as_str(), options)
-                    .and_then(|()| self.zip.write_all(&bytes).map_err(Into::into))
-                    .map_err(|e| format!("zip: {e}"))?;
+                if let Some(zip) = self.zip.as_mut() {
+                    let bytes = std::fs::read(&path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    let options = SimpleFileOptions::default()
+                        .compression_method(zip::CompressionMethod::Deflated);
+                    zip.start_file(archive_path.as_str(), options)
+                        .and_then(|()| zip.write_all(&bytes).map_err(Into::into))
+                        .map_err(|e| format!("zip: {e}"))?;
+                }
                 summary.files += 1;
                 summary.bytes += meta.len();
             }
@@ -195,15 +198,71 @@ impl Zipper {
 /// Zips every local dataset found in `dataloader` from under `root` (the
 /// mount). `Ok(None)` when there are none.
 pub fn package(root: &Path, dataloader: &Value) -> Result<Option<Archive>, ApiError> {
+    let mut zipper = Zipper {
+        zip: Some(zip::ZipWriter::new(Cursor::new(Vec::new()))),
+        input: 0,
+        skipped: 0,
+    };
+    let Some(summaries) = walk(root, dataloader, &mut zipper)? else {
+        return Ok(None);
+    };
+    let skipped = zipper.skipped;
+    let bytes = zipper
+        .zip
+        .take()
+        .expect("zipping")
+        .finish()
+        .map_err(|e| ApiError::new(500, "archive_failed", format!("zip: {e}")))?
+        .into_inner();
+    if bytes.len() > MAX_ARCHIVE_BYTES {
+        return Err(ApiError::new(
+            413,
+            "dataset_too_large",
+            format!(
+                "the compressed datasets are {:.1} MiB, over Replicate's 100 MiB upload limit; \
+                 host them yourself and pass https URLs",
+                bytes.len() as f64 / 1_048_576.0
+            ),
+        ));
+    }
+    Ok(Some(Archive {
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        bytes,
+        datasets: summaries,
+        skipped,
+    }))
+}
+
+/// What a submit would upload (datasets, file counts, bytes before
+/// compression), without reading or zipping the files; the same refusals as
+/// [`package`] for missing, escaping or empty folders.
+pub fn preview(root: &Path, dataloader: &Value) -> Result<Value, ApiError> {
+    let mut counter = Zipper {
+        zip: None,
+        input: 0,
+        skipped: 0,
+    };
+    let summaries = walk(root, dataloader, &mut counter)?.unwrap_or_default();
+    Ok(json!({
+        "files": summaries.iter().map(|d| d.files).sum::<usize>(),
+        "bytes": summaries.iter().map(|d| d.bytes).sum::<u64>(),
+        "skipped": counter.skipped,
+        "datasets": summaries.iter().map(|d| json!({
+            "id": d.id, "instance_data_dir": d.dir, "file_count": d.files, "bytes": d.bytes,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+/// Walks every local dataset of `dataloader`; `None` when there are none.
+fn walk(
+    root: &Path,
+    dataloader: &Value,
+    zipper: &mut Zipper,
+) -> Result<Option<Vec<DatasetSummary>>, ApiError> {
     let locals = local_datasets(dataloader);
     if locals.is_empty() {
         return Ok(None);
     }
-    let mut zipper = Zipper {
-        zip: zip::ZipWriter::new(Cursor::new(Vec::new())),
-        input: 0,
-        skipped: 0,
-    };
     let mut summaries = Vec::new();
     for ds in &locals {
         let path = resolve(root, ds)?;
@@ -229,29 +288,7 @@ pub fn package(root: &Path, dataloader: &Value) -> Result<Option<Archive>, ApiEr
         }
         summaries.push(summary);
     }
-    let skipped = zipper.skipped;
-    let bytes = zipper
-        .zip
-        .finish()
-        .map_err(|e| ApiError::new(500, "archive_failed", format!("zip: {e}")))?
-        .into_inner();
-    if bytes.len() > MAX_ARCHIVE_BYTES {
-        return Err(ApiError::new(
-            413,
-            "dataset_too_large",
-            format!(
-                "the compressed datasets are {:.1} MiB, over Replicate's 100 MiB upload limit; \
-                 host them yourself and pass https URLs",
-                bytes.len() as f64 / 1_048_576.0
-            ),
-        ));
-    }
-    Ok(Some(Archive {
-        sha256: hex::encode(Sha256::digest(&bytes)),
-        bytes,
-        datasets: summaries,
-        skipped,
-    }))
+    Ok(Some(summaries))
 }
 
 #[cfg(test)]
@@ -279,6 +316,25 @@ mod tests {
         (0..z.len())
             .map(|i| z.by_index(i).unwrap().name().unwrap().to_string())
             .collect()
+    }
+
+    #[test]
+    fn preview_counts_what_package_would_upload() {
+        let root = tree();
+        let dl = json!([{"id": "cats", "instance_data_dir": "/datasets/cats"}]);
+        let p = preview(root.path(), &dl).unwrap();
+        let a = package(root.path(), &dl).unwrap().unwrap();
+        assert_eq!(p["files"], 3);
+        assert_eq!(p["bytes"], a.datasets[0].bytes);
+        assert_eq!(p["skipped"], a.skipped);
+        assert_eq!(preview(root.path(), &json!([])).unwrap()["files"], 0);
+        let missing = json!([{"id": "dogs", "instance_data_dir": "/datasets/dogs"}]);
+        assert!(
+            preview(root.path(), &missing)
+                .unwrap_err()
+                .message
+                .contains("dogs")
+        );
     }
 
     #[test]

@@ -73,6 +73,34 @@ impl StoredSettings {
             .or_else(|| find_profile(profile).map(|p| p.cost_per_second()))
     }
 
+    /// `GET /api/cloud/providers` with this installation's prices and default
+    /// profile (what submits and estimates use), not just the published ones.
+    pub fn provider_list(&self, configured: bool) -> Value {
+        let mut list = crate::providers::provider_list(configured);
+        let replicate = &mut list["providers"][0];
+        if let Some(default) = self.hardware_profile.as_deref().and_then(find_profile) {
+            replicate["hardware_profile"] = json!(default.id);
+            replicate["hardware"] = json!(default.label());
+        }
+        if let Some(profiles) = replicate["hardware_profiles"].as_array_mut() {
+            for p in profiles {
+                let id = p["id"].as_str().unwrap_or_default().to_string();
+                if let Some(rate) = self.rate(&id) {
+                    p["cost_per_second"] = json!(rate);
+                    p["cost_per_hour"] = json!((rate * 3600.0 * 100.0).round() / 100.0);
+                }
+            }
+        }
+        let default = replicate["hardware_profile"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(rate) = self.rate(&default) {
+            replicate["cost_per_hour"] = json!((rate * 3600.0 * 100.0).round() / 100.0);
+        }
+        list
+    }
+
     /// Variables give the defaults; stored settings win.
     pub fn apply_to(&self, mut s: ProviderSettings) -> ProviderSettings {
         if let Some(t) = &self.api_token {
@@ -268,6 +296,24 @@ pub fn update(kv: &dyn KvStore, patch: &Value) -> Result<StoredSettings, ApiErro
 mod tests {
     use super::*;
     use crate::kv::MemoryKv;
+
+    #[test]
+    fn the_provider_list_shows_this_installations_prices_and_default() {
+        let kv = MemoryKv::default();
+        let s = update(&kv, &json!({"hardware_profile": "l40s", "hardware_info": {"h100": {"cost_per_second": 0.002}}})).unwrap();
+        let list = s.provider_list(true);
+        let r = &list["providers"][0];
+        assert_eq!(r["hardware_profile"], "l40s");
+        assert_eq!(r["cost_per_hour"], 3.5);
+        let h100 = r["hardware_profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == "h100")
+            .unwrap();
+        assert_eq!(h100["cost_per_hour"], 7.2);
+        assert_eq!(h100["cost_per_second"], 0.002);
+    }
 
     #[test]
     fn partial_updates_validate_and_never_return_the_token() {

@@ -1,8 +1,8 @@
-//! `GET /api/cloud/providers`: the provider list with hardware profiles and prices.
+//! `GET /api/cloud/providers`: the provider list with hardware profiles and this
+//! installation's prices (admin overrides applied).
 
-use cloudtuner_domain::providers::provider_list;
 use cloudtuner_spin::{
-    SpinKv, json, provider_settings, require_method, require_principal, respond,
+    SpinKv, json, provider_settings, require_method, require_principal, respond, stored_settings,
 };
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -15,6 +15,6 @@ fn handle(req: Request) -> Response {
         require_principal(&req, &kv)?;
         // Configured by the variable or by a token an admin stored in settings.
         let configured = !provider_settings(&kv).token.trim().is_empty();
-        Ok(json(200, &provider_list(configured)))
+        Ok(json(200, &stored_settings(&kv)?.provider_list(configured)))
     })())
 }

@@ -32,7 +32,7 @@ function parseJson(textarea, errorEl, kind) {
 function datasetSummary(dataloader) {
   const local = (dataloader || []).filter((d) => typeof d.instance_data_dir === "string" && d.instance_data_dir.startsWith("/datasets"));
   if (!local.length) return "No local datasets: nothing will be uploaded.";
-  return `Will zip and upload ${local.length} dataset${local.length > 1 ? "s" : ""} from this server: ${local.map((d) => `${d.id || "?"} (${d.instance_data_dir})`).join(", ")}. File count and size are shown after submit.`;
+  return `Counting ${local.length} local dataset${local.length > 1 ? "s" : ""}…`;
 }
 
 export async function trainView() {
@@ -70,18 +70,28 @@ export async function trainView() {
   const result = h("div", { "aria-live": "polite" });
 
   let estimateTimer;
+  let lastLoader = null;
   function changed() {
     newKey();
     const config = parseJson(configText, configError, "object");
     const loader = parseJson(loaderText, loaderError, "list");
     submit.disabled = config === undefined || loader === undefined;
-    if (loader !== undefined) upload.textContent = datasetSummary(loader);
+    // Only when the dataloader changed: rewriting the text on every change
+    // would shift the layout under the user's pointer.
+    if (loader !== undefined && loaderText.value !== lastLoader) {
+      lastLoader = loaderText.value;
+      upload.textContent = datasetSummary(loader);
+    }
     clearTimeout(estimateTimer);
     if (config === undefined) { estimate.textContent = "Fix the config to see an estimate."; return; }
     estimate.textContent = "Estimating…";
     estimateTimer = setTimeout(async () => {
       try {
-        const e = await post("/api/cloud/cost-estimate", { config, hardware_profile: hardware.value });
+        const e = await post("/api/cloud/cost-estimate", { config, dataloader_config: loader ?? [], hardware_profile: hardware.value });
+        if (e.upload_error) upload.textContent = `Cannot upload: ${e.upload_error}`;
+        else if (e.upload && e.upload.files) {
+          upload.textContent = `Will zip and upload ${e.upload.datasets.length} dataset${e.upload.datasets.length > 1 ? "s" : ""}: ${e.upload.datasets.map((d) => `${d.id} (${d.file_count} files, ${bytes(d.bytes)})`).join(", ")}; ${e.upload.files} files, ${bytes(e.upload.bytes)} before compression${e.upload.skipped ? `, ${e.upload.skipped} hidden/secret files left out` : ""}.`;
+        }
         estimate.textContent = `About ${money(e.estimated_cost_usd)} (${money(e.low_usd)}–${money(e.high_usd)}): ${e.max_train_steps ?? "?"} steps × ${e.seconds_per_step?.toFixed(1)} s/step at $${e.hardware_cost_per_hour?.toFixed(2)}/h (${e.basis === "history" ? "from your past jobs" : "typical speed"}).`;
       } catch (err) {
         estimate.textContent = `No estimate: ${err.message}`;
@@ -89,7 +99,8 @@ export async function trainView() {
     }, 300);
   }
   for (const el of [configText, loaderText]) el.addEventListener("input", changed);
-  for (const el of [hardware, delivery, runName]) el.addEventListener("change", changed);
+  for (const el of [hardware, delivery]) el.addEventListener("change", changed);
+  runName.addEventListener("input", newKey);
   // The saved config as loaded (secrets show as "***"): a submit sends its name
   // plus only the keys edited here, so hidden secrets are never overwritten.
   let loaded = null;

@@ -44,6 +44,11 @@ async fn the_ui_runs_the_whole_flow_in_chromium() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let state = tempfile::tempdir().unwrap();
     let datasets = tempfile::tempdir().unwrap();
+    let cats = datasets.path().join("cats");
+    std::fs::create_dir_all(&cats).unwrap();
+    for name in ["1.png", "2.png", "3.png"] {
+        std::fs::write(cats.join(name), [9u8; 1024]).unwrap();
+    }
     // No Replicate token: the UI's guided setup stores it.
     let config = HostConfig::new(spin_toml(), state.path())
         .variable("replicate_api_base", fake.url())

@@ -210,7 +210,7 @@ async fn block_explains_itself_warn_warns_and_a_20_way_race_lets_through_only_wh
 
 #[tokio::test]
 async fn spend_and_metrics_report_what_the_jobs_cost() {
-    let (fake, _d, _s, app) = setup(&[]).await;
+    let (fake, datasets, _s, app) = setup(&[]).await;
     put_settings(
         &app,
         json!({"cost_limit_enabled": true, "cost_limit_amount": 1000}),
@@ -290,4 +290,31 @@ async fn spend_and_metrics_report_what_the_jobs_cost() {
     .json();
     assert_eq!(e["basis"], "typical");
     assert!(e["low_usd"].as_f64().unwrap() < e["estimated_cost_usd"].as_f64().unwrap());
+    // With a dataloader, the estimate previews the upload (counted, not zipped).
+    let cats = datasets.path().join("cats");
+    std::fs::create_dir_all(&cats).unwrap();
+    std::fs::write(cats.join("1.png"), [7u8; 1000]).unwrap();
+    std::fs::write(cats.join("1.txt"), b"a cat").unwrap();
+    std::fs::write(cats.join(".env"), b"SECRET=1").unwrap();
+    let e = post_json(
+        &app,
+        "/api/cloud/cost-estimate",
+        &json!({"config": {"--max_train_steps": 10},
+                "dataloader_config": [{"id": "cats", "instance_data_dir": "/datasets/cats"}]}),
+    )
+    .await
+    .json();
+    assert_eq!(e["upload"]["files"], 2, "{e}");
+    assert_eq!(e["upload"]["bytes"], 1005);
+    assert_eq!(e["upload"]["skipped"], 1);
+    let e = post_json(
+        &app,
+        "/api/cloud/cost-estimate",
+        &json!({"config": {"--max_train_steps": 10},
+                "dataloader_config": [{"id": "dogs", "instance_data_dir": "/datasets/dogs"}]}),
+    )
+    .await
+    .json();
+    assert!(e["upload_error"].as_str().unwrap().contains("dogs"), "{e}");
+    assert!(e["estimated_cost_usd"].as_f64().is_some());
 }
