@@ -27,9 +27,9 @@ if [ ! -x /usr/bin/chromium ]; then
   exit 1
 fi
 
-# The storage tests drive the endpoint with real boto3 (pinned in tests/requirements.txt).
-if ! python3 -c "import boto3" 2>/dev/null; then
-  echo "==> installing tests/requirements.txt (boto3)"
+# The storage tests drive the endpoint with real boto3 and the AWS CLI (pinned in tests/requirements.txt).
+if ! python3 -c "import boto3, awscli" 2>/dev/null || ! command -v aws >/dev/null; then
+  echo "==> installing tests/requirements.txt (boto3, awscli)"
   python3 -m pip install --quiet -r tests/requirements.txt
 fi
 

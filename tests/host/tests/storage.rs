@@ -615,3 +615,109 @@ async fn hub_and_external_s3_are_decided_at_submit_and_secrets_never_shown() {
         assert!(!app.logs().contains(secret), "a log shows {secret}");
     }
 }
+
+/// Runs the AWS CLI (PyPI `awscli`, unmodified) against the endpoint with a
+/// job's credentials and no user config: (success, stdout, stderr).
+async fn aws(creds: &Value, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new("aws");
+    cmd.arg("--endpoint-url")
+        .arg(creds["endpoint_url"].as_str().unwrap())
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", creds["access_key"].as_str().unwrap())
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            creds["secret_key"].as_str().unwrap(),
+        )
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        // Nothing from this machine's ~/.aws may help or hurt.
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_MAX_ATTEMPTS", "1");
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("the aws CLI runs (pip install -r tests/requirements.txt)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_cli_copies_lists_presigns_and_removes() {
+    let s = served().await;
+    s.fake
+        .set_default_script(Script::training(5, 100, 10, Outcome::Aborted));
+    let id = submit(&s.app, json!({"config": {"--max_train_steps": 100}})).await;
+    let other = submit(&s.app, json!({"config": {"--max_train_steps": 100}})).await;
+    let creds = injected_s3(&trainer_input(&s, &id).await);
+    let tmp = tempfile::tempdir().unwrap();
+    // Above the CLI's 8 MB threshold: `aws s3 cp` uploads it in parts.
+    let (file, sha) = weights(tmp.path(), "lora.safetensors", 12 * 1024 * 1024);
+    let url = format!("s3://outputs/{id}/lora.safetensors");
+
+    let (ok_cp, _, err) = aws(&creds, &["s3", "cp", file.to_str().unwrap(), &url]).await;
+    assert!(ok_cp, "aws s3 cp up: {err}");
+    let (ok_ls, listing, err) = aws(&creds, &["s3", "ls", &format!("s3://outputs/{id}/")]).await;
+    assert!(ok_ls, "aws s3 ls: {err}");
+    assert!(
+        listing.contains(&format!("{} lora.safetensors", 12 * 1024 * 1024)),
+        "{listing}"
+    );
+    let (ok_head, head, err) = aws(
+        &creds,
+        &[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "outputs",
+            "--key",
+            &format!("{id}/lora.safetensors"),
+        ],
+    )
+    .await;
+    assert!(ok_head, "aws s3api head-object: {err}");
+    let head: Value = serde_json::from_str(&head).unwrap();
+    assert_eq!(head["ContentLength"], 12 * 1024 * 1024);
+    assert!(head["ETag"].as_str().unwrap().ends_with("-2\""), "{head}");
+
+    let back = tmp.path().join("back.safetensors");
+    let (ok_down, _, err) = aws(&creds, &["s3", "cp", &url, back.to_str().unwrap()]).await;
+    assert!(ok_down, "aws s3 cp down: {err}");
+    assert_eq!(
+        hex::encode(Sha256::digest(std::fs::read(&back).unwrap())),
+        sha
+    );
+
+    // `aws s3 presign` (SigV4 query form) gives a link that works without credentials.
+    let (ok_presign, link, err) =
+        aws(&creds, &["s3", "presign", &url, "--expires-in", "300"]).await;
+    assert!(ok_presign, "aws s3 presign: {err}");
+    let path = link
+        .trim()
+        .strip_prefix(&s.url)
+        .expect("link to this server");
+    let got = s.app.anonymous().request("GET", path, &[], "").await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(hex::encode(Sha256::digest(&got.body)), sha);
+
+    // Another job's prefix is refused, as S3 would say it.
+    let (ok_other, _, err) = aws(
+        &creds,
+        &[
+            "s3",
+            "cp",
+            file.to_str().unwrap(),
+            &format!("s3://outputs/{other}/x"),
+        ],
+    )
+    .await;
+    assert!(!ok_other);
+    assert!(err.contains("AccessDenied"), "{err}");
+
+    let (ok_rm, _, err) = aws(&creds, &["s3", "rm", &url]).await;
+    assert!(ok_rm, "aws s3 rm: {err}");
+    let (_, listing, _) = aws(&creds, &["s3", "ls", &format!("s3://outputs/{id}/")]).await;
+    assert!(!listing.contains("lora.safetensors"), "{listing}");
+}
