@@ -27,6 +27,10 @@ struct Served {
 /// The app on a real port that is also its `public_url` (the trainer and
 /// boto3 reach it there); reads refresh from the fake every time.
 async fn served() -> Served {
+    served_with(&[]).await
+}
+
+async fn served_with(extra: &[(&str, &str)]) -> Served {
     let fake = FakeReplicate::start().await;
     add_trainers(&fake);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -41,6 +45,9 @@ async fn served() -> Served {
         .variable("admin_token", ADMIN_TOKEN)
         .variable("notification_hosts", "http://127.0.0.1:*")
         .mount("/datasets", datasets.path());
+    let config = extra
+        .iter()
+        .fold(config, |c, (name, value)| c.variable(name, *value));
     let app = as_admin(&App::load(&config).unwrap());
     let served = server::Served::from_listener(app.clone(), listener);
     Served {
@@ -720,4 +727,48 @@ async fn aws_cli_copies_lists_presigns_and_removes() {
     assert!(ok_rm, "aws s3 rm: {err}");
     let (_, listing, _) = aws(&creds, &["s3", "ls", &format!("s3://outputs/{id}/")]).await;
     assert!(!listing.contains("lora.safetensors"), "{listing}");
+}
+
+#[tokio::test]
+async fn an_object_above_the_configured_limit_is_refused_whole() {
+    let s = served_with(&[("storage_max_object_mb", "1")]).await;
+    s.fake
+        .set_default_script(Script::training(5, 100, 10, Outcome::Aborted));
+    let id = submit(&s.app, json!({"config": {"--max_train_steps": 100}})).await;
+    let secret = injected_s3(&trainer_input(&s, &id).await)["secret_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = [("x-upload-token", secret.as_str())];
+    let path = format!("/api/cloud/storage/outputs/{id}/big.safetensors");
+    let big = "x".repeat(1024 * 1024 + 1);
+    let r = s.app.anonymous().request("PUT", &path, &token, big).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("<Code>EntityTooLarge</Code>"),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains("storage_max_object_mb"), "{}", r.text());
+    // Nothing of it was kept: no chunk, no manifest, not listed.
+    let keys = s.app.kv().keys("default").unwrap();
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.starts_with("s3d:") || k.starts_with("s3o:")),
+        "{keys:?}"
+    );
+    let outputs = s
+        .app
+        .request("GET", &format!("/api/cloud/jobs/{id}/outputs"), &[], "")
+        .await
+        .json();
+    assert_eq!(outputs["count"], 0, "{outputs}");
+    // At the limit is fine.
+    let r = s
+        .app
+        .anonymous()
+        .request("PUT", &path, &token, "x".repeat(1024 * 1024))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
 }
