@@ -70,6 +70,7 @@ export async function trainView() {
   const result = h("div", { "aria-live": "polite" });
 
   let estimateTimer;
+  let estimateSeq = 0; // answers can arrive out of order: only the newest request may write
   let lastLoader = null;
   function changed() {
     newKey();
@@ -86,14 +87,17 @@ export async function trainView() {
     if (config === undefined) { estimate.textContent = "Fix the config to see an estimate."; return; }
     estimate.textContent = "Estimating…";
     estimateTimer = setTimeout(async () => {
+      const seq = ++estimateSeq;
       try {
         const e = await post("/api/cloud/cost-estimate", { config, dataloader_config: loader ?? [], hardware_profile: hardware.value });
+        if (seq !== estimateSeq) return;
         if (e.upload_error) upload.textContent = `Cannot upload: ${e.upload_error}`;
         else if (e.upload && e.upload.files) {
           upload.textContent = `Will zip and upload ${e.upload.datasets.length} dataset${e.upload.datasets.length > 1 ? "s" : ""}: ${e.upload.datasets.map((d) => `${d.id} (${d.file_count} files, ${bytes(d.bytes)})`).join(", ")}; ${e.upload.files} files, ${bytes(e.upload.bytes)} before compression${e.upload.skipped ? `, ${e.upload.skipped} hidden/secret files left out` : ""}.`;
         }
         estimate.textContent = `About ${money(e.estimated_cost_usd)} (${money(e.low_usd)}–${money(e.high_usd)}): ${e.max_train_steps ?? "?"} steps × ${e.seconds_per_step?.toFixed(1)} s/step at $${e.hardware_cost_per_hour?.toFixed(2)}/h (${e.basis === "history" ? "from your past jobs" : "typical speed"}).`;
       } catch (err) {
+        if (seq !== estimateSeq) return;
         estimate.textContent = `No estimate: ${err.message}`;
       }
     }, 300);
