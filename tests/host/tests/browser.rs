@@ -8,8 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use cloudtuner_testhost::{App, HostConfig, server};
-use common::{ADMIN_TOKEN, add_trainers, spin_toml};
+use common::{add_trainers, serve};
 use fake_replicate::{FakeReplicate, Outcome, Script};
 use serde_json::json;
 
@@ -40,25 +39,14 @@ async fn the_ui_runs_the_whole_flow_in_chromium() {
     fake.push_script(Script::training(4, 5000, 5, Outcome::Aborted));
     fake.auto_tick(Duration::from_millis(250));
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let state = tempfile::tempdir().unwrap();
-    let datasets = tempfile::tempdir().unwrap();
-    let cats = datasets.path().join("cats");
+    // No Replicate token: the UI's guided setup stores it.
+    let served = serve(&fake, &[("refresh_after_ms", "0")]).await;
+    let cats = served.datasets.path().join("cats");
     std::fs::create_dir_all(&cats).unwrap();
     for name in ["1.png", "2.png", "3.png"] {
         std::fs::write(cats.join(name), [9u8; 1024]).unwrap();
     }
-    // No Replicate token: the UI's guided setup stores it.
-    let config = HostConfig::new(spin_toml(), state.path())
-        .variable("replicate_api_base", fake.url())
-        .variable("public_url", url.clone())
-        .variable("refresh_after_ms", "0")
-        .variable("admin_token", ADMIN_TOKEN)
-        .variable("notification_hosts", "http://127.0.0.1:*")
-        .mount("/datasets", datasets.path());
-    let app = App::load(&config).unwrap();
-    let _served = server::Served::from_listener(app.clone(), listener);
+    let url = served.url.clone();
 
     // The fake's clock: 2 s every 250 ms.
     fake.auto_advance(Duration::from_millis(250), 2);
@@ -85,7 +73,7 @@ async fn the_ui_runs_the_whole_flow_in_chromium() {
     assert!(
         output.status.success(),
         "browser test failed:\n{stdout}\n{stderr}\n--- app logs ---\n{}",
-        tail(&app.logs(), 4000)
+        tail(&served.app.logs(), 4000)
     );
     drop(fake);
 }

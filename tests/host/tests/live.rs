@@ -4,17 +4,15 @@
 
 mod common;
 
-use cloudtuner_testhost::{App, HostConfig, server};
-use common::{ADMIN_TOKEN, add_trainers, as_admin, post_json, spin_toml};
+use cloudtuner_testhost::{App, HostConfig};
+use common::{ServedApp, add_trainers, as_admin, post_json, serve, spin_toml};
 use fake_replicate::{FakeReplicate, Outcome, Script, signing};
 use serde_json::{Value, json};
 
 struct Live {
     fake: FakeReplicate,
     app: App,
-    _served: server::Served,
-    state: tempfile::TempDir,
-    _datasets: tempfile::TempDir,
+    served: ServedApp,
 }
 
 /// The app served on a real port whose URL is its `public_url`, so the fake's
@@ -23,26 +21,18 @@ struct Live {
 async fn live() -> Live {
     let fake = FakeReplicate::start().await;
     add_trainers(&fake);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let state = tempfile::tempdir().unwrap();
-    let datasets = tempfile::tempdir().unwrap();
-    let config = HostConfig::new(spin_toml(), state.path())
-        .variable("replicate_api_base", fake.url())
-        .variable("replicate_api_token", fake_replicate::DEFAULT_TOKEN)
-        .variable("public_url", url.clone())
-        .variable("refresh_after_ms", "3600000")
-        .variable("admin_token", ADMIN_TOKEN)
-        .variable("notification_hosts", "http://127.0.0.1:*")
-        .mount("/datasets", datasets.path());
-    let app = as_admin(&App::load(&config).unwrap());
-    let served = server::Served::from_listener(app.clone(), listener);
+    let served = serve(
+        &fake,
+        &[
+            ("replicate_api_token", fake_replicate::DEFAULT_TOKEN),
+            ("refresh_after_ms", "3600000"),
+        ],
+    )
+    .await;
     Live {
+        app: as_admin(&served.app),
         fake,
-        app,
-        _served: served,
-        state,
-        _datasets: datasets,
+        served,
     }
 }
 
@@ -145,9 +135,12 @@ async fn the_sync_alone_finishes_jobs_when_webhooks_are_lost_and_cron_does_the_s
     assert_eq!(job(&l.app, &a).await["progress"]["step"], 2);
     // The cron app: same store, only the sync component, fired as the plugin would.
     let cron = App::load(
-        &HostConfig::new(spin_toml().with_file_name("spin-cron.toml"), l.state.path())
-            .variable("replicate_api_base", l.fake.url())
-            .variable("replicate_api_token", fake_replicate::DEFAULT_TOKEN),
+        &HostConfig::new(
+            spin_toml().with_file_name("spin-cron.toml"),
+            l.served.state.path(),
+        )
+        .variable("replicate_api_base", l.fake.url())
+        .variable("replicate_api_token", fake_replicate::DEFAULT_TOKEN),
     )
     .unwrap();
     assert_eq!(cron.manifest().trigger.cron.len(), 1);

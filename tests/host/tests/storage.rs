@@ -7,8 +7,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use cloudtuner_testhost::{App, HostConfig, server};
-use common::{ADMIN_TOKEN, add_trainers, as_admin, cloudtuner_with, post_json, spin_toml};
+use cloudtuner_testhost::App;
+use common::{ServedApp, add_trainers, as_admin, cloudtuner_with, post_json, serve};
 use fake_replicate::{FakeReplicate, Outcome, Script};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -19,9 +19,7 @@ struct Served {
     fake: FakeReplicate,
     app: App,
     url: String,
-    _served: server::Served,
-    _state: tempfile::TempDir,
-    _datasets: tempfile::TempDir,
+    _served: ServedApp,
 }
 
 /// The app on a real port that is also its `public_url` (the trainer and
@@ -33,30 +31,19 @@ async fn served() -> Served {
 async fn served_with(extra: &[(&str, &str)]) -> Served {
     let fake = FakeReplicate::start().await;
     add_trainers(&fake);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let state = tempfile::tempdir().unwrap();
-    let datasets = tempfile::tempdir().unwrap();
-    let config = HostConfig::new(spin_toml(), state.path())
-        .variable("replicate_api_base", fake.url())
-        .variable("replicate_api_token", fake_replicate::DEFAULT_TOKEN)
-        .variable("public_url", url.clone())
-        .variable("refresh_after_ms", "0")
-        .variable("admin_token", ADMIN_TOKEN)
-        .variable("notification_hosts", "http://127.0.0.1:*")
-        .mount("/datasets", datasets.path());
-    let config = extra
-        .iter()
-        .fold(config, |c, (name, value)| c.variable(name, *value));
-    let app = as_admin(&App::load(&config).unwrap());
-    let served = server::Served::from_listener(app.clone(), listener);
+    let vars: Vec<(&str, &str)> = [
+        ("replicate_api_token", fake_replicate::DEFAULT_TOKEN),
+        ("refresh_after_ms", "0"),
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    .collect();
+    let served = serve(&fake, &vars).await;
     Served {
+        app: as_admin(&served.app),
+        url: served.url.clone(),
         fake,
-        app,
-        url,
         _served: served,
-        _state: state,
-        _datasets: datasets,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use cloudtuner_testhost::{App, HostConfig, workspace_root};
+use cloudtuner_testhost::{App, HostConfig, server, workspace_root};
 use fake_replicate::FakeReplicate;
 
 pub fn spin_toml() -> PathBuf {
@@ -94,4 +94,42 @@ pub async fn post_json(
         body.to_string(),
     )
     .await
+}
+
+/// The app served on a real loopback port that is also its `public_url`, so
+/// the fake's webhooks, boto3 and browsers reach it. `app` sends no
+/// credentials; wrap it with [`as_admin`] to act as the admin token.
+pub struct ServedApp {
+    pub app: App,
+    pub url: String,
+    pub state: tempfile::TempDir,
+    pub datasets: tempfile::TempDir,
+    _served: server::Served,
+}
+
+/// Serves the real app against `fake` (base URL only: pass
+/// `replicate_api_token`, `refresh_after_ms`, ... in `extra`).
+pub async fn serve(fake: &FakeReplicate, extra: &[(&str, &str)]) -> ServedApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let state = tempfile::tempdir().unwrap();
+    let datasets = tempfile::tempdir().unwrap();
+    let config = extra.iter().fold(
+        HostConfig::new(spin_toml(), state.path())
+            .variable("replicate_api_base", fake.url())
+            .variable("public_url", url.clone())
+            .variable("admin_token", ADMIN_TOKEN)
+            .variable("notification_hosts", "http://127.0.0.1:*")
+            .mount("/datasets", datasets.path()),
+        |c, (name, value)| c.variable(name, *value),
+    );
+    let app = App::load(&config).unwrap_or_else(|e| panic!("load app: {e}"));
+    let served = server::Served::from_listener(app.clone(), listener);
+    ServedApp {
+        app,
+        url,
+        state,
+        datasets,
+        _served: served,
+    }
 }
