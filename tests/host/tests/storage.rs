@@ -155,6 +155,19 @@ fn weights(dir: &Path, name: &str, n: usize) -> (PathBuf, String) {
     (path, hex::encode(Sha256::digest(&bytes)))
 }
 
+/// Saves `config` as the named training config of the caller.
+async fn save_config(app: &App, name: &str, config: &Value) {
+    let r = app
+        .request(
+            "PUT",
+            &format!("/api/cloud/configs/{name}"),
+            &[("content-type", "application/json")],
+            json!({"config": config}).to_string(),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{}", r.text());
+}
+
 fn ok(r: &Value) -> &Value {
     assert_eq!(r["ok"], true, "{r}");
     r
@@ -518,15 +531,7 @@ async fn hub_and_external_s3_are_decided_at_submit_and_secrets_never_shown() {
 
     // With the hf_token variable: the trainer gets token + repo; the job links the repo.
     let (_s2, app) = cloudtuner_with(&fake, datasets.path(), &[("hf_token", HF)]);
-    let r = app
-        .request(
-            "PUT",
-            "/api/cloud/configs/hub",
-            &[("content-type", "application/json")],
-            json!({"config": hub_config}).to_string(),
-        )
-        .await;
-    assert!(r.status == 201 || r.status == 200, "{}", r.text());
+    save_config(&app, "hub", &hub_config).await;
     let status = app
         .request("GET", "/api/cloud/publishing/status?config=hub", &[], "")
         .await
@@ -558,15 +563,7 @@ async fn hub_and_external_s3_are_decided_at_submit_and_secrets_never_shown() {
     let s3_config = json!({"--max_train_steps": 5, "publishing_config": [{
         "provider": "s3", "bucket": "my-models", "endpoint_url": "https://s3.example.com",
         "access_key": "AKIAEXTERNAL123", "secret_key": S3_SECRET}]});
-    let r = app
-        .request(
-            "PUT",
-            "/api/cloud/configs/ext",
-            &[("content-type", "application/json")],
-            json!({"config": s3_config}).to_string(),
-        )
-        .await;
-    assert!(r.status == 201 || r.status == 200, "{}", r.text());
+    save_config(&app, "ext", &s3_config).await;
     let r = post_json(
         &app,
         "/api/cloud/jobs/submit",
