@@ -102,7 +102,19 @@ pub fn apply_prediction(job: &mut Job, p: &Value, now_ms: u64) -> bool {
         job.started_ms = Some(started);
     }
     if let Some(t) = target {
-        let stamp = at("completed_at").unwrap_or(now_ms);
+        let mut stamp = at("completed_at").unwrap_or(now_ms);
+        // A provider clock ahead of ours must not date the job in our future
+        // (a day or spend window that has not begun here): keep the duration
+        // it reports, and end it now.
+        if stamp > now_ms {
+            let ahead = stamp - now_ms;
+            stamp = now_ms;
+            if t.is_terminal()
+                && let Some(started) = job.started_ms.as_mut()
+            {
+                *started = started.saturating_sub(ahead);
+            }
+        }
         // Checked above; cannot fail.
         let _ = job.transition(t, if t.is_terminal() { stamp } else { now_ms });
         if t.is_terminal() {
@@ -314,9 +326,14 @@ mod tests {
                 "completed_at": "2026-01-01T00:10:00Z", "metrics": {"predict_time": 600.0},
                 "output": {"version": "x", "weights": "https://r/out.tar"}
             }),
-            2,
+            parse_rfc3339_ms("2026-01-01T01:00:00Z").unwrap(),
         );
         assert_eq!(j.status, JobStatus::Completed);
+        assert_eq!(
+            j.completed_ms,
+            parse_rfc3339_ms("2026-01-01T00:10:00Z"),
+            "the provider's own completion time"
+        );
         assert_eq!(j.output_url.as_deref(), Some("https://r/out.tar"));
         // 8 × the H100 rate × predict_time, not the L40S rate.
         let expected = 600.0 * 8.0 * crate::providers::H100.cost_per_second;
@@ -327,6 +344,23 @@ mod tests {
         );
         assert!(!j.cost_estimated);
         assert_eq!(j.duration_seconds(0), Some(600.0));
+    }
+
+    #[test]
+    fn a_provider_clock_ahead_of_ours_never_dates_a_job_in_the_future() {
+        let mut j = job();
+        let now = parse_rfc3339_ms("2026-01-01T23:59:00Z").unwrap();
+        apply_prediction(
+            &mut j,
+            &json!({
+                "status": "succeeded", "started_at": "2026-01-01T23:55:00Z",
+                "completed_at": "2026-01-02T00:05:00Z", "metrics": {"predict_time": 600.0}
+            }),
+            now,
+        );
+        assert_eq!(j.completed_ms, Some(now));
+        // The reported ten minutes are kept.
+        assert_eq!(j.duration_seconds(now), Some(600.0));
     }
 
     #[test]
