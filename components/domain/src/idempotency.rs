@@ -161,6 +161,38 @@ pub fn release(kv: &dyn KvStore, r: &Reservation) -> Result<(), KvError> {
     write(kv, r, State::Released, None)
 }
 
+impl Reservation {
+    /// The record's KV key (a hash of the caller's key: no secret).
+    pub fn record_key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Removes the record at `record_key` (and its claim counter) once it is past
+/// its 24 h and names `job_id`, so finished jobs leave no keys behind. Record
+/// first, claim second: a request that claims in between sees a count above 1,
+/// waits, and claims afresh once the counter is gone; the reverse order could
+/// let two requests in. Returns whether it was removed.
+pub fn remove_expired(
+    kv: &dyn KvStore,
+    record_key: &str,
+    job_id: &str,
+    now_ms: u64,
+) -> Result<bool, KvError> {
+    let Some(raw) = kv.get(record_key)? else {
+        return Ok(false);
+    };
+    let Ok(rec) = serde_json::from_slice::<Record>(&raw) else {
+        return Ok(false);
+    };
+    if rec.job_id.as_deref() != Some(job_id) || now_ms < rec.created_ms + TTL_MS {
+        return Ok(false);
+    }
+    kv.delete(record_key)?;
+    kv.delete(&format!("claim:{record_key}"))?;
+    Ok(true)
+}
+
 /// The key's job was deleted: forget it, so the key can be used again.
 pub fn forget(
     kv: &dyn KvStore,
@@ -218,6 +250,26 @@ mod tests {
         release(&kv, &r2).unwrap();
         assert!(matches!(
             claim(&kv, "alice", "k2", "fp", 1).unwrap(),
+            Claim::New(_)
+        ));
+    }
+
+    #[test]
+    fn finished_records_are_removed_after_their_day_and_the_key_works_again() {
+        let kv = MemoryKv::default();
+        let Claim::New(r) = claim(&kv, "a", "k", "fp", 0).unwrap() else {
+            panic!()
+        };
+        complete(&kv, &r, "job-1").unwrap();
+        let key = r.record_key().to_string();
+        // Too early, or another job's record: kept.
+        assert!(!remove_expired(&kv, &key, "job-1", TTL_MS - 1).unwrap());
+        assert!(!remove_expired(&kv, &key, "job-2", TTL_MS).unwrap());
+        assert!(remove_expired(&kv, &key, "job-1", TTL_MS).unwrap());
+        assert!(kv.keys().is_empty(), "{:?}", kv.keys());
+        // The key is claimable again (claim counter gone with the record).
+        assert!(matches!(
+            claim(&kv, "a", "k", "fp", TTL_MS).unwrap(),
             Claim::New(_)
         ));
     }

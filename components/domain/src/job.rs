@@ -169,6 +169,10 @@ pub struct Job {
     /// How the trained model comes back (decided at submit).
     #[serde(default)]
     pub delivery: Option<crate::delivery::Delivery>,
+    /// The KV key of the idempotency record that produced this job, removed
+    /// with the job once past its 24 h (not shown in responses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_record: Option<String>,
     #[serde(default)]
     pub extra: Map<String, Value>,
 }

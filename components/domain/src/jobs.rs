@@ -132,7 +132,14 @@ impl<'a> JobStore<'a> {
         Ok(())
     }
 
-    pub fn delete(&self, job: &Job) -> Result<(), ApiError> {
+    /// Deletes a job with everything that is only its: index entries, logs,
+    /// stored outputs, and its idempotency record once past its 24 h (a
+    /// younger one stays: a replay then finds the job gone and starts over).
+    pub fn delete(&self, job: &Job, now_ms: u64) -> Result<(), ApiError> {
+        if let Some(record) = &job.idempotency_record {
+            crate::idempotency::remove_expired(self.kv, record, &job.job_id, now_ms)
+                .map_err(storage)?;
+        }
         for index in [INDEX_ALL.to_string(), owner_index(&job.owner)] {
             self.edit_index(&index, |entries| entries.retain(|e| e.0 != job.job_id))?;
         }
@@ -260,7 +267,7 @@ impl StoredLogs {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::job::JobStatus;
     use crate::kv::MemoryKv;
@@ -300,6 +307,7 @@ mod tests {
             cost_per_second: None,
             reservation: None,
             delivery: None,
+            idempotency_record: None,
             extra: Default::default(),
         }
     }
@@ -354,7 +362,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(jobs[0].job_id, "j0");
-        store.delete(&store.get("j3").unwrap().unwrap()).unwrap();
+        store.delete(&store.get("j3").unwrap().unwrap(), 0).unwrap();
         assert_eq!(
             store
                 .list(&ListQuery {

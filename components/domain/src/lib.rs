@@ -26,6 +26,7 @@ pub mod objstore;
 pub mod progress;
 pub mod providers;
 pub mod replicate;
+pub mod retention;
 pub mod s3api;
 pub mod secrets;
 pub mod settings;

@@ -276,7 +276,12 @@ pub async fn cancel<H: HttpClient>(
 
 /// `DELETE /jobs/{id}`: terminal jobs only; removes the record and its logs
 /// (nothing is deleted at Replicate).
-pub fn delete(store: &JobStore, principal: &Principal, id: &str) -> Result<Value, ApiError> {
+pub fn delete(
+    store: &JobStore,
+    principal: &Principal,
+    id: &str,
+    now_ms: u64,
+) -> Result<Value, ApiError> {
     let job = visible_job(store, principal, id)?;
     if !principal.can("job.delete", &job.owner) {
         return Err(
@@ -287,7 +292,7 @@ pub fn delete(store: &JobStore, principal: &Principal, id: &str) -> Result<Value
     if !job.status.is_terminal() {
         return Err(invalid_state(&job, "delete", &DELETABLE));
     }
-    store.delete(&job)?;
+    store.delete(&job, now_ms)?;
     Ok(json!({"success": true, "job_id": id}))
 }
 
@@ -397,7 +402,7 @@ mod tests {
         let store = JobStore::new(&kv);
         store.create(&job()).unwrap();
         let p = Principal::admin("local");
-        let err = delete(&store, &p, "j").unwrap_err();
+        let err = delete(&store, &p, "j", 0).unwrap_err();
         assert_eq!((err.status, err.code), (409, "invalid_job_state"));
         assert_eq!(
             err.details["allowed_states"],
@@ -409,7 +414,7 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        assert_eq!(delete(&store, &p, "j").unwrap()["success"], true);
-        assert_eq!(delete(&store, &p, "j").unwrap_err().status, 404);
+        assert_eq!(delete(&store, &p, "j", 0).unwrap()["success"], true);
+        assert_eq!(delete(&store, &p, "j", 0).unwrap_err().status, 404);
     }
 }

@@ -396,6 +396,7 @@ pub async fn submit<H: HttpClient>(
     let mut job = new_job(ctx, &req, archive.is_some());
     job.cost_per_second = Some(rate);
     job.reservation = Some(cost_reservation.clone());
+    job.idempotency_record = reservation.as_ref().map(|r| r.record_key().to_string());
     if let Err(e) = store.create(&job) {
         let _ = crate::costs::release(ctx.kv, &cost_reservation);
         release(&reservation);
@@ -476,6 +477,7 @@ fn new_job<H: HttpClient>(ctx: &SubmitContext<'_, H>, req: &Request, uploading: 
         cost_per_second: None,
         reservation: None,
         delivery: Some(req.delivery.clone()),
+        idempotency_record: None,
         extra: Map::new(),
     }
 }

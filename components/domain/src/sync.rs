@@ -32,6 +32,8 @@ pub struct SyncReport {
     pub abandoned: usize,
     pub notifications_sent: usize,
     pub notifications_failed: usize,
+    /// Finished jobs deleted by retention ([`crate::retention`]).
+    pub pruned: usize,
     pub errors: Vec<Value>,
 }
 
@@ -44,6 +46,7 @@ impl SyncReport {
             "abandoned": self.abandoned,
             "notifications_sent": self.notifications_sent,
             "notifications_failed": self.notifications_failed,
+            "pruned": self.pruned,
             "errors": self.errors,
         })
     }

@@ -21,7 +21,7 @@ async fn handle(req: Request) -> Response {
         let principal = require_principal(&req, &kv)?;
         let store = JobStore::new(&kv);
         if req.method().to_string() == "DELETE" {
-            return Ok(json(200, &delete(&store, &principal, &id)?));
+            return Ok(json(200, &delete(&store, &principal, &id, now_ms())?));
         }
         let job = visible_job(&store, &principal, &id)?;
         let now = now_ms();

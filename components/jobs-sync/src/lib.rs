@@ -5,10 +5,10 @@
 
 use cloudtuner_domain::clock::now_ms;
 use cloudtuner_domain::jobs::JobStore;
-use cloudtuner_domain::sync;
+use cloudtuner_domain::{retention, sync};
 use cloudtuner_spin::{
     SpinHttp, SpinKv, json, provider_settings, require_method, require_permission,
-    require_principal, respond,
+    require_principal, respond, variable,
 };
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -16,7 +16,18 @@ use spin_sdk::http_component;
 async fn pass() -> Result<sync::SyncReport, cloudtuner_domain::error::ApiError> {
     let kv = SpinKv::open_default()?;
     let store = JobStore::new(&kv);
-    Ok(sync::run(&store, &SpinHttp, &provider_settings(&kv), now_ms()).await)
+    let now = now_ms();
+    let mut report = sync::run(&store, &SpinHttp, &provider_settings(&kv), now).await;
+    // Retention after the refresh, so a job that just ended is judged by its end.
+    match retention::parse_days(variable("retention_days").as_deref()) {
+        Ok(days) => {
+            let pruned = retention::prune(&store, days, now);
+            report.pruned = pruned.pruned;
+            report.errors.extend(pruned.errors);
+        }
+        Err(message) => report.errors.push(serde_json::json!({"error": message})),
+    }
+    Ok(report)
 }
 
 #[http_component]

@@ -745,3 +745,111 @@ async fn with_a_public_url_replicate_is_given_the_webhook() {
     .await;
     assert_eq!(r.status, 400);
 }
+
+/// Moves a JSON record's millisecond field back by `days` (time passing for
+/// the app, whose clock the test cannot move).
+fn age(app: &cloudtuner_testhost::App, key: &str, field: &str, days: u64) {
+    let kv = app.kv();
+    let mut v: Value = serde_json::from_slice(&kv.get("default", key).unwrap().unwrap()).unwrap();
+    let ms = v[field].as_u64().unwrap();
+    v[field] = json!(ms - days * 86_400_000);
+    kv.set("default", key, v.to_string().as_bytes()).unwrap();
+}
+
+#[tokio::test]
+async fn retention_deletes_old_finished_jobs_with_their_keys_and_keeps_metrics() {
+    let fake = FakeReplicate::start().await;
+    add_trainers(&fake);
+    let datasets = tempfile::tempdir().unwrap();
+    let (_state, app) = cloudtuner_with(&fake, datasets.path(), &[("retention_days", "1")]);
+    let body = |key: &str| json!({"config": {"--max_train_steps": 3}, "idempotency_key": key});
+    let old = post_json(&app, SUBMIT, &body("ci-run-1")).await.json()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let recent = post_json(&app, SUBMIT, &body("ci-run-2")).await.json()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fake.advance(600);
+    for id in [&old, &recent] {
+        let j = app
+            .request("GET", &format!("/api/cloud/jobs/{id}"), &[], "")
+            .await
+            .json();
+        assert_eq!(j["job"]["status"], "completed", "{j}");
+    }
+    let before = app.kv().count("default").unwrap();
+
+    // Two days pass for the old job and its idempotency record.
+    age(&app, &format!("job:{old}"), "completed_ms", 2);
+    let record = app
+        .kv()
+        .keys("default")
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.starts_with("idem:"))
+        .find(|k| {
+            let v: Value =
+                serde_json::from_slice(&app.kv().get("default", k).unwrap().unwrap()).unwrap();
+            v["job_id"] == old.as_str()
+        })
+        .expect("the old job's idempotency record");
+    age(&app, &record, "created_ms", 2);
+
+    let r = app.request("POST", "/api/cloud/jobs/sync", &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["pruned"], 1, "{}", r.text());
+    assert_eq!(
+        app.request("GET", &format!("/api/cloud/jobs/{old}"), &[], "")
+            .await
+            .status,
+        404
+    );
+    let list = app.request("GET", "/api/cloud/jobs", &[], "").await.json();
+    let ids: Vec<&str> = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [recent.as_str()]);
+    // Its record, logs, index entries, idempotency record and claim are gone.
+    let keys = app.kv().keys("default").unwrap();
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains(&old) || *k == record || *k == format!("claim:{record}")),
+        "{keys:?}"
+    );
+    assert_eq!(app.kv().count("default").unwrap(), before - 4, "{keys:?}");
+    // History stays: metrics still count both jobs.
+    let m = app
+        .request("GET", "/api/metrics?days=7", &[], "")
+        .await
+        .json();
+    assert_eq!(m["job_count"], 2, "{m}");
+    // The CI key works again (a new job, not a replay of the deleted one).
+    let again = post_json(&app, SUBMIT, &body("ci-run-1")).await;
+    assert_eq!(again.status, 201, "{}", again.text());
+    assert_eq!(again.json()["idempotent_hit"], false);
+    // Nothing more is due.
+    let r = app.request("POST", "/api/cloud/jobs/sync", &[], "").await;
+    assert_eq!(r.json()["pruned"], 0, "{}", r.text());
+}
+
+#[tokio::test]
+async fn a_bad_retention_setting_is_reported_by_the_sync_and_deletes_nothing() {
+    let fake = FakeReplicate::start().await;
+    add_trainers(&fake);
+    let datasets = tempfile::tempdir().unwrap();
+    let (_state, app) = cloudtuner_with(&fake, datasets.path(), &[("retention_days", "a week")]);
+    let r = app.request("POST", "/api/cloud/jobs/sync", &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["pruned"], 0);
+    assert!(
+        r.text().contains("retention_days must be a whole number"),
+        "{}",
+        r.text()
+    );
+}
