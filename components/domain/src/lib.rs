@@ -21,6 +21,7 @@ pub mod jobs;
 pub mod kv;
 pub mod lifecycle;
 pub mod listing;
+pub mod loginguard;
 pub mod notify;
 pub mod objstore;
 pub mod progress;

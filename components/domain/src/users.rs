@@ -4,7 +4,7 @@
 //! (a slot holding the id, claimed race-free), `users:index` (ids, CAS),
 //! `setup:admin` (id of the first admin; claimed with `increment`, never CAS:
 //! CAS on a missing key is an upsert on Spin), `session:<sha256(token)>`,
-//! `loginfail:<username>` (counter) and `loginlock:<username>` (until when).
+//! `loginfail` (failed sign-ins, one bounded value: [`crate::loginguard`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -13,14 +13,13 @@ use crate::auth::{AuthMethod, Principal, Role};
 use crate::clock::rfc3339;
 use crate::error::ApiError;
 use crate::kv::{self, KvStore, claim_slot, get_json, release_slot, set_json};
+use crate::loginguard;
 use crate::secrets::{hash_password, random_base62, sha256_hex, verify_password};
 
 pub const MIN_PASSWORD: usize = 12;
 pub const SESSION_TTL_MS: u64 = 24 * 3600 * 1000;
 pub const REMEMBER_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
-/// Failures allowed before logins for that username are locked for a while.
-pub const FREE_FAILURES: i64 = 5;
-pub const MAX_LOCK_MS: u64 = 15 * 60 * 1000;
+pub use crate::loginguard::{FREE_FAILURES, MAX_LOCK_MS};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct User {
@@ -190,6 +189,7 @@ impl<'a> UserStore<'a> {
             return Ok(false);
         };
         self.edit_index(|ids| ids.retain(|i| i != id))?;
+        end_sessions(self.kv, id)?;
         self.kv.delete(&format!("user:{id}")).map_err(storage)?;
         release_slot(
             self.kv,
@@ -273,11 +273,7 @@ pub fn login(
     remember: bool,
     now_ms: u64,
 ) -> Result<(User, NewSession), ApiError> {
-    let lower = username.to_ascii_lowercase();
-    let lock_key = format!("loginlock:{lower}");
-    let fail_key = format!("loginfail:{lower}");
-    let locked_until: Option<u64> = get_json(kv, &lock_key).map_err(storage)?;
-    if let Some(until) = locked_until.filter(|u| *u > now_ms) {
+    if let Some(until) = loginguard::locked_until(kv, username, now_ms).map_err(storage)? {
         let secs = (until - now_ms).div_ceil(1000);
         return Err(ApiError::new(
             429,
@@ -298,19 +294,14 @@ pub fn login(
         }
     };
     if !ok {
-        let failures = kv.increment(&fail_key, 1).map_err(storage)?;
-        if failures >= FREE_FAILURES {
-            let lock = (30_000u64 << (failures - FREE_FAILURES).min(10)).min(MAX_LOCK_MS);
-            set_json(kv, &lock_key, &(now_ms + lock)).map_err(storage)?;
-        }
+        loginguard::record_failure(kv, username, now_ms).map_err(storage)?;
         return Err(ApiError::new(
             401,
             "invalid_credentials",
             "Invalid username or password",
         ));
     }
-    let _ = kv.delete(&fail_key);
-    let _ = kv.delete(&lock_key);
+    let _ = loginguard::clear(kv, username);
     let user = user.expect("ok implies a user");
     let token = format!("sess_{}", random_base62(43));
     let expires_ms = now_ms
@@ -319,6 +310,9 @@ pub fn login(
         } else {
             SESSION_TTL_MS
         };
+    // Listed first: a listed key whose write then fails is harmless, an
+    // unlisted session would never be cleaned up.
+    track_session(kv, &user.id, &session_key(&token), expires_ms, now_ms)?;
     set_json(
         kv,
         &session_key(&token),
@@ -349,7 +343,69 @@ pub fn session_user(kv: &dyn KvStore, token: &str, now_ms: u64) -> Result<Option
 }
 
 pub fn logout(kv: &dyn KvStore, token: &str) -> Result<(), ApiError> {
-    kv.delete(&session_key(token)).map_err(storage)
+    let key = session_key(token);
+    if let Some(s) = get_json::<Session>(kv, &key).map_err(storage)? {
+        kv::edit_json(
+            kv,
+            &sessions_key(&s.user_id),
+            |list: &mut Vec<(String, u64)>| list.retain(|(k, _)| *k != key),
+        )
+        .map_err(storage)?;
+    }
+    kv.delete(&key).map_err(storage)
+}
+
+/// A user's sessions, oldest first: `[[session key, expires_ms], ...]`, so
+/// expired ones are deleted at the next sign-in and one user holds at most
+/// [`MAX_SESSIONS`] session keys (Fermyon Cloud: 1,024 keys per store).
+fn sessions_key(user_id: &str) -> String {
+    format!("sessions:u:{user_id}")
+}
+
+/// Live sessions per user; a new sign-in beyond it ends the oldest.
+pub const MAX_SESSIONS: usize = 20;
+
+fn track_session(
+    kv: &dyn KvStore,
+    user_id: &str,
+    key: &str,
+    expires_ms: u64,
+    now_ms: u64,
+) -> Result<(), ApiError> {
+    let mut ended = Vec::new();
+    kv::edit_json(
+        kv,
+        &sessions_key(user_id),
+        |list: &mut Vec<(String, u64)>| {
+            ended.clear();
+            let (live, expired): (Vec<_>, Vec<_>) =
+                list.drain(..).partition(|(_, exp)| *exp > now_ms);
+            *list = live;
+            ended.extend(expired.into_iter().map(|(k, _)| k));
+            list.push((key.to_string(), expires_ms));
+            while list.len() > MAX_SESSIONS {
+                ended.push(list.remove(0).0);
+            }
+        },
+    )
+    .map_err(storage)?;
+    for k in ended {
+        kv.delete(&k).map_err(storage)?;
+    }
+    Ok(())
+}
+
+/// Ends every session of a user (deleted users).
+fn end_sessions(kv: &dyn KvStore, user_id: &str) -> Result<(), ApiError> {
+    let list: Vec<(String, u64)> = get_json(kv, &sessions_key(user_id))
+        .map_err(storage)?
+        .unwrap_or_default();
+    for (k, _) in list {
+        kv.delete(&k).map_err(storage)?;
+    }
+    kv.delete(&sessions_key(user_id)).map_err(storage)?;
+    kv.delete(&format!("claim:{}", sessions_key(user_id)))
+        .map_err(storage)
 }
 
 #[cfg(test)]
@@ -400,6 +456,63 @@ mod tests {
         }
         logout(&kv, &s.token).unwrap();
         assert!(session_user(&kv, &s.token, 12).unwrap().is_none());
+    }
+
+    #[test]
+    fn sessions_are_bounded_per_user_and_cleaned_up() {
+        let kv = MemoryKv::default();
+        let users = UserStore::new(&kv);
+        let alice = users
+            .create("alice", "a long enough password", Role::Researcher, 0)
+            .unwrap();
+        let sessions = |kv: &MemoryKv| {
+            kv.keys()
+                .into_iter()
+                .filter(|k| k.starts_with("session:"))
+                .count()
+        };
+        let first = login(&kv, "alice", "a long enough password", false, 0)
+            .unwrap()
+            .1;
+        for i in 1..MAX_SESSIONS as u64 + 5 {
+            login(&kv, "alice", "a long enough password", false, i).unwrap();
+        }
+        assert_eq!(sessions(&kv), MAX_SESSIONS);
+        assert!(
+            session_user(&kv, &first.token, 100).unwrap().is_none(),
+            "the oldest ended"
+        );
+        // A day later the next sign-in deletes the expired ones.
+        let last = login(
+            &kv,
+            "alice",
+            "a long enough password",
+            false,
+            SESSION_TTL_MS + 100,
+        )
+        .unwrap()
+        .1;
+        assert_eq!(sessions(&kv), 1);
+        logout(&kv, &last.token).unwrap();
+        assert_eq!(sessions(&kv), 0);
+        let list: Vec<(String, u64)> = get_json(&kv, &sessions_key(&alice.id)).unwrap().unwrap();
+        assert!(list.is_empty());
+        // Deleting the user ends its sessions.
+        login(
+            &kv,
+            "alice",
+            "a long enough password",
+            true,
+            SESSION_TTL_MS + 200,
+        )
+        .unwrap();
+        assert!(users.delete(&alice.id).unwrap());
+        assert_eq!(sessions(&kv), 0);
+        assert!(
+            !kv.keys().iter().any(|k| k.contains(&alice.id)),
+            "{:?}",
+            kv.keys()
+        );
     }
 
     #[test]

@@ -707,6 +707,22 @@ async fn brute_force_logins_are_slowed_and_sessions_end_at_logout() {
     .await;
     assert_eq!(r.status, 429, "{}", r.text());
     assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() > 0);
+    // Made-up usernames lock like real ones (the lock tells nothing), and a
+    // flood of them cannot fill the store (Fermyon Cloud: 1,024 keys).
+    let keys_before = w.app.kv().count("default").unwrap();
+    for i in 0..40 {
+        let r = call(
+            &w.app,
+            "POST",
+            "/api/cloud/auth/login",
+            &[],
+            json!({"username": format!("nobody{}", i / 6), "password": "not the password"}),
+        )
+        .await;
+        let expected = if i % 6 == 5 { 429 } else { 401 };
+        assert_eq!(r.status, expected, "attempt {i}: {}", r.text());
+    }
+    assert_eq!(w.app.kv().count("default").unwrap(), keys_before);
     // Alice is unaffected; her cookie works like her bearer token, until logout.
     let r = call(
         &w.app,
