@@ -7,7 +7,10 @@
 //! - `s3o:<sha256(bucket/key)>` — the object's [`Manifest`] (hashed: S3 keys may
 //!   be 1,024 bytes, KV keys only 255);
 //! - `s3idx:<bucket>` — `{key: IndexEntry}`, sorted, edited by CAS;
-//! - `s3mp:<upload>` and `s3mpp:<upload>:<part>` — multipart uploads in flight.
+//! - `s3mp:<upload>` and `s3mpp:<upload>:<part>` — multipart uploads in flight;
+//! - `s3uploads:<bucket>` — `{upload id: key}` of the uploads in flight, so
+//!   deleting a prefix (a job's outputs) also frees uploads a trainer never
+//!   finished.
 //!
 //! Writes are ordered so a half-written object is never visible: chunks, then
 //! the manifest, then the index entry. Deletes go the other way.
@@ -126,6 +129,13 @@ fn index_key(bucket: &str) -> String {
 
 fn upload_key(upload: &str) -> String {
     format!("s3mp:{upload}")
+}
+
+/// Uploads in flight per bucket: `{upload id: object key}`.
+type UploadIndex = BTreeMap<String, String>;
+
+fn uploads_key(bucket: &str) -> String {
+    format!("s3uploads:{bucket}")
 }
 
 fn part_key(upload: &str, part: u32) -> String {
@@ -282,6 +292,15 @@ impl<'a> ObjectStore<'a> {
         for k in &keys {
             self.delete(bucket, k)?;
         }
+        let uploads: UploadIndex = get_json(self.kv, &uploads_key(bucket))?.unwrap_or_default();
+        for (id, key) in uploads.iter().filter(|(_, k)| k.starts_with(prefix)) {
+            match self.abort_upload(id, bucket, key) {
+                Ok(()) => {}
+                Err(StoreError::NoSuchUpload) => self.unlist_upload(bucket, id)?,
+                Err(StoreError::Kv(e)) => return Err(e),
+                Err(other) => return Err(KvError(format!("{other:?}"))),
+            }
+        }
         Ok(keys.len())
     }
 
@@ -312,6 +331,11 @@ impl<'a> ObjectStore<'a> {
         now_ms: u64,
     ) -> Result<String, KvError> {
         let id = new_id();
+        // Listed before it exists: a listed upload that is missing is simply
+        // dropped by cleanup, an unlisted one could never be found.
+        edit_json::<UploadIndex>(self.kv, &uploads_key(bucket), |idx| {
+            idx.insert(id.clone(), key.to_string());
+        })?;
         set_json(
             self.kv,
             &upload_key(&id),
@@ -433,7 +457,14 @@ impl<'a> ObjectStore<'a> {
             let _ = self.kv.delete(&pk);
         }
         let _ = self.kv.delete(&upload_key(id));
+        self.unlist_upload(bucket, id)?;
         Ok(manifest)
+    }
+
+    fn unlist_upload(&self, bucket: &str, id: &str) -> Result<(), KvError> {
+        edit_json::<UploadIndex>(self.kv, &uploads_key(bucket), |idx| {
+            idx.remove(id);
+        })
     }
 
     /// Abandons an upload and frees its parts.
@@ -449,6 +480,7 @@ impl<'a> ObjectStore<'a> {
             let _ = self.kv.delete(&pk);
         }
         self.kv.delete(&upload_key(id))?;
+        self.unlist_upload(bucket, id)?;
         Ok(())
     }
 }
@@ -523,6 +555,52 @@ mod tests {
         assert!(!more);
         assert_eq!(store.delete_prefix("outputs", "a/").unwrap(), 3);
         assert_eq!(store.list("outputs", "", None, 10).unwrap().0.len(), 1);
+    }
+
+    #[test]
+    fn deleting_a_prefix_frees_its_unfinished_multipart_uploads() {
+        let kv = MemoryKv::default();
+        let store = ObjectStore::new(&kv, 1 << 30);
+        // A trainer died mid-upload under a/; another upload runs under b/.
+        let dead = store
+            .create_upload("outputs", "a/w.safetensors", "x", Map::new(), 1)
+            .unwrap();
+        store
+            .upload_part(
+                &dead,
+                "outputs",
+                "a/w.safetensors",
+                1,
+                &bytes(2 * CHUNK + 5),
+            )
+            .unwrap();
+        let live = store
+            .create_upload("outputs", "b/w.safetensors", "x", Map::new(), 1)
+            .unwrap();
+        store
+            .upload_part(&live, "outputs", "b/w.safetensors", 1, b"part")
+            .unwrap();
+        // A listed upload whose record is gone is just unlisted.
+        let ghost = store
+            .create_upload("outputs", "a/ghost", "x", Map::new(), 1)
+            .unwrap();
+        kv.delete(&upload_key(&ghost)).unwrap();
+
+        assert_eq!(store.delete_prefix("outputs", "a/").unwrap(), 0);
+        let keys = kv.keys();
+        assert!(
+            !keys.iter().any(|k| k.contains(&dead) || k.contains(&ghost)),
+            "{keys:?}"
+        );
+        // b/'s upload is untouched and still completes; then nothing is in flight.
+        let chunks = keys.iter().filter(|k| k.starts_with("s3d:")).count();
+        assert_eq!(chunks, 1, "only b/'s part remains: {keys:?}");
+        let etag = format!("\"{}\"", hex::encode(Md5::digest(b"part")));
+        store
+            .complete_upload(&live, "outputs", "b/w.safetensors", &[(1, etag)], 2)
+            .unwrap();
+        let idx: UploadIndex = get_json(&kv, &uploads_key("outputs")).unwrap().unwrap();
+        assert!(idx.is_empty(), "{idx:?}");
     }
 
     #[test]

@@ -327,10 +327,14 @@ async fn boto3_uploads_downloads_lists_and_is_kept_to_its_job() {
     let r = boto3(
         &creds,
         None,
-        json!([{"op": "put", "key": format!("{id}/late.txt"), "body": "in grace"}]),
+        json!([
+            {"op": "put", "key": format!("{id}/late.txt"), "body": "in grace"},
+            {"op": "start_multipart", "key": format!("{id}/unfinished.safetensors")},
+        ]),
     )
     .await;
     ok(&r[0]);
+    ok(&r[1]);
     let jkey = format!("job:{id}");
     let mut stored: Value =
         serde_json::from_slice(&s.app.kv().get("default", &jkey).unwrap().unwrap()).unwrap();
@@ -394,8 +398,8 @@ async fn boto3_uploads_downloads_lists_and_is_kept_to_its_job() {
     assert!(
         !keys
             .iter()
-            .any(|k| k.starts_with("s3d:") || k.starts_with("s3o:")),
-        "chunks or manifests left: {keys:?}"
+            .any(|k| k.starts_with("s3d:") || k.starts_with("s3o:") || k.starts_with("s3mp")),
+        "chunks, manifests or unfinished uploads left: {keys:?}"
     );
 }
 

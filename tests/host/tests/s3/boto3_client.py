@@ -59,6 +59,12 @@ def run(client, bucket, op):
         body = r["Body"].read()
         return {"body": body.decode(errors="replace"), "size": len(body),
                 "content_range": r.get("ContentRange")}
+    if kind == "start_multipart":
+        # A trainer that dies mid-upload: one part sent, never completed.
+        up = client.create_multipart_upload(Bucket=bucket, Key=op["key"])
+        client.upload_part(Bucket=bucket, Key=op["key"], UploadId=up["UploadId"], PartNumber=1,
+                           Body=b"x" * op.get("size", 6 * 1024 * 1024))
+        return {"upload_id": up["UploadId"]}
     if kind == "delete":
         client.delete_object(Bucket=bucket, Key=op["key"])
         return {}
