@@ -188,17 +188,21 @@ pub async fn receive<H: HttpClient>(
         return Ok(ignored("no job named in the webhook URL"));
     };
     let store = JobStore::new(kv);
-    let Some(job) = store.get(job_id)? else {
-        return Ok(ignored("unknown job"));
-    };
-    if !belongs(&job, &prediction) {
-        return Ok(ignored("the prediction is not this job's"));
+    #[derive(Debug)]
+    enum Skip {
+        Duplicate,
+        Foreign,
     }
     let webhook_id = headers.id.clone().unwrap_or_default();
     let mut applied = false;
+    // One read-modify-write: ownership, dedupe and the change are checked on
+    // the same version of the job.
     let result = store.update(job_id, |j| {
+        if !belongs(j, &prediction) {
+            return Err(Skip::Foreign);
+        }
         if j.webhook_ids.contains(&webhook_id) {
-            return Err("duplicate");
+            return Err(Skip::Duplicate);
         }
         applied = apply_prediction(j, &prediction, now_ms);
         j.webhook_ids.push(webhook_id.clone());
@@ -209,7 +213,11 @@ pub async fn receive<H: HttpClient>(
     });
     let job = match result {
         Ok(j) => j,
-        Err(UpdateError::Rejected(_)) => {
+        Err(UpdateError::Missing) => return Ok(ignored("unknown job")),
+        Err(UpdateError::Rejected(Skip::Foreign)) => {
+            return Ok(ignored("the prediction is not this job's"));
+        }
+        Err(UpdateError::Rejected(Skip::Duplicate)) => {
             return Ok(json!({"status": "duplicate", "job_id": job_id}));
         }
         Err(e) => return Err(crate::lifecycle::update_failed(job_id, e)),

@@ -252,6 +252,32 @@ async fn bad_stale_missing_and_replayed_webhooks_change_nothing() {
         (r.status, r.json()["status"].as_str()),
         (200, Some("ignored"))
     );
+    // A genuine event posted to another job's URL changes nothing there.
+    let other = submit(&l.app).await;
+    let foreign_sig =
+        signing::sign(&secret, "msg_foreign", ts.parse().unwrap(), body.as_bytes()).unwrap();
+    let foreign = [
+        ("webhook-id", "msg_foreign"),
+        ("webhook-timestamp", ts.as_str()),
+        ("webhook-signature", foreign_sig.as_str()),
+    ];
+    let r = l
+        .app
+        .anonymous()
+        .request(
+            "POST",
+            &format!("/api/cloud/webhooks/replicate?job={other}"),
+            &foreign,
+            body.clone(),
+        )
+        .await;
+    assert_eq!(
+        r.json()["reason"],
+        "the prediction is not this job's",
+        "{}",
+        r.text()
+    );
+    assert_eq!(job(&l.app, &other).await["status"], "queued");
     // Out of order: once completed, an older "processing" event is stale.
     l.fake.webhook_timestamp_skew(0);
     l.fake.advance(2000);
