@@ -27,6 +27,17 @@ pub struct ProviderSettings {
 
 pub const DEFAULT_REFRESH_AFTER_MS: u64 = 5_000;
 
+impl ProviderSettings {
+    /// The same settings with every read asking Replicate (the sync and
+    /// `sync_active=true` refresh whatever the last answer's age).
+    pub fn always_refresh(&self) -> Self {
+        ProviderSettings {
+            refresh_after_ms: 0,
+            ..self.clone()
+        }
+    }
+}
+
 pub fn job_not_found(id: &str) -> ApiError {
     ApiError::new(404, "job_not_found", format!("no job {id}")).with_detail("job_id", id)
 }

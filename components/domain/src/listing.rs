@@ -106,15 +106,12 @@ pub async fn list_jobs<H: HttpClient>(
             .take(SYNC_ACTIVE_BUDGET)
             .map(|e| e.0)
             .collect();
+        let forced = settings.always_refresh();
         for id in active {
-            if let Some(job) = store.get(&id)? {
-                let forced = ProviderSettings {
-                    refresh_after_ms: 0,
-                    ..settings.clone()
-                };
-                if let (_, Some(e)) = refresh(store, http, &forced, job, now_ms).await {
-                    sync_errors.push(json!({"job_id": id, "error": e}));
-                }
+            if let Some(job) = store.get(&id)?
+                && let (_, Some(e)) = refresh(store, http, &forced, job, now_ms).await
+            {
+                sync_errors.push(json!({"job_id": id, "error": e}));
             }
         }
     }

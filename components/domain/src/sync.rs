@@ -89,10 +89,7 @@ pub async fn run<H: HttpClient>(
         }
     }
     with_prediction.sort_by_key(|j| j.refreshed_ms.unwrap_or(0));
-    let forced = ProviderSettings {
-        refresh_after_ms: 0,
-        ..settings.clone()
-    };
+    let forced = settings.always_refresh();
     for job in with_prediction.into_iter().take(REFRESH_BATCH) {
         let (id, before) = (job.job_id.clone(), (job.status, job.progress.clone()));
         let (after, error) = refresh(store, http, &forced, job, now_ms).await;
