@@ -115,6 +115,8 @@ try {
   const clip = await page.evaluate(() => navigator.clipboard.readText());
   check(clip.includes(`/api/cloud/jobs/${firstId}`), "copied curl names the job");
   await page.getByLabel("Search logs").fill("");
+  // Nothing was uploaded here, so the output is Replicate's copy, and it says so.
+  await page.getByRole("link", { name: /lora\.safetensors \(Replicate's copy/ }).waitFor();
   await shot("job-details");
 
   step("a second job: cancel it (with confirmation)");

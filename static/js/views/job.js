@@ -108,11 +108,19 @@ export async function jobView(id) {
       : h("button", { type: "button", class: "secondary", onclick: () => remove(j) }, "Delete job"));
   }
 
+  // Says where a link goes: Replicate's delivery links are temporary.
+  function outputLabel(url) {
+    if (url.startsWith("https://huggingface.co/")) return "Hugging Face Hub repository";
+    if (url.startsWith(`${location.origin}/api/cloud/storage/`)) return `${url.split("/").pop()} (stored on this server)`;
+    if (url.startsWith("https://replicate.delivery/")) return `${url.split("/").pop()} (Replicate's copy: its link may expire, download it soon)`;
+    return url;
+  }
+
   async function renderOutputs(j) {
     const items = [];
     const paths = j.delivery?.paths || [];
     if (j.output_url) {
-      items.push(h("p", {}, "Output: ", h("a", { href: j.output_url, rel: "noopener" }, j.output_url.startsWith("https://huggingface.co/") ? "Hugging Face Hub repository" : j.output_url)));
+      items.push(h("p", {}, "Output: ", h("a", { href: j.output_url, rel: "noopener" }, outputLabel(j.output_url))));
     }
     if (paths.includes("local")) {
       try {
