@@ -237,8 +237,8 @@ pub fn settle(kv: &dyn KvStore, job: &Job) -> Result<(), ApiError> {
             kv.increment(k, actual - r.micros).map_err(storage)?;
         }
     }
-    let day = day_key(job.completed_ms.unwrap_or(job.updated_ms));
-    let duration = job.duration_seconds(job.completed_ms.unwrap_or(job.updated_ms));
+    let day = day_key(job.ended_ms());
+    let duration = job.duration_seconds(job.ended_ms());
     for key in [
         format!("agg:{day}:all"),
         format!("agg:{day}:u:{}", job.owner),

@@ -168,11 +168,10 @@ impl Reservation {
     }
 }
 
-/// Removes the record at `record_key` (and its claim counter) once it is past
-/// its 24 h and names `job_id`, so finished jobs leave no keys behind. Record
-/// first, claim second: a request that claims in between sees a count above 1,
-/// waits, and claims afresh once the counter is gone; the reverse order could
-/// let two requests in. Returns whether it was removed.
+/// Removes the record at `record_key` (and its claim counter, in the race-safe
+/// order of [`crate::kv::delete_created`]) once it is past its 24 h and names
+/// `job_id`, so finished jobs leave no keys behind. Returns whether it was
+/// removed.
 pub fn remove_expired(
     kv: &dyn KvStore,
     record_key: &str,
@@ -188,8 +187,7 @@ pub fn remove_expired(
     if rec.job_id.as_deref() != Some(job_id) || now_ms < rec.created_ms + TTL_MS {
         return Ok(false);
     }
-    kv.delete(record_key)?;
-    kv.delete(&format!("claim:{record_key}"))?;
+    crate::kv::delete_created(kv, record_key)?;
     Ok(true)
 }
 

@@ -192,6 +192,12 @@ impl Job {
         Ok(())
     }
 
+    /// When the job ended (its last change if the provider gave no time);
+    /// meaningful for finished jobs.
+    pub fn ended_ms(&self) -> u64 {
+        self.completed_ms.unwrap_or(self.updated_ms)
+    }
+
     pub fn duration_seconds(&self, now_ms: u64) -> Option<f64> {
         let start = self.started_ms?;
         let end = self.completed_ms.unwrap_or(now_ms);

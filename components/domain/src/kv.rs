@@ -98,6 +98,15 @@ pub fn create_once(kv: &dyn KvStore, key: &str, initial: &[u8]) -> Result<bool, 
     Err(KvError(format!("{key} was claimed but never written")))
 }
 
+/// Deletes a key made by [`create_once`] (or claimed the same way) together
+/// with its claim counter. Value first, counter second: a creator racing in
+/// between sees a count above 1, waits, and claims afresh once the counter is
+/// gone; the reverse order could let two creators in.
+pub fn delete_created(kv: &dyn KvStore, key: &str) -> Result<(), KvError> {
+    kv.delete(key)?;
+    kv.delete(&format!("claim:{key}"))
+}
+
 /// Takes a named slot (a unique username, say) race-free on Spin: a missing
 /// key is claimed with `increment`; a released one (empty value, see
 /// [`release_slot`]) is taken over by compare-and-swap. Returns whether this

@@ -41,6 +41,18 @@ pub struct PruneReport {
     pub errors: Vec<Value>,
 }
 
+/// The sync pass's retention step: `raw_days` is the `retention_days`
+/// variable; a bad value is reported and deletes nothing.
+pub fn run(store: &JobStore, raw_days: Option<&str>, now_ms: u64) -> PruneReport {
+    match parse_days(raw_days) {
+        Ok(days) => prune(store, days, now_ms),
+        Err(message) => PruneReport {
+            pruned: 0,
+            errors: vec![json!({"error": message})],
+        },
+    }
+}
+
 /// Deletes finished jobs that ended more than `days` days before `now_ms`.
 pub fn prune(store: &JobStore, days: u64, now_ms: u64) -> PruneReport {
     let mut report = PruneReport::default();
@@ -72,8 +84,7 @@ pub fn prune(store: &JobStore, days: u64, now_ms: u64) -> PruneReport {
                 continue;
             }
         };
-        let ended = job.completed_ms.unwrap_or(job.updated_ms);
-        if !job.status.is_terminal() || ended > cutoff {
+        if !job.status.is_terminal() || job.ended_ms() > cutoff {
             continue;
         }
         match store.delete(&job, now_ms) {

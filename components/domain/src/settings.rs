@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::error::ApiError;
 use crate::kv::{self, KvStore, create_once, get_json};
 use crate::lifecycle::ProviderSettings;
-use crate::providers::{PROFILES, find_profile};
+use crate::providers::{PROFILES, find_profile, round_cents};
 
 pub const KEY: &str = "settings:provider:replicate";
 
@@ -87,7 +87,7 @@ impl StoredSettings {
                 let id = p["id"].as_str().unwrap_or_default().to_string();
                 if let Some(rate) = self.rate(&id) {
                     p["cost_per_second"] = json!(rate);
-                    p["cost_per_hour"] = json!((rate * 3600.0 * 100.0).round() / 100.0);
+                    p["cost_per_hour"] = json!(round_cents(rate * 3600.0));
                 }
             }
         }
@@ -96,7 +96,7 @@ impl StoredSettings {
             .unwrap_or_default()
             .to_string();
         if let Some(rate) = self.rate(&default) {
-            replicate["cost_per_hour"] = json!((rate * 3600.0 * 100.0).round() / 100.0);
+            replicate["cost_per_hour"] = json!(round_cents(rate * 3600.0));
         }
         list
     }

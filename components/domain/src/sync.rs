@@ -38,6 +38,12 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
+    /// Adds the retention step's outcome to this pass's report.
+    pub fn add_retention(&mut self, r: crate::retention::PruneReport) {
+        self.pruned += r.pruned;
+        self.errors.extend(r.errors);
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "synced": self.synced,

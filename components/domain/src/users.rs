@@ -403,9 +403,7 @@ fn end_sessions(kv: &dyn KvStore, user_id: &str) -> Result<(), ApiError> {
     for (k, _) in list {
         kv.delete(&k).map_err(storage)?;
     }
-    kv.delete(&sessions_key(user_id)).map_err(storage)?;
-    kv.delete(&format!("claim:{}", sessions_key(user_id)))
-        .map_err(storage)
+    kv::delete_created(kv, &sessions_key(user_id)).map_err(storage)
 }
 
 #[cfg(test)]

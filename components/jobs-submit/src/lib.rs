@@ -8,8 +8,8 @@ use cloudtuner_domain::datasets::GUEST_MOUNT;
 use cloudtuner_domain::http::param;
 use cloudtuner_domain::submit::{SubmitContext, submit};
 use cloudtuner_spin::{
-    SpinHttp, SpinKv, error, json, provider_settings, query, require_method, require_principal,
-    stored_settings, variable,
+    SpinHttp, SpinKv, error, json, query, require_method, require_principal,
+    stored_and_provider_settings, variable,
 };
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -23,8 +23,7 @@ async fn handle(req: Request) -> Response {
         Ok(x) => x,
         Err(e) => return error(&e),
     };
-    let settings = provider_settings(&kv);
-    let stored = match stored_settings(&kv) {
+    let (stored, settings) = match stored_and_provider_settings(&kv) {
         Ok(s) => s,
         Err(e) => return error(&e),
     };

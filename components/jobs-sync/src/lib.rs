@@ -19,14 +19,11 @@ async fn pass() -> Result<sync::SyncReport, cloudtuner_domain::error::ApiError> 
     let now = now_ms();
     let mut report = sync::run(&store, &SpinHttp, &provider_settings(&kv), now).await;
     // Retention after the refresh, so a job that just ended is judged by its end.
-    match retention::parse_days(variable("retention_days").as_deref()) {
-        Ok(days) => {
-            let pruned = retention::prune(&store, days, now);
-            report.pruned = pruned.pruned;
-            report.errors.extend(pruned.errors);
-        }
-        Err(message) => report.errors.push(serde_json::json!({"error": message})),
-    }
+    report.add_retention(retention::run(
+        &store,
+        variable("retention_days").as_deref(),
+        now,
+    ));
     Ok(report)
 }
 

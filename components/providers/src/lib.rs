@@ -2,7 +2,7 @@
 //! installation's prices (admin overrides applied).
 
 use cloudtuner_spin::{
-    SpinKv, json, provider_settings, require_method, require_principal, respond, stored_settings,
+    SpinKv, json, require_method, require_principal, respond, stored_and_provider_settings,
 };
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -14,7 +14,8 @@ fn handle(req: Request) -> Response {
         let kv = SpinKv::open_default()?;
         require_principal(&req, &kv)?;
         // Configured by the variable or by a token an admin stored in settings.
-        let configured = !provider_settings(&kv).token.trim().is_empty();
-        Ok(json(200, &stored_settings(&kv)?.provider_list(configured)))
+        let (stored, settings) = stored_and_provider_settings(&kv)?;
+        let configured = !settings.token.trim().is_empty();
+        Ok(json(200, &stored.provider_list(configured)))
     })())
 }

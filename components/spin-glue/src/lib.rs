@@ -174,17 +174,30 @@ pub fn session_cookie(req: &Request, token: &str, max_age_secs: u64) -> String {
 /// Provider settings: the component's variables, overridden by what an admin
 /// stored (`PUT /api/cloud/providers/replicate`: token, public URL).
 pub fn provider_settings(kv: &SpinKv) -> ProviderSettings {
-    let from_variables = ProviderSettings {
+    match StoredSettings::load(kv) {
+        Ok(stored) => stored.apply_to(variable_settings()),
+        Err(_) => variable_settings(),
+    }
+}
+
+/// Both at once, from one read of the stored settings: what an admin stored,
+/// and the provider settings it makes with the variables.
+pub fn stored_and_provider_settings(
+    kv: &SpinKv,
+) -> Result<(StoredSettings, ProviderSettings), ApiError> {
+    let stored = StoredSettings::load(kv)?;
+    let provider = stored.apply_to(variable_settings());
+    Ok((stored, provider))
+}
+
+fn variable_settings() -> ProviderSettings {
+    ProviderSettings {
         api_base: variable("replicate_api_base").unwrap_or_else(|| DEFAULT_API_BASE.to_string()),
         token: variable("replicate_api_token").unwrap_or_default(),
         public_url: variable("public_url"),
         refresh_after_ms: variable("refresh_after_ms")
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_REFRESH_AFTER_MS),
-    };
-    match StoredSettings::load(kv) {
-        Ok(stored) => stored.apply_to(from_variables),
-        Err(_) => from_variables,
     }
 }
 

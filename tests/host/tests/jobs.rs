@@ -756,12 +756,25 @@ fn age(app: &cloudtuner_testhost::App, key: &str, field: &str, days: u64) {
     kv.set("default", key, v.to_string().as_bytes()).unwrap();
 }
 
-#[tokio::test]
-async fn retention_deletes_old_finished_jobs_with_their_keys_and_keeps_metrics() {
+/// The app with `retention_days` set: (fake, datasets dir, state dir, app).
+async fn with_retention(
+    days: &str,
+) -> (
+    FakeReplicate,
+    tempfile::TempDir,
+    tempfile::TempDir,
+    cloudtuner_testhost::App,
+) {
     let fake = FakeReplicate::start().await;
     add_trainers(&fake);
     let datasets = tempfile::tempdir().unwrap();
-    let (_state, app) = cloudtuner_with(&fake, datasets.path(), &[("retention_days", "1")]);
+    let (state, app) = cloudtuner_with(&fake, datasets.path(), &[("retention_days", days)]);
+    (fake, datasets, state, app)
+}
+
+#[tokio::test]
+async fn retention_deletes_old_finished_jobs_with_their_keys_and_keeps_metrics() {
+    let (fake, _datasets, _state, app) = with_retention("1").await;
     let body = |key: &str| json!({"config": {"--max_train_steps": 3}, "idempotency_key": key});
     let old = post_json(&app, SUBMIT, &body("ci-run-1")).await.json()["job_id"]
         .as_str()
@@ -840,10 +853,7 @@ async fn retention_deletes_old_finished_jobs_with_their_keys_and_keeps_metrics()
 
 #[tokio::test]
 async fn a_bad_retention_setting_is_reported_by_the_sync_and_deletes_nothing() {
-    let fake = FakeReplicate::start().await;
-    add_trainers(&fake);
-    let datasets = tempfile::tempdir().unwrap();
-    let (_state, app) = cloudtuner_with(&fake, datasets.path(), &[("retention_days", "a week")]);
+    let (_fake, _datasets, _state, app) = with_retention("a week").await;
     let r = app.request("POST", "/api/cloud/jobs/sync", &[], "").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["pruned"], 0);

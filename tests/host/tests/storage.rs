@@ -92,6 +92,17 @@ async fn trainer_input(s: &Served, id: &str) -> Value {
     s.fake.prediction(&pid).unwrap()["input"].clone()
 }
 
+/// Two jobs that keep running, and the upload credentials injected into the
+/// first one's trainer config: (first id, other id, credentials).
+async fn two_jobs(s: &Served) -> (String, String, Value) {
+    s.fake
+        .set_default_script(Script::training(5, 100, 10, Outcome::Aborted));
+    let id = submit(&s.app, json!({"config": {"--max_train_steps": 100}})).await;
+    let other = submit(&s.app, json!({"config": {"--max_train_steps": 100}})).await;
+    let creds = injected_s3(&trainer_input(s, &id).await);
+    (id, other, creds)
+}
+
 /// The S3 entry cloudtuner injected into the trainer's config.
 fn injected_s3(input: &Value) -> Value {
     let config: Value = serde_json::from_str(input["config_json"].as_str().unwrap()).unwrap();
@@ -181,11 +192,7 @@ fn code(r: &Value) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_uploads_downloads_lists_and_is_kept_to_its_job() {
     let s = served().await;
-    s.fake
-        .set_default_script(Script::training(5, 100, 10, Outcome::Aborted));
-    let id = submit(&s.app, json!({"config": {"--max_train_steps": 100}})).await;
-    let other = submit(&s.app, json!({"config": {"--max_train_steps": 100}})).await;
-    let creds = injected_s3(&trainer_input(&s, &id).await);
+    let (id, other, creds) = two_jobs(&s).await;
     assert_eq!(
         creds["endpoint_url"],
         format!("{}/api/cloud/storage", s.url)
@@ -642,11 +649,7 @@ async fn aws(creds: &Value, args: &[&str]) -> (bool, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_cli_copies_lists_presigns_and_removes() {
     let s = served().await;
-    s.fake
-        .set_default_script(Script::training(5, 100, 10, Outcome::Aborted));
-    let id = submit(&s.app, json!({"config": {"--max_train_steps": 100}})).await;
-    let other = submit(&s.app, json!({"config": {"--max_train_steps": 100}})).await;
-    let creds = injected_s3(&trainer_input(&s, &id).await);
+    let (id, other, creds) = two_jobs(&s).await;
     let tmp = tempfile::tempdir().unwrap();
     // Above the CLI's 8 MB threshold: `aws s3 cp` uploads it in parts.
     let (file, sha) = weights(tmp.path(), "lora.safetensors", 12 * 1024 * 1024);
