@@ -3,26 +3,11 @@
 
 mod common;
 
-use common::{add_trainers, cloudtuner_with, post_json};
+use common::{fake_and_app as setup, post_json};
 use fake_replicate::{FakeReplicate, Outcome, Script};
 use serde_json::{Value, json};
 
 const SUBMIT: &str = "/api/cloud/jobs/submit";
-
-async fn setup(
-    extra: &[(&str, &str)],
-) -> (
-    FakeReplicate,
-    tempfile::TempDir,
-    tempfile::TempDir,
-    cloudtuner_testhost::App,
-) {
-    let fake = FakeReplicate::start().await;
-    add_trainers(&fake);
-    let datasets = tempfile::tempdir().unwrap();
-    let (state, app) = cloudtuner_with(&fake, datasets.path(), extra);
-    (fake, datasets, state, app)
-}
 
 async fn put_settings(
     app: &cloudtuner_testhost::App,

@@ -5,7 +5,7 @@ mod common;
 
 use std::io::Cursor;
 
-use common::{add_trainers, cloudtuner_with, post_json};
+use common::{add_trainers, cloudtuner_with, fake_and_app, post_json};
 use fake_replicate::{DEFAULT_TOKEN, FakeReplicate, Fault, FaultKind, Outcome, Script};
 use serde_json::{Value, json};
 
@@ -756,25 +756,9 @@ fn age(app: &cloudtuner_testhost::App, key: &str, field: &str, days: u64) {
     kv.set("default", key, v.to_string().as_bytes()).unwrap();
 }
 
-/// The app with `retention_days` set: (fake, datasets dir, state dir, app).
-async fn with_retention(
-    days: &str,
-) -> (
-    FakeReplicate,
-    tempfile::TempDir,
-    tempfile::TempDir,
-    cloudtuner_testhost::App,
-) {
-    let fake = FakeReplicate::start().await;
-    add_trainers(&fake);
-    let datasets = tempfile::tempdir().unwrap();
-    let (state, app) = cloudtuner_with(&fake, datasets.path(), &[("retention_days", days)]);
-    (fake, datasets, state, app)
-}
-
 #[tokio::test]
 async fn retention_deletes_old_finished_jobs_with_their_keys_and_keeps_metrics() {
-    let (fake, _datasets, _state, app) = with_retention("1").await;
+    let (fake, _datasets, _state, app) = fake_and_app(&[("retention_days", "1")]).await;
     let body = |key: &str| json!({"config": {"--max_train_steps": 3}, "idempotency_key": key});
     let old = post_json(&app, SUBMIT, &body("ci-run-1")).await.json()["job_id"]
         .as_str()
@@ -853,7 +837,7 @@ async fn retention_deletes_old_finished_jobs_with_their_keys_and_keeps_metrics()
 
 #[tokio::test]
 async fn a_bad_retention_setting_is_reported_by_the_sync_and_deletes_nothing() {
-    let (_fake, _datasets, _state, app) = with_retention("a week").await;
+    let (_fake, _datasets, _state, app) = fake_and_app(&[("retention_days", "a week")]).await;
     let r = app.request("POST", "/api/cloud/jobs/sync", &[], "").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["pruned"], 0);

@@ -73,6 +73,18 @@ pub fn cloudtuner_with(
     (dir, as_admin(&app))
 }
 
+/// A fresh fake Replicate with the trainer models, and the app against it
+/// (see [`cloudtuner_with`]): (fake, datasets dir, state dir, app).
+pub async fn fake_and_app(
+    extra: &[(&str, &str)],
+) -> (FakeReplicate, tempfile::TempDir, tempfile::TempDir, App) {
+    let fake = FakeReplicate::start().await;
+    add_trainers(&fake);
+    let datasets = tempfile::tempdir().unwrap();
+    let (state, app) = cloudtuner_with(&fake, datasets.path(), extra);
+    (fake, datasets, state, app)
+}
+
 /// Registers SimpleTuner's trainer models (one per hardware profile) on the fake.
 pub fn add_trainers(fake: &FakeReplicate) {
     for p in [
