@@ -1,8 +1,8 @@
 //! `/openapi.json` and `/docs/...`: the API described by one OpenAPI 3.1
 //! document, and a page that renders it (served from here, no CDN).
 
-use cloudtuner_domain::error::ApiError;
-use cloudtuner_spin::{require_method, respond};
+use cloudtuner_domain::kernel::error::ApiError;
+use cloudtuner_spin::{Outcome, allow_methods, respond};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -16,23 +16,24 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
 
 #[http_component]
 fn handle(req: Request) -> Response {
-    respond((|| {
-        require_method(&req, &["GET", "HEAD"])?;
-        let path = req.path();
-        let (body, content_type) = match path {
-            "/openapi.json" => (OPENAPI, "application/json"),
-            "/docs" | "/docs/" => (DOCS_HTML, "text/html; charset=utf-8"),
-            "/docs/docs.js" => (DOCS_JS, "text/javascript; charset=utf-8"),
-            "/docs/docs.css" => (DOCS_CSS, "text/css; charset=utf-8"),
-            other => return Err(ApiError::not_found(format!("no document at {other}"))),
-        };
-        Ok(Response::builder()
-            .status(200)
-            .header("content-type", content_type)
-            .header("cache-control", "no-cache")
-            .header("content-security-policy", CSP)
-            .header("x-content-type-options", "nosniff")
-            .body(body)
-            .build())
-    })())
+    respond(run(&req))
+}
+
+fn run(req: &Request) -> Outcome {
+    allow_methods(req, &["GET", "HEAD"])?;
+    let (body, content_type) = match req.path() {
+        "/openapi.json" => (OPENAPI, "application/json"),
+        "/docs" | "/docs/" => (DOCS_HTML, "text/html; charset=utf-8"),
+        "/docs/docs.js" => (DOCS_JS, "text/javascript; charset=utf-8"),
+        "/docs/docs.css" => (DOCS_CSS, "text/css; charset=utf-8"),
+        other => return Err(ApiError::not_found(format!("no document at {other}"))),
+    };
+    Ok(Response::builder()
+        .status(200)
+        .header("content-type", content_type)
+        .header("cache-control", "no-cache")
+        .header("content-security-policy", CSP)
+        .header("x-content-type-options", "nosniff")
+        .body(body)
+        .build())
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::kv::KvStore;
+use crate::kernel::kv::KvStore;
 
 /// The key the health check writes and reads back (one key, overwritten).
 pub const PROBE_KEY: &str = "sys:health";
@@ -61,7 +61,7 @@ pub fn component_ids(manifest: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kv::{KvError, MemoryKv};
+    use crate::kernel::kv::{KvError, MemoryKv};
 
     #[test]
     fn component_ids_reads_top_level_component_tables() {

@@ -1,42 +1,21 @@
-//! cloudtuner's domain library.
+//! cloudtuner's domain library, grouped by capability.
 //!
 //! Everything here compiles and is tested natively. Storage and outbound HTTP sit
-//! behind the narrow traits in [`kv`] and [`http`]; the Spin components implement
-//! them (crate `cloudtuner-spin`) and stay thin glue.
+//! behind the narrow traits in [`kernel::kv`] and [`kernel::http`]; the Spin
+//! components implement them (crate `cloudtuner-spin`) and stay thin glue.
+//!
+//! Dependencies point one way (lower layers never import higher ones):
+//! `kernel` ← `auth` ← `providers` ← `billing`, `notify`, `storage` ← `jobs`.
+//! `health` sits beside them and needs only `kernel`.
 
-pub mod apikeys;
 pub mod auth;
-pub mod authn;
-pub mod clock;
-pub mod configs;
-pub mod costs;
-pub mod datasets;
-pub mod delivery;
-pub mod error;
+pub mod billing;
 pub mod health;
-pub mod http;
-pub mod idempotency;
-pub mod job;
 pub mod jobs;
-pub mod kv;
-pub mod lifecycle;
-pub mod listing;
-pub mod loginguard;
+pub mod kernel;
 pub mod notify;
-pub mod objstore;
-pub mod progress;
 pub mod providers;
-pub mod replicate;
-pub mod retention;
-pub mod s3api;
-pub mod secrets;
-pub mod settings;
-pub mod sigv2;
-pub mod sigv4;
-pub mod submit;
-pub mod sync;
-pub mod users;
-pub mod webhooks;
+pub mod storage;
 
 /// The application version reported by `/api/cloud/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

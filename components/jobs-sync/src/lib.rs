@@ -3,40 +3,44 @@
 //! schedulers) and the `fermyon:spin-cron` export `handle-cron-event` (for
 //! `spin up -f spin-cron.toml` with the trigger-cron plugin).
 
-use cloudtuner_domain::clock::now_ms;
-use cloudtuner_domain::jobs::JobStore;
-use cloudtuner_domain::{retention, sync};
-use cloudtuner_spin::{
-    SpinHttp, SpinKv, json, provider_settings, require_method, require_permission,
-    require_principal, respond, variable,
-};
+use cloudtuner_domain::auth::principal::Permission;
+use cloudtuner_domain::jobs::store::JobStore;
+use cloudtuner_domain::jobs::sync::{SyncReport, scheduled_pass};
+use cloudtuner_domain::kernel::clock::now_ms;
+use cloudtuner_domain::kernel::error::ApiError;
+use cloudtuner_spin::{Call, Outcome, SpinHttp, SpinKv, json, respond, variable};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
-async fn pass() -> Result<sync::SyncReport, cloudtuner_domain::error::ApiError> {
-    let kv = SpinKv::open_default()?;
-    let store = JobStore::new(&kv);
-    let now = now_ms();
-    let mut report = sync::run(&store, &SpinHttp, &provider_settings(&kv), now).await;
-    // Retention after the refresh, so a job that just ended is judged by its end.
-    report.add_retention(retention::run(
-        &store,
-        variable("retention_days").as_deref(),
-        now,
-    ));
-    Ok(report)
-}
-
 #[http_component]
 async fn handle(req: Request) -> Response {
-    let run = async {
-        require_method(&req, &["POST"])?;
-        let kv = SpinKv::open_default()?;
-        let principal = require_principal(&req, &kv)?;
-        require_permission(&principal, "job.sync")?;
-        Ok(json(200, &pass().await?.to_json()))
-    };
-    respond(run.await)
+    respond(run(&req).await)
+}
+
+async fn run(req: &Request) -> Outcome {
+    let call = Call::new(req, &["POST"])?;
+    call.principal_with(Permission::JobSync)?;
+    Ok(json(200, &pass(&call.kv).await.to_json()))
+}
+
+/// One sync pass over the store, from either entry point.
+async fn pass(kv: &SpinKv) -> SyncReport {
+    let settings = cloudtuner_spin::provider_settings(kv);
+    let retention_days = variable("retention_days");
+    let store = JobStore::new(kv);
+    scheduled_pass(
+        &store,
+        &SpinHttp,
+        &settings,
+        retention_days.as_deref(),
+        now_ms(),
+    )
+    .await
+}
+
+/// The cron entry point has no request: it opens the store itself.
+async fn cron_pass() -> Result<SyncReport, ApiError> {
+    Ok(pass(&SpinKv::open_default()?).await)
 }
 
 mod cron {
@@ -49,7 +53,7 @@ mod cron {
 
     impl Guest for Cron {
         fn handle_cron_event(_metadata: Metadata) -> Result<(), Error> {
-            match spin_sdk::http::run(super::pass()) {
+            match spin_sdk::http::run(super::cron_pass()) {
                 Ok(report) => {
                     println!("sync: {}", report.to_json());
                     Ok(())

@@ -1,40 +1,28 @@
 //! `GET /api/cloud/publishing/status[?config=<saved config>]`: which delivery
 //! path (Hub, external S3, this server, Replicate only) a submit would use, and why.
 
-use cloudtuner_domain::configs::ConfigStore;
-use cloudtuner_domain::delivery::status;
-use cloudtuner_domain::error::ApiError;
-use cloudtuner_domain::http::param;
-use cloudtuner_spin::{
-    SpinKv, json, provider_settings, query, require_method, require_principal, respond, variable,
-};
+use cloudtuner_domain::jobs::configs::ConfigStore;
+use cloudtuner_domain::jobs::delivery::status;
+use cloudtuner_spin::{Call, Outcome, json, respond, variable};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
 #[http_component]
 fn handle(req: Request) -> Response {
-    let run = || {
-        require_method(&req, &["GET"])?;
-        let kv = SpinKv::open_default()?;
-        let principal = require_principal(&req, &kv)?;
-        let params = query(&req);
-        let config = match param(&params, "config") {
-            None => None,
-            Some(name) => Some(
-                ConfigStore::new(&kv)
-                    .get(&principal.id, name)?
-                    .ok_or_else(|| ApiError::not_found(format!("no saved config named {name:?}")))?
-                    .config,
-            ),
-        };
-        let public_url = provider_settings(&kv).public_url;
-        let mut body = status(
-            config.as_ref(),
-            variable("hf_token").is_some(),
-            public_url.as_deref(),
-        );
-        body["config_name"] = serde_json::json!(param(&params, "config"));
-        Ok(json(200, &body))
+    respond(run(&req))
+}
+
+fn run(req: &Request) -> Outcome {
+    let call = Call::new(req, &["GET"])?;
+    let principal = call.principal()?;
+    let name = call.query_param("config");
+    let config = match &name {
+        None => None,
+        Some(name) => Some(ConfigStore::new(&call.kv).load(&principal.id, name)?.config),
     };
-    respond(run())
+    let public_url = call.provider_settings().public_url;
+    let hf_token_set = variable("hf_token").is_some();
+    let mut body = status(config.as_ref(), hf_token_set, public_url.as_deref());
+    body["config_name"] = serde_json::json!(name);
+    Ok(json(200, &body))
 }

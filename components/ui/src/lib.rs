@@ -5,8 +5,8 @@
 //! script or style, nothing from other origins. Unknown `/api/...` paths get
 //! the API's JSON 404 instead of a page.
 
-use cloudtuner_domain::error::ApiError;
-use cloudtuner_spin::{require_method, respond};
+use cloudtuner_domain::kernel::error::ApiError;
+use cloudtuner_spin::{Outcome, allow_methods, respond};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -30,33 +30,35 @@ fn find(path: &str) -> Option<&'static Asset> {
 
 #[http_component]
 fn handle(req: Request) -> Response {
-    respond((|| {
-        let path = req.path();
-        if path.starts_with("/api/") {
-            return Err(
-                ApiError::not_found(format!("no API route at {path}")).with_detail("docs", "/docs")
-            );
-        }
-        require_method(&req, &["GET", "HEAD"])?;
-        let asset = find(path).ok_or_else(|| ApiError::not_found(format!("no page at {path}")))?;
-        let fresh = req
-            .header("if-none-match")
-            .and_then(|v| v.as_str())
-            .is_some_and(|v| v.split(',').any(|t| t.trim() == asset.etag));
-        let mut resp = Response::builder();
-        resp.status(if fresh { 304 } else { 200 })
-            .header("etag", asset.etag)
-            .header("cache-control", "no-cache")
-            .header("content-security-policy", CSP)
-            .header("x-content-type-options", "nosniff")
-            .header("referrer-policy", "no-referrer")
-            .header("x-frame-options", "DENY");
-        if fresh {
-            return Ok(resp.build());
-        }
-        Ok(resp
-            .header("content-type", asset.content_type)
-            .body(asset.body.to_vec())
-            .build())
-    })())
+    respond(run(&req))
+}
+
+fn run(req: &Request) -> Outcome {
+    let path = req.path();
+    if path.starts_with("/api/") {
+        return Err(
+            ApiError::not_found(format!("no API route at {path}")).with_detail("docs", "/docs")
+        );
+    }
+    allow_methods(req, &["GET", "HEAD"])?;
+    let asset = find(path).ok_or_else(|| ApiError::not_found(format!("no page at {path}")))?;
+    let fresh = req
+        .header("if-none-match")
+        .and_then(|v| v.as_str())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == asset.etag));
+    let mut resp = Response::builder();
+    resp.status(if fresh { 304 } else { 200 })
+        .header("etag", asset.etag)
+        .header("cache-control", "no-cache")
+        .header("content-security-policy", CSP)
+        .header("x-content-type-options", "nosniff")
+        .header("referrer-policy", "no-referrer")
+        .header("x-frame-options", "DENY");
+    if fresh {
+        return Ok(resp.build());
+    }
+    Ok(resp
+        .header("content-type", asset.content_type)
+        .body(asset.body.to_vec())
+        .build())
 }

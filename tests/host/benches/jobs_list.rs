@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use cloudtuner_domain::job::{Job, JobStatus};
-use cloudtuner_domain::jobs::{INDEX_ALL, IndexEntry, owner_index};
+use cloudtuner_domain::jobs::record::{Job, JobStatus};
+use cloudtuner_domain::jobs::store::{INDEX_ALL, IndexEntry, owner_index};
 use cloudtuner_testhost::{App, HostConfig, workspace_root};
 use serde_json::json;
 

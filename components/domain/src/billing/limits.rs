@@ -1,0 +1,245 @@
+//! Spend windows and cost limits: each submit reserves its estimate with
+//! atomic increments of the window's counters; a job that does not fit under a
+//! blocking limit takes its reservation back.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{date, day_key, micros, usd};
+use crate::kernel::error::ApiError;
+use crate::kernel::kv::KvStore;
+use crate::providers::settings::{LimitAction, LimitScope, Period, StoredSettings};
+
+/// The window id of `ms` in `period` (calendar, UTC).
+pub fn window(period: Period, ms: u64) -> String {
+    let d = date(ms);
+    match period {
+        Period::Daily => day_key(ms),
+        Period::Weekly => {
+            let (y, w, _) = d.to_iso_week_date();
+            format!("{y:04}-W{w:02}")
+        }
+        Period::Monthly => format!("{:04}-{:02}", d.year(), u8::from(d.month())),
+    }
+}
+
+fn period_name(p: Period) -> &'static str {
+    match p {
+        Period::Daily => "daily",
+        Period::Weekly => "weekly",
+        Period::Monthly => "monthly",
+    }
+}
+
+pub(super) fn spend_keys(period: Period, ms: u64, owner: &str) -> [String; 2] {
+    let w = window(period, ms);
+    [format!("spend:{w}:all"), format!("spend:{w}:u:{owner}")]
+}
+
+/// What a job reserved, kept on the job so it can be settled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub keys: Vec<String>,
+    pub micros: i64,
+}
+
+/// The outcome of reserving at submit.
+pub enum Check {
+    Allowed {
+        reservation: Reservation,
+        warning: Option<String>,
+    },
+    Blocked(ApiError),
+}
+
+fn limit_line(spend: f64, limit: f64, period: Period) -> String {
+    format!("${spend:.2} / ${limit:.2} ({})", period_name(period))
+}
+
+/// Reserves `est` in the current windows and applies the limit, if any.
+pub fn reserve(
+    kv: &dyn KvStore,
+    s: &StoredSettings,
+    owner: &str,
+    est_usd: f64,
+    now_ms: u64,
+) -> Result<Check, ApiError> {
+    let keys = spend_keys(s.cost_limit_period, now_ms, owner);
+    let m = micros(est_usd);
+    let after_all = kv.increment(&keys[0], m)?;
+    let after_user = kv.increment(&keys[1], m)?;
+    let after = match s.cost_limit_scope {
+        LimitScope::Global => after_all,
+        LimitScope::User => after_user,
+    };
+    let reservation = Reservation {
+        keys: keys.to_vec(),
+        micros: m,
+    };
+    let limit = match (s.cost_limit_enabled, s.cost_limit_amount) {
+        (true, Some(a)) => a,
+        _ => {
+            return Ok(Check::Allowed {
+                reservation,
+                warning: None,
+            });
+        }
+    };
+    let limit_m = micros(limit);
+    let spend = usd(after);
+    if after > limit_m {
+        if s.cost_limit_action == LimitAction::Block {
+            release(kv, &reservation)?;
+            return Ok(Check::Blocked(
+                ApiError::new(
+                    402,
+                    "cost_limit_exceeded",
+                    format!(
+                        "Cost limit exceeded: this job (estimated ${est_usd:.2}) would bring spend to ${spend:.2} of the ${limit:.2} {} limit ({} spent or reserved before it).",
+                        period_name(s.cost_limit_period),
+                        format_args!("${:.2}", usd(after - m)),
+                    ),
+                )
+                .with_detail("current_spend", usd(after - m))
+                .with_detail("limit_amount", limit)
+                .with_detail("estimated_cost", est_usd),
+            ));
+        }
+        let warning = format!(
+            "Spending limit exceeded: {}",
+            limit_line(spend, limit, s.cost_limit_period)
+        );
+        return Ok(Check::Allowed {
+            reservation,
+            warning: Some(warning),
+        });
+    }
+    let warning = (limit_m > 0 && after * 100 >= limit_m * 80).then(|| {
+        format!(
+            "Approaching limit: {}",
+            limit_line(spend, limit, s.cost_limit_period)
+        )
+    });
+    Ok(Check::Allowed {
+        reservation,
+        warning,
+    })
+}
+
+pub fn release(kv: &dyn KvStore, r: &Reservation) -> Result<(), ApiError> {
+    for k in &r.keys {
+        kv.increment(k, -r.micros)?;
+    }
+    Ok(())
+}
+
+/// `GET /api/cloud/metrics/cost-limit` for an owner (or everyone).
+pub fn limit_status(
+    kv: &dyn KvStore,
+    s: &StoredSettings,
+    owner: &str,
+    now_ms: u64,
+) -> Result<Value, ApiError> {
+    let keys = spend_keys(s.cost_limit_period, now_ms, owner);
+    let read = |k: &str| -> Result<i64, ApiError> {
+        Ok(kv
+            .get(k)?
+            .and_then(|v| v.as_slice().try_into().ok().map(i64::from_le_bytes))
+            .unwrap_or(0))
+    };
+    let spend_m = match s.cost_limit_scope {
+        LimitScope::Global => read(&keys[0])?,
+        LimitScope::User => read(&keys[1])?,
+    };
+    let spend = usd(spend_m.max(0));
+    let enabled = s.cost_limit_enabled && s.cost_limit_amount.is_some();
+    let limit = s.cost_limit_amount;
+    let percent = limit
+        .filter(|l| *l > 0.0)
+        .map(|l| (spend / l * 1000.0).round() / 10.0)
+        .unwrap_or(0.0);
+    let exceeded = enabled && limit.is_some_and(|l| spend >= l);
+    let warning = enabled && !exceeded && percent >= 80.0;
+    let message = if !s.cost_limit_enabled {
+        Some("Cost limits not configured".to_string())
+    } else if limit.is_none() {
+        Some("No limit amount set".to_string())
+    } else if exceeded {
+        Some(format!(
+            "Spending limit exceeded: {}",
+            limit_line(spend, limit.unwrap_or(0.0), s.cost_limit_period)
+        ))
+    } else if warning {
+        Some(format!(
+            "Approaching limit: {}",
+            limit_line(spend, limit.unwrap_or(0.0), s.cost_limit_period)
+        ))
+    } else {
+        None
+    };
+    Ok(json!({
+        "enabled": enabled,
+        "limit_amount": limit,
+        "period": period_name(s.cost_limit_period),
+        "action": s.cost_limit_action,
+        "scope": s.cost_limit_scope,
+        "window": window(s.cost_limit_period, now_ms),
+        "window_type": "calendar (UTC)",
+        "current_spend": spend,
+        "percent_used": percent,
+        "is_exceeded": exceeded,
+        "is_warning": warning,
+        "message": message,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::kv::MemoryKv;
+
+    fn limited(amount: f64, action: LimitAction) -> StoredSettings {
+        StoredSettings {
+            cost_limit_enabled: true,
+            cost_limit_amount: Some(amount),
+            cost_limit_action: action,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn calendar_windows() {
+        let ms = 1_795_879_207_000; // 2026-11-28 (a Saturday)
+        assert_eq!(window(Period::Daily, ms), "2026-11-28");
+        assert_eq!(window(Period::Weekly, ms), "2026-W48");
+        assert_eq!(window(Period::Monthly, ms), "2026-11");
+    }
+
+    #[test]
+    fn warn_and_block_at_79_80_and_100_percent() {
+        for (spent, action, ok, warns) in [
+            (78.0, LimitAction::Block, true, false), // 79 % after this job
+            (79.0, LimitAction::Block, true, true),  // 80 %
+            (99.0, LimitAction::Block, true, true),  // 100 %: fits exactly
+            (99.5, LimitAction::Block, false, false),
+            (99.5, LimitAction::Warn, true, true),
+        ] {
+            let kv = MemoryKv::default();
+            let s = limited(100.0, action);
+            let Check::Allowed { .. } = reserve(&kv, &s, "a", spent, 0).unwrap() else {
+                panic!()
+            };
+            match reserve(&kv, &s, "a", 1.0, 0).unwrap() {
+                Check::Allowed { warning, .. } => {
+                    assert!(ok, "{spent}");
+                    assert_eq!(warning.is_some(), warns, "{spent}: {warning:?}");
+                }
+                Check::Blocked(e) => {
+                    assert!(!ok, "{spent}");
+                    assert_eq!(e.status, 402);
+                    assert!(e.message.contains("$100.00"), "{}", e.message);
+                }
+            }
+        }
+    }
+}

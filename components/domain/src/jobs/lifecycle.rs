@@ -1,0 +1,409 @@
+//! What happens to a job after submit: applying what Replicate reports,
+//! refreshing on read, cancelling and deleting. Every status write goes through
+//! [`Job::transition`].
+
+use serde_json::{Value, json};
+
+use crate::auth::principal::Action;
+use crate::auth::principal::Principal;
+use crate::jobs::record::{CANCELLABLE, DELETABLE, Job, JobStatus};
+use crate::jobs::store::JobStore;
+use crate::kernel::clock::parse_rfc3339_ms;
+use crate::kernel::error::ApiError;
+use crate::kernel::http::HttpClient;
+use crate::kernel::kv::UpdateError;
+use crate::providers::catalog::find_profile;
+use crate::providers::replicate::{ReplicateClient, ReplicateError};
+use crate::providers::settings::ProviderSettings;
+
+pub fn job_not_found(id: &str) -> ApiError {
+    ApiError::new(404, "job_not_found", format!("no job {id}")).with_detail("job_id", id)
+}
+
+pub fn invalid_state(job: &Job, action: &str, allowed: &[JobStatus]) -> ApiError {
+    ApiError::new(
+        409,
+        "invalid_job_state",
+        format!(
+            "cannot {action} job {} while it is {}; allowed when {}",
+            job.job_id,
+            job.status.as_str(),
+            allowed
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+    .with_detail("job_id", job.job_id.as_str())
+    .with_detail("current_state", job.status.as_str())
+    .with_detail(
+        "allowed_states",
+        allowed.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+    )
+}
+
+pub fn update_failed<E: std::fmt::Debug>(id: &str, e: UpdateError<E>) -> ApiError {
+    match e {
+        UpdateError::Missing => job_not_found(id),
+        other => ApiError::storage(format!("cannot update job {id}: {other:?}")),
+    }
+}
+
+/// Loads a job the principal may see (`job.view`): others' jobs are 404.
+pub fn visible_job(store: &JobStore, principal: &Principal, id: &str) -> Result<Job, ApiError> {
+    match store.get(id)? {
+        Some(job) if principal.can(Action::JobView, &job.owner) => Ok(job),
+        _ => Err(job_not_found(id)),
+    }
+}
+
+/// The URL a Replicate `output` names: a string URL, or `weights` of a dict.
+fn output_url(output: &Value) -> Option<String> {
+    let candidate = match output {
+        Value::String(s) => Some(s.as_str()),
+        Value::Object(m) => m.get("weights").and_then(Value::as_str),
+        Value::Array(a) => a.last().and_then(Value::as_str),
+        _ => None,
+    }?;
+    candidate.starts_with("http").then(|| candidate.to_string())
+}
+
+/// Folds a Replicate prediction (from a GET, a list, a cancel or a webhook)
+/// into the job. A prediction that would move the job backwards, or change a
+/// terminal job, changes nothing but `refreshed_ms` (late events are ignored);
+/// returns whether it was applied.
+pub fn apply_prediction(job: &mut Job, p: &Value, now_ms: u64) -> bool {
+    job.refreshed_ms = Some(now_ms);
+    let provider_status = p.get("status").and_then(Value::as_str).unwrap_or("");
+    let target = JobStatus::from_replicate(provider_status);
+    if let Some(t) = target
+        && crate::jobs::record::check_transition(job.status, t).is_err()
+    {
+        return false;
+    }
+    if job.prediction_id.is_none() {
+        job.prediction_id = p.get("id").and_then(Value::as_str).map(str::to_string);
+    }
+    job.provider_status = Some(provider_status.to_string());
+    let at = |k: &str| p.get(k).and_then(Value::as_str).and_then(parse_rfc3339_ms);
+    if let Some(started) = at("started_at") {
+        job.started_ms = Some(started);
+    }
+    if let Some(t) = target {
+        let mut stamp = at("completed_at").unwrap_or(now_ms);
+        // A provider clock ahead of ours must not date the job in our future
+        // (a day or spend window that has not begun here): keep the duration
+        // it reports, and end it now.
+        if stamp > now_ms {
+            let ahead = stamp - now_ms;
+            stamp = now_ms;
+            if t.is_terminal()
+                && let Some(started) = job.started_ms.as_mut()
+            {
+                *started = started.saturating_sub(ahead);
+            }
+        }
+        // Checked above; cannot fail.
+        let _ = job.transition(t, if t.is_terminal() { stamp } else { now_ms });
+        if t.is_terminal() {
+            job.completed_ms = Some(stamp);
+        }
+    }
+    if job.status == JobStatus::Failed
+        && let Some(err) = p.get("error").filter(|e| !e.is_null())
+    {
+        job.error_message = Some(match err {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+    }
+    let replicate_url = p.get("output").and_then(output_url);
+    match &job.delivery {
+        Some(d) if job.status == JobStatus::Completed => {
+            job.output_url = d.output_url(job.output_url.as_deref(), replicate_url);
+        }
+        _ => {
+            if let Some(url) = replicate_url {
+                job.output_url = Some(url);
+            }
+        }
+    }
+    if let Some(logs) = p.get("logs").and_then(Value::as_str) {
+        job.progress = Some(crate::jobs::progress::parse(
+            logs,
+            &mut job.loss_history,
+            job.started_ms,
+            now_ms,
+        ));
+    }
+    let rate = job
+        .cost_per_second
+        .or_else(|| find_profile(&job.hardware_profile).map(|p| p.cost_per_second()));
+    let predict_time = p.pointer("/metrics/predict_time").and_then(Value::as_f64);
+    match (rate, predict_time, job.status.is_terminal()) {
+        (Some(rate), Some(secs), true) => {
+            job.cost_usd = Some(round_micro(secs * rate));
+            job.cost_estimated = false;
+        }
+        (Some(rate), _, false) => {
+            if let Some(secs) = job.duration_seconds(now_ms) {
+                job.cost_usd = Some(round_micro(secs * rate));
+                job.cost_estimated = true;
+            }
+        }
+        _ => {}
+    }
+    job.updated_ms = now_ms;
+    true
+}
+
+fn round_micro(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// Asks Replicate about an active job whose last refresh is older than the
+/// threshold, and stores what it says (status, timestamps, cost, logs).
+/// Provider trouble is reported, not fatal: the stored job is still returned.
+pub async fn refresh<H: HttpClient>(
+    store: &JobStore<'_>,
+    http: &H,
+    settings: &ProviderSettings,
+    job: Job,
+    now_ms: u64,
+) -> (Job, Option<String>) {
+    let stale = job
+        .refreshed_ms
+        .is_none_or(|t| now_ms.saturating_sub(t) >= settings.refresh_after_ms);
+    let Some(pid) = job.prediction_id.clone() else {
+        return (job, None);
+    };
+    if job.status.is_terminal() || !stale {
+        return (job, None);
+    }
+    let client = match ReplicateClient::new(http, &settings.api_base, &settings.token) {
+        Ok(c) => c,
+        Err(e) => return (job, Some(e.message())),
+    };
+    let prediction = match client.get_prediction(&pid).await {
+        Ok(p) => p,
+        Err(e) => return (job, Some(e.message())),
+    };
+    let job_id = job.job_id.clone();
+    let mut applied = false;
+    let updated = store.update::<()>(&job_id, |j| {
+        applied = apply_prediction(j, &prediction, now_ms);
+        Ok(())
+    });
+    if applied
+        && let Some(logs) = prediction.get("logs").and_then(Value::as_str)
+        && let Err(e) = store.set_logs(&job_id, logs)
+    {
+        return (job, Some(e.message));
+    }
+    match updated {
+        Ok(j) => (j, None),
+        Err(e) => (job, Some(format!("{e:?}"))),
+    }
+}
+
+/// `POST /jobs/{id}/cancel`: cancels at Replicate (404 there counts as done).
+pub async fn cancel<H: HttpClient>(
+    store: &JobStore<'_>,
+    http: &H,
+    settings: &ProviderSettings,
+    principal: &Principal,
+    id: &str,
+    now_ms: u64,
+) -> Result<Job, ApiError> {
+    let job = visible_job(store, principal, id)?;
+    if !principal.can(Action::JobCancel, &job.owner) {
+        return Err(
+            ApiError::new(403, "permission_denied", "you may not cancel this job")
+                .with_detail("required_permission", "job.cancel.own"),
+        );
+    }
+    if job.status.is_terminal() {
+        return Err(invalid_state(&job, "cancel", &CANCELLABLE));
+    }
+    let reported = match &job.prediction_id {
+        None => None,
+        Some(pid) => {
+            let client = ReplicateClient::new(http, &settings.api_base, &settings.token)
+                .map_err(|e| e.to_api_error())?;
+            client
+                .cancel_prediction(pid)
+                .await
+                .map_err(|e: ReplicateError| e.to_api_error())?
+        }
+    };
+    let updated = store
+        .update(id, |j| {
+            if let Some(p) = &reported {
+                apply_prediction(j, p, now_ms);
+            }
+            match j.status {
+                JobStatus::Completed | JobStatus::Failed => {
+                    Err(invalid_state(j, "cancel", &CANCELLABLE))
+                }
+                JobStatus::Cancelled => Ok(()),
+                _ => {
+                    if j.prediction_id.is_none() {
+                        j.error_message = Some("cancelled before the provider started it".into());
+                    }
+                    j.transition(JobStatus::Cancelled, now_ms)
+                        .map_err(|e| ApiError::new(409, "invalid_job_state", e.to_string()))
+                }
+            }
+        })
+        .map_err(|e| match e {
+            UpdateError::Rejected(api) => api,
+            other => update_failed(id, other),
+        })?;
+    Ok(updated)
+}
+
+/// `DELETE /jobs/{id}`: terminal jobs only; removes the record and its logs
+/// (nothing is deleted at Replicate).
+pub fn delete(
+    store: &JobStore,
+    principal: &Principal,
+    id: &str,
+    now_ms: u64,
+) -> Result<Value, ApiError> {
+    let job = visible_job(store, principal, id)?;
+    if !principal.can(Action::JobDelete, &job.owner) {
+        return Err(
+            ApiError::new(403, "permission_denied", "you may not delete this job")
+                .with_detail("required_permission", "job.delete.own"),
+        );
+    }
+    if !job.status.is_terminal() {
+        return Err(invalid_state(&job, "delete", &DELETABLE));
+    }
+    store.delete(&job, now_ms)?;
+    Ok(json!({"success": true, "job_id": id}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::store::JobStore;
+    use crate::kernel::kv::MemoryKv;
+
+    fn job() -> Job {
+        serde_json::from_value(json!({
+            "job_id": "j", "owner": "local", "provider": "replicate", "status": "queued",
+            "config_name": null, "created_ms": 0, "started_ms": null, "completed_ms": null,
+            "updated_ms": 0, "refreshed_ms": null, "cost_usd": null, "cost_estimated": false,
+            "hardware_profile": "h100-x8", "hardware_type": "8x H100", "error_message": null,
+            "output_url": null, "prediction_id": "p1", "provider_status": "starting",
+            "model": null, "version": null, "tracker_run_name": null, "webhook_url": null,
+            "input_sha256": null, "dataset_file_url": null, "config": {}, "dataloader_config": []
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn completed_prediction_sets_status_times_output_and_profile_cost() {
+        let mut j = job();
+        apply_prediction(
+            &mut j,
+            &json!({"status": "processing", "started_at": "2026-01-01T00:00:00Z"}),
+            1,
+        );
+        assert_eq!(j.status, JobStatus::Running);
+        apply_prediction(
+            &mut j,
+            &json!({
+                "status": "succeeded", "started_at": "2026-01-01T00:00:00Z",
+                "completed_at": "2026-01-01T00:10:00Z", "metrics": {"predict_time": 600.0},
+                "output": {"version": "x", "weights": "https://r/out.tar"}
+            }),
+            parse_rfc3339_ms("2026-01-01T01:00:00Z").unwrap(),
+        );
+        assert_eq!(j.status, JobStatus::Completed);
+        assert_eq!(
+            j.completed_ms,
+            parse_rfc3339_ms("2026-01-01T00:10:00Z"),
+            "the provider's own completion time"
+        );
+        assert_eq!(j.output_url.as_deref(), Some("https://r/out.tar"));
+        // 8 × the H100 rate × predict_time, not the L40S rate.
+        let expected = 600.0 * 8.0 * crate::providers::catalog::H100.cost_per_second;
+        assert!(
+            (j.cost_usd.unwrap() - expected).abs() < 1e-6,
+            "{:?}",
+            j.cost_usd
+        );
+        assert!(!j.cost_estimated);
+        assert_eq!(j.duration_seconds(0), Some(600.0));
+    }
+
+    #[test]
+    fn a_provider_clock_ahead_of_ours_never_dates_a_job_in_the_future() {
+        let mut j = job();
+        let now = parse_rfc3339_ms("2026-01-01T23:59:00Z").unwrap();
+        apply_prediction(
+            &mut j,
+            &json!({
+                "status": "succeeded", "started_at": "2026-01-01T23:55:00Z",
+                "completed_at": "2026-01-02T00:05:00Z", "metrics": {"predict_time": 600.0}
+            }),
+            now,
+        );
+        assert_eq!(j.completed_ms, Some(now));
+        // The reported ten minutes are kept.
+        assert_eq!(j.duration_seconds(now), Some(600.0));
+    }
+
+    #[test]
+    fn late_events_never_revive_or_regress_a_job() {
+        let mut j = job();
+        apply_prediction(
+            &mut j,
+            &json!({"status": "failed", "error": "CUDA out of memory"}),
+            5,
+        );
+        assert_eq!(j.status, JobStatus::Failed);
+        assert_eq!(j.error_message.as_deref(), Some("CUDA out of memory"));
+        let before = j.clone();
+        apply_prediction(&mut j, &json!({"status": "processing", "logs": "late"}), 6);
+        assert_eq!(
+            (j.status, j.provider_status.clone()),
+            (before.status, before.provider_status)
+        );
+        let mut r = job();
+        r.transition(JobStatus::Running, 1).unwrap();
+        apply_prediction(&mut r, &json!({"status": "starting"}), 2);
+        assert_eq!(r.status, JobStatus::Running);
+        // Unknown provider statuses are recorded but move nothing.
+        apply_prediction(&mut r, &json!({"status": "warming"}), 3);
+        assert_eq!(
+            (r.status, r.provider_status.as_deref()),
+            (JobStatus::Running, Some("warming"))
+        );
+    }
+
+    #[test]
+    fn delete_needs_a_terminal_job_and_cancel_refuses_terminal_ones() {
+        let kv = MemoryKv::default();
+        let store = JobStore::new(&kv);
+        store.create(&job()).unwrap();
+        let p = Principal::admin("local");
+        let err = delete(&store, &p, "j", 0).unwrap_err();
+        assert_eq!((err.status, err.code), (409, "invalid_job_state"));
+        assert_eq!(
+            err.details["allowed_states"],
+            json!(["completed", "failed", "cancelled"])
+        );
+        store
+            .update::<()>("j", |j| {
+                j.transition(JobStatus::Completed, 1).unwrap();
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(delete(&store, &p, "j", 0).unwrap()["success"], true);
+        assert_eq!(delete(&store, &p, "j", 0).unwrap_err().status, 404);
+    }
+}

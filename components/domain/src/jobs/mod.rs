@@ -1,0 +1,19 @@
+//! Training jobs: the record and its transitions, storage and listing,
+//! submit (configs, datasets, delivery, idempotency), the lifecycle against the
+//! provider (refresh, cancel, delete, webhooks, sync) and retention.
+
+pub mod configs;
+pub mod datasets;
+pub mod delivery;
+pub mod estimate;
+pub mod idempotency;
+pub mod lifecycle;
+pub mod listing;
+pub mod outputs;
+pub mod progress;
+pub mod record;
+pub mod retention;
+pub mod store;
+pub mod submit;
+pub mod sync;
+pub mod webhooks;

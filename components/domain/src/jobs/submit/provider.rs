@@ -1,0 +1,187 @@
+//! The provider half of a submit: upload the datasets, resolve the trainer's
+//! version, record the intent, create the prediction.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::SubmitContext;
+use super::request::Request;
+use crate::jobs::datasets;
+use crate::jobs::delivery;
+use crate::jobs::lifecycle::apply_prediction;
+use crate::jobs::record::{Job, JobStatus};
+use crate::jobs::store::JobStore;
+use crate::kernel::error::ApiError;
+use crate::kernel::http::{HttpClient, TransportError};
+use crate::kernel::kv::{get_json, set_json};
+use crate::providers::replicate::{PROVIDER, ReplicateClient, ReplicateError};
+
+const VERSION_CACHE_MS: u64 = 10 * 60 * 1000;
+
+/// (error, the job as stored, whether the prediction may exist anyway)
+pub(super) type ProviderFailure = (ApiError, Job, bool);
+
+pub(super) async fn run_provider<H: HttpClient>(
+    ctx: &SubmitContext<'_, H>,
+    store: &JobStore<'_>,
+    req: &Request,
+    job: Job,
+    archive: Option<&datasets::Archive>,
+) -> Result<Job, ProviderFailure> {
+    let id = job.job_id.clone();
+    let original = job.clone();
+    let fail_job = |message: String, e: ApiError| -> ProviderFailure {
+        let now = ctx.now_ms;
+        let stored = store
+            .update::<()>(&id, |j| {
+                j.error_message = Some(message.clone());
+                let _ = j.transition(JobStatus::Failed, now);
+                Ok(())
+            })
+            .unwrap_or_else(|_| original.clone());
+        (e, stored, false)
+    };
+    let client = match ReplicateClient::new(ctx.http, &ctx.settings.api_base, &ctx.settings.token) {
+        Ok(c) => c,
+        Err(e) => return Err(fail_job(e.message(), e.to_api_error())),
+    };
+    let credentials = match crate::storage::s3::job_credentials(ctx.kv, &id) {
+        Ok(c) => c,
+        Err(e) => return Err(fail_job(e.to_string(), ApiError::storage(e.to_string()))),
+    };
+    // The trainer's config may carry this server's upload credentials; the job
+    // keeps the user's config.
+    let trainer_config = delivery::trainer_config(
+        &req.config,
+        &req.delivery,
+        &id,
+        ctx.settings.public_url.as_deref().unwrap_or(""),
+        (&credentials.0, &credentials.1),
+    );
+    let mut input = json!({
+        "config_json": trainer_config.to_string(),
+        "dataloader_json": req.dataloader.to_string(),
+    });
+    if let (Some(repo), Some(token)) = (&req.delivery.hub_model_id, ctx.hf_token) {
+        input["hf_token"] = json!(token);
+        input["hub_model_id"] = json!(repo);
+    }
+    if let Some(a) = archive {
+        let file = match client
+            .upload_file(&format!("{id}-datasets.zip"), "application/zip", &a.bytes)
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                return Err(fail_job(
+                    format!("dataset upload failed: {}", e.message()),
+                    e.to_api_error(),
+                ));
+            }
+        };
+        let sha = file.pointer("/checksums/sha256").and_then(Value::as_str);
+        if sha != Some(a.sha256.as_str()) {
+            let e = ApiError::provider(PROVIDER, 502, "uploaded dataset checksum does not match");
+            return Err(fail_job(e.message.clone(), e));
+        }
+        let Some(url) = file.pointer("/urls/get").and_then(Value::as_str) else {
+            let e = ApiError::provider(PROVIDER, 502, "file upload answer has no urls.get");
+            return Err(fail_job(e.message.clone(), e));
+        };
+        input["images"] = json!(url);
+    }
+    let model = req.profile.model();
+    let version = match ctx
+        .stored
+        .version_override
+        .as_deref()
+        .and_then(|o| o.split_once(':'))
+    {
+        Some((m, v)) if m == model => v.to_string(),
+        Some((m, _)) => {
+            let e = ApiError::new(
+                409,
+                "version_override_mismatch",
+                format!(
+                    "version_override names {m}, but profile {} runs {model}; clear it or pick that profile",
+                    req.profile.id
+                ),
+            );
+            return Err(fail_job(e.message.clone(), e));
+        }
+        None => match cached_version(ctx, &client, &model).await {
+            Ok(v) => v,
+            Err(e) => return Err(fail_job(e.message(), e.to_api_error())),
+        },
+    };
+    let input_sha = hex::encode(Sha256::digest(input.to_string().as_bytes()));
+    let mut create = json!({"version": format!("{model}:{version}"), "input": input});
+    if let Some(hook) = &job.webhook_url {
+        create["webhook"] = json!(hook);
+        create["webhook_events_filter"] = json!(["start", "output", "logs", "completed"]);
+    }
+    // The intent, completed: enough for a sync to recognise the prediction if
+    // the create answer is lost.
+    let now = ctx.now_ms;
+    let dataset_url = input
+        .get("images")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let staged = store.update::<()>(&id, |j| {
+        j.version = Some(version.clone());
+        j.input_sha256 = Some(input_sha.clone());
+        j.dataset_file_url = dataset_url.clone();
+        Ok(())
+    });
+    let job = staged.unwrap_or(job);
+    match client.create_prediction(&create).await {
+        Ok(prediction) => {
+            let stored = store
+                .update::<()>(&id, |j| {
+                    apply_prediction(j, &prediction, now);
+                    Ok(())
+                })
+                .map_err(|e| (ApiError::storage(format!("{e:?}")), job.clone(), true))?;
+            Ok(stored)
+        }
+        Err(ReplicateError::Transport(TransportError::Failed(m))) => {
+            let message = format!(
+                "Replicate did not answer the create request ({m}); if the prediction was created, \
+                 the next sync adopts it into this job"
+            );
+            let stored = store
+                .update::<()>(&id, |j| {
+                    j.error_message = Some(message.clone());
+                    Ok(())
+                })
+                .unwrap_or(job);
+            Err((
+                ApiError::provider(PROVIDER, 502, message).with_detail("job_id", id.as_str()),
+                stored,
+                true,
+            ))
+        }
+        Err(e) => Err(fail_job(e.message(), e.to_api_error())),
+    }
+}
+
+/// The latest version of a trainer model, cached for 10 minutes in KV so a
+/// submit costs one Replicate call, not two.
+async fn cached_version<H: HttpClient>(
+    ctx: &SubmitContext<'_, H>,
+    client: &ReplicateClient<'_, H>,
+    model: &str,
+) -> Result<String, ReplicateError> {
+    let key = format!("cache:version:{model}");
+    if let Ok(Some(cached)) = get_json::<Value>(ctx.kv, &key)
+        && cached["fetched_ms"]
+            .as_u64()
+            .is_some_and(|t| ctx.now_ms < t + VERSION_CACHE_MS)
+        && let Some(id) = cached["id"].as_str()
+    {
+        return Ok(id.to_string());
+    }
+    let id = client.latest_version(model).await?;
+    let _ = set_json(ctx.kv, &key, &json!({"id": id, "fetched_ms": ctx.now_ms}));
+    Ok(id)
+}

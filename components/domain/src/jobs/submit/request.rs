@@ -1,0 +1,214 @@
+//! The submit request: SimpleTuner's fields, validated, with a saved config
+//! loaded and inline values merged over it.
+
+use serde_json::{Map, Value, json};
+
+use crate::auth::principal::Principal;
+use crate::jobs::configs::{ConfigStore, validate_body};
+use crate::jobs::delivery::{self, Delivery};
+use crate::jobs::idempotency;
+use crate::kernel::error::{ApiError, object_with_fields};
+use crate::providers::catalog::{DEFAULT_PROFILE, HardwareProfile, find_profile, profile_ids};
+use crate::providers::replicate::PROVIDER;
+use crate::providers::settings::ProviderSettings;
+
+/// Fields SimpleTuner clients send that cloudtuner accepts (some ignored).
+const KNOWN_FIELDS: [&str; 12] = [
+    "config",
+    "dataloader_config",
+    "config_name_to_load",
+    "config_name",
+    "tracker_run_name",
+    "idempotency_key",
+    "hardware_profile",
+    "webhook_url",
+    "snapshot_name",
+    "snapshot_message",
+    "upload_id",
+    "delivery",
+];
+
+/// The training a request describes: the saved config named by
+/// `config_name_to_load` (400 `config_not_found` when there is none), with
+/// inline `config` values merged over it key by key, and the dataloader (the
+/// inline one, else the saved one, else none).
+pub struct Training {
+    pub config: Value,
+    pub dataloader: Value,
+    pub config_name: Option<String>,
+}
+
+pub fn resolve_training(
+    body: &Map<String, Value>,
+    configs: &ConfigStore,
+    principal: &Principal,
+) -> Result<Training, ApiError> {
+    let (mut config, mut dataloader, mut config_name) = (json!({}), Value::Null, None);
+    if let Some(name) = opt_str(body, "config_name_to_load")? {
+        let saved = configs
+            .load(&principal.id, &name)
+            .map_err(|e| e.with_status(400))?;
+        config = saved.config;
+        dataloader = saved.dataloader_config;
+        config_name = Some(name);
+    }
+    match body.get("config") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(inline)) => {
+            let merged = config.as_object_mut().expect("object");
+            for (k, v) in inline {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        Some(_) => {
+            return Err(ApiError::new(
+                400,
+                "invalid_config",
+                "`config` must be a JSON object",
+            ));
+        }
+    }
+    if let Some(d) = body.get("dataloader_config").filter(|d| !d.is_null()) {
+        dataloader = d.clone();
+    }
+    if dataloader.is_null() {
+        dataloader = json!([]);
+    }
+    if config.as_object().is_some_and(Map::is_empty) {
+        return Err(ApiError::new(
+            400,
+            "invalid_config",
+            "No configuration provided: send `config` or `config_name_to_load`",
+        ));
+    }
+    Ok(Training {
+        config,
+        dataloader,
+        config_name,
+    })
+}
+
+/// The hardware profile asked for, else the admin's default, else cloudtuner's.
+pub fn resolve_profile(
+    requested: Option<&str>,
+    default_profile: Option<&str>,
+) -> Result<&'static HardwareProfile, ApiError> {
+    let name = requested.or(default_profile).unwrap_or(DEFAULT_PROFILE);
+    find_profile(name).ok_or_else(|| {
+        ApiError::new(
+            400,
+            "invalid_hardware_profile",
+            format!(
+                "Invalid Replicate hardware profile {name:?}. Valid profiles: {}",
+                profile_ids().join(", ")
+            ),
+        )
+    })
+}
+
+/// The validated request.
+pub(super) struct Request {
+    pub(super) config: Value,
+    pub(super) dataloader: Value,
+    pub(super) config_name: Option<String>,
+    pub(super) tracker_run_name: Option<String>,
+    pub(super) idempotency_key: Option<String>,
+    pub(super) profile: &'static HardwareProfile,
+    pub(super) webhook_base: Option<String>,
+    pub(super) delivery: Delivery,
+    pub(super) fingerprint: String,
+}
+
+pub(crate) fn opt_str(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+        Some(_) => Err(ApiError::bad_request(format!("`{key}` must be a string"))),
+    }
+}
+
+pub(super) fn parse(
+    raw: &[u8],
+    provider: Option<&str>,
+    configs: &ConfigStore,
+    principal: &Principal,
+    settings: &ProviderSettings,
+    default_profile: Option<&str>,
+    hf_token: Option<&str>,
+) -> Result<Request, ApiError> {
+    let provider = provider.unwrap_or(PROVIDER);
+    if provider != PROVIDER {
+        return Err(ApiError::new(
+            400,
+            "unknown_provider",
+            format!("unknown provider {provider:?}; available: replicate"),
+        ));
+    }
+    let value: Value = serde_json::from_slice(raw).map_err(|e| {
+        ApiError::new(
+            400,
+            "invalid_json",
+            format!("request body is not JSON: {e}"),
+        )
+    })?;
+    let body = object_with_fields(&value, &KNOWN_FIELDS, "invalid_request")?;
+    let idempotency_key = match body.get("idempotency_key") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(k)) => {
+            idempotency::validate_key(k)
+                .map_err(|m| ApiError::new(400, "invalid_idempotency_key", m))?;
+            Some(k.clone())
+        }
+        Some(_) => {
+            return Err(ApiError::new(
+                400,
+                "invalid_idempotency_key",
+                "idempotency_key must be a string",
+            ));
+        }
+    };
+    let Training {
+        config,
+        dataloader,
+        config_name,
+    } = resolve_training(body, configs, principal)?;
+    validate_body(&config, &dataloader)?;
+    let config_name = opt_str(body, "config_name")?.or(config_name);
+    let tracker_run_name = opt_str(body, "tracker_run_name")?;
+    if tracker_run_name.as_ref().is_some_and(|n| n.len() > 200) {
+        return Err(ApiError::bad_request(
+            "tracker_run_name is longer than 200 characters",
+        ));
+    }
+    let profile = resolve_profile(
+        opt_str(body, "hardware_profile")?.as_deref(),
+        default_profile,
+    )?;
+    let webhook_base = match opt_str(body, "webhook_url")? {
+        Some(u) if u.starts_with("https://") || u.starts_with("http://") => Some(u),
+        Some(u) => {
+            return Err(ApiError::bad_request(format!(
+                "webhook_url {u:?} must be an http(s) URL"
+            )));
+        }
+        None => settings.public_url.clone(),
+    };
+    let delivery = delivery::plan(&delivery::Choice {
+        config: &config,
+        requested: opt_str(body, "delivery")?.as_deref(),
+        hf_token_set: hf_token.is_some_and(|t| !t.trim().is_empty()),
+        public_url: settings.public_url.as_deref(),
+    })?;
+    Ok(Request {
+        config,
+        dataloader,
+        config_name,
+        tracker_run_name,
+        idempotency_key,
+        profile,
+        webhook_base,
+        delivery,
+        fingerprint: idempotency::fingerprint(&value),
+    })
+}

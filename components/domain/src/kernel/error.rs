@@ -1,0 +1,159 @@
+//! The one error shape every endpoint answers with:
+//! `{"error": code, "message": text, "details"?: {...}}`.
+
+use serde_json::{Map, Value, json};
+
+/// An error an endpoint reports to its caller. `code` is stable and
+/// machine-readable; `message` is for people and never holds a secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: Map::new(),
+        }
+    }
+
+    pub fn with_detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, "not_found", message)
+    }
+
+    pub fn method_not_allowed(method: &str, allowed: &[&str]) -> Self {
+        Self::new(
+            405,
+            "method_not_allowed",
+            format!(
+                "method {method} is not allowed here; use {}",
+                allowed.join(", ")
+            ),
+        )
+        .with_detail("allowed", allowed.to_vec())
+    }
+
+    pub fn storage(message: impl Into<String>) -> Self {
+        Self::new(500, "storage_error", message)
+    }
+
+    pub fn provider(provider: &str, status: u16, message: impl Into<String>) -> Self {
+        Self::new(
+            status,
+            "provider_error",
+            format!("{provider}: {}", message.into()),
+        )
+        .with_detail("provider", provider)
+    }
+
+    /// The same error with another status (a missing object named in a
+    /// request body is the request's fault: 400, where its own route says 404).
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The JSON body: `{"error", "message"}` plus `details` when there are any.
+    pub fn body(&self) -> Value {
+        let mut body = json!({ "error": self.code, "message": self.message });
+        if !self.details.is_empty() {
+            body["details"] = Value::Object(self.details.clone());
+        }
+        body
+    }
+}
+
+/// A request body as an object whose fields are all among `allowed`: the one
+/// check every endpoint that takes a JSON object uses, so an unknown field is
+/// always refused the same way (400 `code`, naming the fields, with
+/// `details.unknown_fields`).
+pub fn object_with_fields<'a>(
+    body: &'a Value,
+    allowed: &[&str],
+    code: &'static str,
+) -> Result<&'a Map<String, Value>, ApiError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::new(400, "invalid_json", "request body must be a JSON object"))?;
+    let unknown: Vec<&str> = obj
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !allowed.contains(k))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(obj);
+    }
+    Err(ApiError::new(
+        400,
+        code,
+        format!(
+            "unknown fields: {}; expected {}",
+            unknown.join(", "),
+            allowed.join(", ")
+        ),
+    )
+    .with_detail("unknown_fields", unknown))
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.status, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// A store failure is the server's: 500 `storage_error`, naming what failed.
+impl From<crate::kernel::kv::KvError> for ApiError {
+    fn from(e: crate::kernel::kv::KvError) -> Self {
+        ApiError::storage(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_stable_shape_and_omits_empty_details() {
+        let e = ApiError::not_found("no job abc");
+        assert_eq!(
+            e.body(),
+            json!({"error": "not_found", "message": "no job abc"})
+        );
+        let e = ApiError::method_not_allowed("PUT", &["GET"]);
+        assert_eq!(e.status, 405);
+        assert_eq!(e.body()["details"]["allowed"], json!(["GET"]));
+    }
+
+    #[test]
+    fn unknown_fields_are_named_and_listed() {
+        let body = json!({"name": "x", "colour": 1, "size": 2});
+        let e = object_with_fields(&body, &["name"], "invalid_request").unwrap_err();
+        assert_eq!((e.status, e.code), (400, "invalid_request"));
+        assert_eq!(e.message, "unknown fields: colour, size; expected name");
+        assert_eq!(e.details["unknown_fields"], json!(["colour", "size"]));
+        assert!(object_with_fields(&json!({"name": 1}), &["name"], "x").is_ok());
+        assert_eq!(
+            object_with_fields(&json!([1]), &["name"], "x")
+                .unwrap_err()
+                .code,
+            "invalid_json"
+        );
+    }
+}

@@ -1,0 +1,296 @@
+//! Key-value storage as the domain sees it. Spin's `default` store implements it
+//! in components; [`MemoryKv`] implements it for native tests with Spin's own
+//! semantics.
+//!
+//! Atomicity on Spin (measured under Spin 4.1): `increment` is atomic; compare-and-swap is atomic only when updating a key that exists and
+//! whose value `current()` returned. CAS on a missing key is an upsert, so keys
+//! are *created* race-free with an `increment` claim ([`create_once`]) and
+//! *updated* with CAS ([`update`]).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvError(pub String);
+
+impl std::fmt::Display for KvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "key-value store: {}", self.0)
+    }
+}
+
+impl std::error::Error for KvError {}
+
+pub trait KvStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError>;
+    fn delete(&self, key: &str) -> Result<(), KvError>;
+    fn exists(&self, key: &str) -> Result<bool, KvError>;
+    /// Atomic add on an 8-byte little-endian counter (created at 0).
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError>;
+    /// Compare-and-swap, one rule for every store: `seen` is the value the
+    /// immediately preceding [`KvStore::read_for_swap`] of `key` returned, and
+    /// `new` is written only if the store still holds exactly `seen` (atomically).
+    /// `seen == None` is an unconditional upsert (as on Spin, whose CAS on a
+    /// missing key is one), so keys are created with [`create_once`] instead.
+    /// Returns whether the swap happened; a `seen` that does not match the
+    /// preceding read is an error, not a silent upsert.
+    fn swap(&self, key: &str, seen: Option<&[u8]>, new: &[u8]) -> Result<bool, KvError>;
+    /// The current value, read so that a following [`KvStore::swap`] is guarded.
+    fn read_for_swap(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.get(key)
+    }
+}
+
+/// How often a CAS update retries under contention before giving up.
+pub const MAX_CAS_ATTEMPTS: usize = 200;
+
+#[derive(Debug, PartialEq)]
+pub enum UpdateError<E> {
+    Missing,
+    Contended,
+    Store(KvError),
+    /// The closure refused the change.
+    Rejected(E),
+}
+
+impl<E> From<KvError> for UpdateError<E> {
+    fn from(e: KvError) -> Self {
+        UpdateError::Store(e)
+    }
+}
+
+/// Read-modify-write of an existing key without losing concurrent writes:
+/// `f` maps the current value to the new one (or refuses); retried on conflict.
+/// Returns the value written.
+pub fn update<E>(
+    kv: &dyn KvStore,
+    key: &str,
+    mut f: impl FnMut(&[u8]) -> Result<Vec<u8>, E>,
+) -> Result<Vec<u8>, UpdateError<E>> {
+    for attempt in 0..MAX_CAS_ATTEMPTS {
+        let Some(current) = kv.read_for_swap(key)? else {
+            return Err(UpdateError::Missing);
+        };
+        let new = f(&current).map_err(UpdateError::Rejected)?;
+        if new == current || kv.swap(key, Some(&current), &new)? {
+            return Ok(new);
+        }
+        backoff(attempt);
+    }
+    Err(UpdateError::Contended)
+}
+
+/// Creates `key` with `initial` unless it exists, race-free on Spin: the caller
+/// whose `increment` of `claim:<key>` returns 1 writes it; others wait for it.
+/// Returns true for the creator.
+pub fn create_once(kv: &dyn KvStore, key: &str, initial: &[u8]) -> Result<bool, KvError> {
+    if kv.exists(key)? {
+        return Ok(false);
+    }
+    if kv.increment(&format!("claim:{key}"), 1)? == 1 {
+        kv.set(key, initial)?;
+        return Ok(true);
+    }
+    for attempt in 0..MAX_CAS_ATTEMPTS {
+        if kv.exists(key)? {
+            return Ok(false);
+        }
+        backoff(attempt);
+    }
+    Err(KvError(format!("{key} was claimed but never written")))
+}
+
+/// Deletes a key made by [`create_once`] (or claimed the same way) together
+/// with its claim counter. Value first, counter second: a creator racing in
+/// between sees a count above 1, waits, and claims afresh once the counter is
+/// gone; the reverse order could let two creators in.
+pub fn delete_created(kv: &dyn KvStore, key: &str) -> Result<(), KvError> {
+    kv.delete(key)?;
+    kv.delete(&format!("claim:{key}"))
+}
+
+/// Takes a named slot (a unique username, say) race-free on Spin: a missing
+/// key is claimed with `increment`; a released one (empty value, see
+/// [`release_slot`]) is taken over by compare-and-swap. Returns whether this
+/// caller got it.
+pub fn claim_slot(kv: &dyn KvStore, key: &str, value: &[u8]) -> Result<bool, KvError> {
+    for attempt in 0..MAX_CAS_ATTEMPTS {
+        match kv.read_for_swap(key)? {
+            None => {
+                if kv.increment(&format!("claim:{key}"), 1)? == 1 {
+                    kv.set(key, value)?;
+                    return Ok(true);
+                }
+                // Claimed by someone else, who is about to write it.
+                backoff(attempt + 3);
+            }
+            Some(current) if current.is_empty() => {
+                if kv.swap(key, Some(&current), value)? {
+                    return Ok(true);
+                }
+            }
+            Some(_) => return Ok(false),
+        }
+    }
+    Err(KvError(format!("{key} is too contended")))
+}
+
+/// Frees a slot taken with [`claim_slot`] (the key stays, empty, so the claim
+/// counter and the slot stay in step).
+pub fn release_slot(kv: &dyn KvStore, key: &str) -> Result<(), KvError> {
+    kv.set(key, b"")
+}
+
+/// Read-modify-write of a JSON value that may not exist yet: creates it as
+/// `T::default()` race-free ([`create_once`]), then changes it by CAS
+/// ([`update`]). The one helper behind every index, list and aggregate.
+pub fn edit_json<T: serde::Serialize + serde::de::DeserializeOwned + Default>(
+    kv: &dyn KvStore,
+    key: &str,
+    mut f: impl FnMut(&mut T),
+) -> Result<(), KvError> {
+    let initial = serde_json::to_vec(&T::default()).map_err(|e| KvError(e.to_string()))?;
+    create_once(kv, key, &initial)?;
+    update::<()>(kv, key, |cur| {
+        let mut v: T = serde_json::from_slice(cur).unwrap_or_default();
+        f(&mut v);
+        Ok(serde_json::to_vec(&v).expect("value serialises"))
+    })
+    .map(|_| ())
+    .map_err(|e| KvError(format!("cannot update {key}: {e:?}")))
+}
+
+/// A short sleep that grows with the attempt number (WASI supports sleeping).
+fn backoff(attempt: usize) {
+    if attempt > 2 {
+        std::thread::sleep(std::time::Duration::from_micros(
+            50 * (attempt as u64).min(100),
+        ));
+    }
+}
+
+/// An in-memory store for tests of domain logic, with Spin's CAS semantics.
+#[derive(Default)]
+pub struct MemoryKv {
+    map: RefCell<BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemoryKv {
+    pub fn keys(&self) -> Vec<String> {
+        self.map.borrow().keys().cloned().collect()
+    }
+}
+
+impl KvStore for MemoryKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.map.borrow().get(key).cloned())
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.map
+            .borrow_mut()
+            .insert(key.to_string(), value.to_vec());
+        Ok(())
+    }
+    fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.map.borrow_mut().remove(key);
+        Ok(())
+    }
+    fn exists(&self, key: &str) -> Result<bool, KvError> {
+        Ok(self.map.borrow().contains_key(key))
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        let mut map = self.map.borrow_mut();
+        let current = match map.get(key) {
+            None => 0,
+            Some(v) => i64::from_le_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| KvError(format!("{key} is not a counter")))?,
+            ),
+        };
+        map.insert(key.to_string(), (current + delta).to_le_bytes().to_vec());
+        Ok(current + delta)
+    }
+    fn swap(&self, key: &str, seen: Option<&[u8]>, new: &[u8]) -> Result<bool, KvError> {
+        let mut map = self.map.borrow_mut();
+        if let Some(seen) = seen
+            && map.get(key).map(Vec::as_slice) != Some(seen)
+        {
+            return Ok(false);
+        }
+        map.insert(key.to_string(), new.to_vec());
+        Ok(true)
+    }
+}
+
+/// JSON helpers over any store.
+pub fn get_json<T: serde::de::DeserializeOwned>(
+    kv: &dyn KvStore,
+    key: &str,
+) -> Result<Option<T>, KvError> {
+    match kv.get(key)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| KvError(format!("{key} holds invalid JSON: {e}"))),
+    }
+}
+
+pub fn set_json<T: serde::Serialize>(
+    kv: &dyn KvStore,
+    key: &str,
+    value: &T,
+) -> Result<(), KvError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| KvError(e.to_string()))?;
+    kv.set(key, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_applies_the_function_and_reports_missing_keys() {
+        let kv = MemoryKv::default();
+        assert_eq!(
+            update::<()>(&kv, "k", |v| Ok(v.to_vec())),
+            Err(UpdateError::Missing)
+        );
+        kv.set("k", b"1").unwrap();
+        let out = update::<()>(&kv, "k", |v| Ok([v, b"2"].concat())).unwrap();
+        assert_eq!(out, b"12");
+        assert_eq!(
+            update(&kv, "k", |_| Err("no")),
+            Err(UpdateError::Rejected("no"))
+        );
+        assert_eq!(kv.get("k").unwrap().unwrap(), b"12");
+    }
+
+    #[test]
+    fn create_once_has_one_creator() {
+        let kv = MemoryKv::default();
+        assert!(create_once(&kv, "idx", b"[]").unwrap());
+        assert!(!create_once(&kv, "idx", b"[1]").unwrap());
+        assert_eq!(kv.get("idx").unwrap().unwrap(), b"[]");
+    }
+
+    #[test]
+    fn slots_are_claimed_once_and_reusable_after_release() {
+        let kv = MemoryKv::default();
+        assert!(claim_slot(&kv, "username:a", b"u1").unwrap());
+        assert!(!claim_slot(&kv, "username:a", b"u2").unwrap());
+        release_slot(&kv, "username:a").unwrap();
+        assert!(claim_slot(&kv, "username:a", b"u3").unwrap());
+        assert_eq!(kv.get("username:a").unwrap().unwrap(), b"u3");
+    }
+
+    #[test]
+    fn memory_swap_is_an_upsert_without_a_seen_value_like_spin() {
+        let kv = MemoryKv::default();
+        assert!(kv.swap("k", None, b"a").unwrap());
+        assert!(kv.swap("k", None, b"b").unwrap());
+        assert!(!kv.swap("k", Some(b"a"), b"c").unwrap());
+        assert!(kv.swap("k", Some(b"b"), b"c").unwrap());
+    }
+}

@@ -1,0 +1,9 @@
+//! What every capability builds on: key-value storage, outbound HTTP, time,
+//! the error shape and secret handling. Imports nothing else of the crate.
+
+pub mod clock;
+pub mod error;
+pub mod http;
+pub mod kv;
+pub mod secrets;
+pub mod signing;

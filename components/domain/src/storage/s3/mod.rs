@@ -1,0 +1,284 @@
+//! The S3-compatible endpoint under `/api/cloud/storage` (path-style): enough of
+//! S3 for boto3 and the AWS CLI to upload a job's weights and for users to get
+//! them back. One bucket, `outputs`; a job writes under `<job_id>/`.
+//!
+//! Who may do what:
+//! - **Job credentials** (SigV4 with access key = job id and secret = the job's
+//!   upload secret, or SimpleTuner's `X-Upload-Token` / `X-SimpleTuner-Secret`
+//!   header): read, write, list and delete under the job's own prefix, while the
+//!   job is active and for [`UPLOAD_GRACE_MS`] after it ends.
+//! - **Users** (session, API key): read and list the outputs of jobs they may
+//!   view (`job.view` rules); others' objects are `NoSuchKey`.
+
+mod auth;
+mod errors;
+mod ops;
+mod xml;
+
+pub use auth::{JobDirectory, Uploader, job_credentials};
+pub use errors::S3Error;
+pub use xml::{http_date, xml_escape};
+
+use crate::auth::principal::Principal;
+use crate::kernel::kv::KvStore;
+use crate::storage::objects::ObjectStore;
+use crate::storage::sigv4;
+pub use crate::storage::{BUCKET, MOUNT};
+
+use auth::{Access, authorize, caller};
+use errors::{method_not_allowed, not_implemented, s3err};
+use ops::{
+    bucket_op, check_content_md5, content_type, get_object, list_buckets, metadata, object_url,
+    ok_headers, stored,
+};
+use xml::{error_response, parse_complete, xml};
+
+/// Default largest object: 2 GiB (LoRAs are 20–500 MB; full fine-tunes more).
+pub const DEFAULT_MAX_OBJECT_MB: u64 = 2048;
+
+/// The largest object accepted, from the `storage_max_object_mb` variable.
+pub fn max_object_bytes(variable: Option<&str>) -> u64 {
+    variable
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_MAX_OBJECT_MB)
+        .saturating_mul(1024 * 1024)
+}
+
+/// How long a job's credentials outlive the job (a final upload racing the
+/// terminal status must not be lost).
+pub const UPLOAD_GRACE_MS: u64 = 2 * 3600 * 1000;
+
+/// The incoming request, as the component received it.
+pub struct S3Request {
+    pub method: String,
+    /// Path as received (percent-encoded), starting with [`MOUNT`].
+    pub raw_path: String,
+    pub raw_query: String,
+    /// Lower-case names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl S3Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn query(&self) -> Vec<(String, String)> {
+        sigv4::decode_query(&self.raw_query)
+    }
+
+    fn param(&self, name: &str) -> Option<String> {
+        self.query()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+#[derive(Debug)]
+pub struct S3Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+pub struct Context<'a> {
+    pub kv: &'a dyn KvStore,
+    /// The jobs whose credentials sign uploads (`jobs::store::JobStore`).
+    pub jobs: &'a dyn JobDirectory,
+    pub now_ms: u64,
+    pub max_object: u64,
+    /// The caller's user identity from session/API key, if any (resolved by the
+    /// component; an invalid credential is an error already).
+    pub user: Option<Principal>,
+    /// Public origin, for `output_url`.
+    pub public_url: Option<String>,
+}
+
+/// The path below the mount: (bucket, key), both decoded; empty when absent.
+fn target(raw_path: &str) -> Result<(String, String), S3Error> {
+    let rest = raw_path
+        .strip_prefix(MOUNT)
+        .ok_or_else(|| s3err(400, "InvalidURI", "not a storage path"))?;
+    let rest = rest.trim_start_matches('/');
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let (bucket, key) = (sigv4::percent_decode(bucket), sigv4::percent_decode(key));
+    if key.split('/').any(|seg| seg == "..") || key.contains('\0') || key.len() > 1024 {
+        return Err(s3err(400, "InvalidArgument", "Invalid object key"));
+    }
+    Ok((bucket, key))
+}
+
+/// The job a key belongs to: its first path segment.
+fn job_of(key: &str) -> &str {
+    key.split('/').next().unwrap_or("")
+}
+
+/// Answers one S3 request.
+pub fn handle(ctx: &Context, req: &S3Request) -> S3Response {
+    let head = req.method == "HEAD";
+    let resource = target(&req.raw_path)
+        .map(|(b, k)| format!("/{b}/{k}"))
+        .unwrap_or_default();
+    match dispatch(ctx, req) {
+        Ok(r) => r,
+        Err(e) => error_response(&e, &resource, head),
+    }
+}
+
+fn dispatch(ctx: &Context, req: &S3Request) -> Result<S3Response, S3Error> {
+    let (bucket, key) = target(&req.raw_path)?;
+    let method = req.method.as_str();
+    if bucket.is_empty() {
+        return match method {
+            "GET" => {
+                caller(ctx, req, "")?;
+                Ok(list_buckets())
+            }
+            _ => Err(method_not_allowed()),
+        };
+    }
+    if bucket != BUCKET {
+        return Err(s3err(
+            404,
+            "NoSuchBucket",
+            format!("The specified bucket does not exist; this server has one bucket, {BUCKET:?}."),
+        ));
+    }
+    let store = ObjectStore::new(ctx.kv, ctx.max_object);
+    if key.is_empty() {
+        return bucket_op(ctx, req, &store);
+    }
+    let (who, body) = caller(ctx, req, &key)?;
+    let upload_id = req.param("uploadId");
+    match (method, upload_id) {
+        ("GET", None) | ("HEAD", None) => {
+            authorize(ctx, &who, &key, Access::Read)?;
+            get_object(req, &store, &key)
+        }
+        ("PUT", None) => {
+            authorize(ctx, &who, &key, Access::Write)?;
+            if req.header("x-amz-copy-source").is_some() {
+                return Err(not_implemented("CopyObject"));
+            }
+            check_content_md5(req, &body)?;
+            let m = store.put(
+                BUCKET,
+                &key,
+                &body,
+                &content_type(req),
+                metadata(req),
+                ctx.now_ms,
+            )?;
+            stored(ctx, &who, &m);
+            Ok(ok_headers(200, vec![("etag".into(), m.etag)]))
+        }
+        ("DELETE", None) => {
+            authorize(ctx, &who, &key, Access::Write)?;
+            store.delete(BUCKET, &key)?;
+            Ok(ok_headers(204, vec![]))
+        }
+        ("POST", None) if req.param("uploads").is_some() => {
+            authorize(ctx, &who, &key, Access::Write)?;
+            let id =
+                store.create_upload(BUCKET, &key, &content_type(req), metadata(req), ctx.now_ms)?;
+            Ok(xml(
+                200,
+                format!(
+                    "<InitiateMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>{BUCKET}</Bucket><Key>{}</Key><UploadId>{id}</UploadId></InitiateMultipartUploadResult>",
+                    xml_escape(&key)
+                ),
+            ))
+        }
+        ("PUT", Some(id)) => {
+            authorize(ctx, &who, &key, Access::Write)?;
+            let number: u32 = req
+                .param("partNumber")
+                .and_then(|n| n.parse().ok())
+                .filter(|n| (1..=crate::storage::objects::MAX_PARTS).contains(n))
+                .ok_or_else(|| {
+                    s3err(
+                        400,
+                        "InvalidArgument",
+                        "Part number must be an integer between 1 and 10000, inclusive",
+                    )
+                })?;
+            check_content_md5(req, &body)?;
+            let etag = store.upload_part(&id, BUCKET, &key, number, &body)?;
+            Ok(ok_headers(200, vec![("etag".into(), etag)]))
+        }
+        ("POST", Some(id)) => {
+            authorize(ctx, &who, &key, Access::Write)?;
+            let parts = parse_complete(&body)?;
+            let m = store.complete_upload(&id, BUCKET, &key, &parts, ctx.now_ms)?;
+            stored(ctx, &who, &m);
+            Ok(xml(
+                200,
+                format!(
+                    "<CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Location>{}</Location><Bucket>{BUCKET}</Bucket><Key>{}</Key><ETag>{}</ETag></CompleteMultipartUploadResult>",
+                    xml_escape(&object_url(ctx, &key)),
+                    xml_escape(&key),
+                    xml_escape(&m.etag)
+                ),
+            ))
+        }
+        ("DELETE", Some(id)) => {
+            authorize(ctx, &who, &key, Access::Write)?;
+            store.abort_upload(&id, BUCKET, &key)?;
+            Ok(ok_headers(204, vec![]))
+        }
+        ("GET", Some(_)) => Err(not_implemented("ListParts")),
+        _ => Err(method_not_allowed()),
+    }
+}
+
+/// The objects a job stored here, with download links (fetched with the same
+/// session or API key): (objects, total bytes).
+pub fn job_objects(
+    kv: &dyn KvStore,
+    job_id: &str,
+    public_url: Option<&str>,
+) -> Result<(Vec<serde_json::Value>, u64), crate::kernel::kv::KvError> {
+    let store = ObjectStore::new(kv, u64::MAX);
+    let prefix = format!("{job_id}/");
+    let (items, _) = store.list(BUCKET, &prefix, None, usize::MAX)?;
+    let origin = public_url.unwrap_or("").trim_end_matches('/');
+    let objects = items
+        .iter()
+        .map(|(key, e)| {
+            let path = format!("{MOUNT}/{BUCKET}/{}", sigv4::aws_encode(key, false));
+            serde_json::json!({
+                "key": key,
+                "name": &key[prefix.len()..],
+                "size": e.size,
+                "etag": e.etag,
+                "uploaded_at": crate::kernel::clock::rfc3339(e.uploaded_ms),
+                "download_path": path,
+                "download_url": format!("{origin}{path}"),
+            })
+        })
+        .collect();
+    Ok((objects, items.iter().map(|(_, e)| e.size).sum()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_must_not_escape() {
+        assert!(target("/api/cloud/storage/outputs/j/../x").is_err());
+        assert_eq!(
+            target("/api/cloud/storage/outputs/j/a%20b.bin").unwrap(),
+            ("outputs".to_string(), "j/a b.bin".to_string())
+        );
+        assert_eq!(
+            target("/api/cloud/storage").unwrap(),
+            (String::new(), String::new())
+        );
+    }
+}

@@ -1,0 +1,347 @@
+//! The object and bucket operations: get, put, list, and what a stored
+//! object means for its job.
+
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use crate::auth::principal::Permission;
+use crate::storage::objects::{Manifest, ObjectStore};
+use crate::storage::sigv4;
+
+use super::auth::{Access, Caller, authorize, caller};
+use super::errors::{
+    S3Error, access_denied, method_not_allowed, no_such_key, not_implemented, s3err,
+};
+use super::xml::{http_date, s3_time, xml, xml_escape};
+use super::{BUCKET, Context, MOUNT, S3Request, S3Response, job_of};
+
+pub(super) fn bucket_op(
+    ctx: &Context,
+    req: &S3Request,
+    store: &ObjectStore,
+) -> Result<S3Response, S3Error> {
+    let q = req.query();
+    let prefix = req.param("prefix").unwrap_or_default();
+    match req.method.as_str() {
+        "HEAD" => {
+            caller(ctx, req, &prefix)?;
+            Ok(ok_headers(200, vec![]))
+        }
+        "GET" if q.iter().any(|(k, _)| k == "location") => {
+            caller(ctx, req, &prefix)?;
+            Ok(xml(200, "<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"></LocationConstraint>".into()))
+        }
+        "GET" if q.iter().any(|(k, _)| k == "uploads" || k == "versions") => {
+            Err(not_implemented("This bucket listing"))
+        }
+        "GET" => {
+            let (who, _) = caller(ctx, req, &prefix)?;
+            let allowed = match &who {
+                Caller::User(p) if p.has(Permission::JobViewAll) && job_of(&prefix).is_empty() => {
+                    Ok(())
+                }
+                _ => authorize(ctx, &who, &prefix, Access::Read),
+            };
+            allowed.map_err(|e| {
+                if e.code == "NoSuchKey" {
+                    access_denied("List with a prefix of a job you may view: <job_id>/")
+                } else {
+                    e
+                }
+            })?;
+            list_objects(req, store, &prefix)
+        }
+        "PUT" => Err(s3err(
+            409,
+            "BucketAlreadyOwnedByYou",
+            "The bucket already exists.",
+        )),
+        "POST" => Err(not_implemented("DeleteObjects")),
+        _ => Err(method_not_allowed()),
+    }
+}
+
+pub(super) fn list_buckets() -> S3Response {
+    xml(
+        200,
+        format!(
+            "<ListAllMyBucketsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Owner><ID>cloudtuner</ID><DisplayName>cloudtuner</DisplayName></Owner><Buckets><Bucket><Name>{BUCKET}</Name><CreationDate>2026-01-01T00:00:00.000Z</CreationDate></Bucket></Buckets></ListAllMyBucketsResult>"
+        ),
+    )
+}
+
+pub(super) fn list_objects(
+    req: &S3Request,
+    store: &ObjectStore,
+    prefix: &str,
+) -> Result<S3Response, S3Error> {
+    let max_keys: usize = match req.param("max-keys") {
+        None => 1000,
+        Some(m) => m
+            .parse::<usize>()
+            .map_err(|_| {
+                s3err(
+                    400,
+                    "InvalidArgument",
+                    "max-keys must be a non-negative integer",
+                )
+            })?
+            .min(1000),
+    };
+    let delimiter = req.param("delimiter").filter(|d| !d.is_empty());
+    let token = req.param("continuation-token");
+    let start_after = req.param("start-after");
+    let after = match &token {
+        Some(t) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    s3err(
+                        400,
+                        "InvalidArgument",
+                        "The continuation token is not valid.",
+                    )
+                })?,
+        ),
+        None => start_after.clone(),
+    };
+    let url = req.param("encoding-type").as_deref() == Some("url");
+    let enc = |s: &str| {
+        if url {
+            sigv4::aws_encode(s, false)
+        } else {
+            xml_escape(s)
+        }
+    };
+    // Walk the sorted index, folding keys under a delimiter into common prefixes.
+    let mut contents = String::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut count = 0;
+    let mut last: Option<String> = None;
+    let mut cursor = after.clone();
+    let mut truncated = false;
+    'outer: loop {
+        let (page, more) = store.list(BUCKET, prefix, cursor.as_deref(), 1000)?;
+        for (k, e) in &page {
+            cursor = Some(k.clone());
+            let folded = delimiter.as_ref().and_then(|d| {
+                k[prefix.len()..]
+                    .find(d.as_str())
+                    .map(|i| k[..prefix.len() + i + d.len()].to_string())
+            });
+            if let Some(cp) = &folded
+                && prefixes.last() == Some(cp)
+            {
+                continue;
+            }
+            if count == max_keys {
+                truncated = true;
+                break 'outer;
+            }
+            count += 1;
+            last = Some(k.clone());
+            match folded {
+                Some(cp) => prefixes.push(cp),
+                None => contents.push_str(&format!(
+                    "<Contents><Key>{}</Key><LastModified>{}</LastModified><ETag>{}</ETag><Size>{}</Size><StorageClass>STANDARD</StorageClass></Contents>",
+                    enc(k),
+                    s3_time(e.uploaded_ms),
+                    xml_escape(&e.etag),
+                    e.size
+                )),
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    let common: String = prefixes
+        .iter()
+        .map(|p| {
+            format!(
+                "<CommonPrefixes><Prefix>{}</Prefix></CommonPrefixes>",
+                enc(p)
+            )
+        })
+        .collect();
+    let next = match (&last, truncated) {
+        (Some(l), true) => {
+            // Resume after the whole common prefix, not inside it.
+            let resume = prefixes
+                .last()
+                .filter(|p| l.starts_with(p.as_str()))
+                .map(|p| format!("{p}\u{10FFFF}"))
+                .unwrap_or_else(|| l.clone());
+            format!(
+                "<NextContinuationToken>{}</NextContinuationToken>",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(resume)
+            )
+        }
+        _ => String::new(),
+    };
+    let body = format!(
+        "<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>{BUCKET}</Name><Prefix>{}</Prefix>{}{}<KeyCount>{count}</KeyCount><MaxKeys>{max_keys}</MaxKeys>{}{}<IsTruncated>{truncated}</IsTruncated>{next}{contents}{common}</ListBucketResult>",
+        enc(prefix),
+        delimiter
+            .as_ref()
+            .map(|d| format!("<Delimiter>{}</Delimiter>", enc(d)))
+            .unwrap_or_default(),
+        if url {
+            "<EncodingType>url</EncodingType>"
+        } else {
+            ""
+        },
+        token
+            .map(|t| format!("<ContinuationToken>{}</ContinuationToken>", xml_escape(&t)))
+            .unwrap_or_default(),
+        start_after
+            .map(|s| format!("<StartAfter>{}</StartAfter>", enc(&s)))
+            .unwrap_or_default(),
+    );
+    Ok(xml(200, body))
+}
+
+pub(super) fn get_object(
+    req: &S3Request,
+    store: &ObjectStore,
+    key: &str,
+) -> Result<S3Response, S3Error> {
+    let m = store.head(BUCKET, key)?.ok_or_else(no_such_key)?;
+    let mut headers = vec![
+        ("etag".to_string(), m.etag.clone()),
+        ("last-modified".to_string(), http_date(m.uploaded_ms)),
+        ("content-type".to_string(), m.content_type.clone()),
+        ("accept-ranges".to_string(), "bytes".to_string()),
+    ];
+    for (k, v) in &m.metadata {
+        if let Some(v) = v.as_str() {
+            headers.push((format!("x-amz-meta-{k}"), v.to_string()));
+        }
+    }
+    let (status, start, end) = match req.header("range") {
+        Some(r) => {
+            let (s, e) = parse_range(r, m.size).ok_or_else(|| {
+                s3err(
+                    416,
+                    "InvalidRange",
+                    "The requested range is not satisfiable",
+                )
+            })?;
+            headers.push((
+                "content-range".into(),
+                format!("bytes {s}-{}/{}", e - 1, m.size),
+            ));
+            (206, s, e)
+        }
+        None => (200, 0, m.size),
+    };
+    if req.method == "HEAD" {
+        headers.push(("content-length".into(), (end - start).to_string()));
+        return Ok(S3Response {
+            status,
+            headers,
+            body: Vec::new(),
+        });
+    }
+    let body = store.read(&m, start, end)?;
+    Ok(S3Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n` → half-open range within `size`.
+pub(super) fn parse_range(header: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            (size.saturating_sub(n), size)
+        }
+        (a, "") => (a.parse().ok()?, size),
+        (a, b) => (a.parse().ok()?, (b.parse::<u64>().ok()? + 1).min(size)),
+    };
+    (start < end && start < size).then_some((start, end))
+}
+
+pub(super) fn check_content_md5(req: &S3Request, body: &[u8]) -> Result<(), S3Error> {
+    use md5::{Digest, Md5};
+    if let Some(given) = req.header("content-md5") {
+        let actual = base64::engine::general_purpose::STANDARD.encode(Md5::digest(body));
+        if given.trim() != actual {
+            return Err(s3err(
+                400,
+                "BadDigest",
+                "The Content-MD5 you specified did not match what we received.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn content_type(req: &S3Request) -> String {
+    req.header("content-type")
+        .unwrap_or("binary/octet-stream")
+        .to_string()
+}
+
+pub(super) fn metadata(req: &S3Request) -> Map<String, Value> {
+    req.headers
+        .iter()
+        .filter_map(|(k, v)| {
+            k.to_ascii_lowercase()
+                .strip_prefix("x-amz-meta-")
+                .map(|name| (name.to_string(), Value::String(v.clone())))
+        })
+        .collect()
+}
+
+pub(super) fn object_url(ctx: &Context, key: &str) -> String {
+    format!(
+        "{}{MOUNT}/{BUCKET}/{}",
+        ctx.public_url
+            .as_deref()
+            .unwrap_or("")
+            .trim_end_matches('/'),
+        sigv4::aws_encode(key, false)
+    )
+}
+
+/// After a job stored an object: tell its job where the object is.
+pub(super) fn stored(ctx: &Context, who: &Caller, m: &Manifest) {
+    if let Caller::Job(job) = who {
+        ctx.jobs
+            .object_stored(&job.job_id, &m.key, &object_url(ctx, &m.key));
+    }
+}
+
+pub(super) fn ok_headers(status: u16, headers: Vec<(String, String)>) -> S3Response {
+    S3Response {
+        status,
+        headers,
+        body: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_http_rules() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 10)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 100)));
+        assert_eq!(parse_range("bytes=-5", 100), Some((95, 100)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 100)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-1", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+}

@@ -1,0 +1,178 @@
+//! One request as a component handles it: the method checked, the store
+//! open, the caller resolved on demand, and the request's parts decoded.
+
+use cloudtuner_domain::auth::credentials::{self, Credentials};
+use cloudtuner_domain::auth::principal::{Permission, Principal};
+use cloudtuner_domain::kernel::clock::now_ms;
+use cloudtuner_domain::kernel::error::ApiError;
+use cloudtuner_domain::kernel::http::{param, parse_query};
+use cloudtuner_domain::providers::settings::{ProviderSettings, StoredSettings};
+use serde_json::Value;
+use spin_sdk::http::Request;
+
+use crate::kv::SpinKv;
+use crate::settings::{self, variable};
+
+/// 405 with `Allow` unless the request's method is one of `methods` (for
+/// routes that need no store: the UI and the API documents).
+pub fn allow_methods(req: &Request, methods: &[&str]) -> Result<(), ApiError> {
+    let method = req.method().to_string();
+    if methods.iter().any(|m| m.eq_ignore_ascii_case(&method)) {
+        Ok(())
+    } else {
+        Err(ApiError::method_not_allowed(&method, methods))
+    }
+}
+
+pub struct Call<'a> {
+    pub req: &'a Request,
+    pub kv: SpinKv,
+    /// One clock reading per request, so every step agrees on "now".
+    pub now_ms: u64,
+}
+
+impl<'a> Call<'a> {
+    /// Refuses methods the route does not serve (405 with `Allow`), then
+    /// opens the key-value store.
+    pub fn new(req: &'a Request, methods: &[&str]) -> Result<Self, ApiError> {
+        allow_methods(req, methods)?;
+        Self::any_method(req)
+    }
+
+    /// For a route that answers every method itself (the S3 endpoint).
+    pub fn any_method(req: &'a Request) -> Result<Self, ApiError> {
+        Ok(Call {
+            req,
+            kv: SpinKv::open_default()?,
+            now_ms: now_ms(),
+        })
+    }
+
+    /// The method, upper case (`GET`, `POST`, ...).
+    pub fn method(&self) -> String {
+        self.req.method().to_string()
+    }
+
+    pub fn is(&self, method: &str) -> bool {
+        self.method().eq_ignore_ascii_case(method)
+    }
+
+    /// The request's credentials (API key header, bearer token, session cookie).
+    pub fn credentials(&self) -> Credentials {
+        Credentials::from_headers(|name| self.header(name))
+    }
+
+    /// The caller, or `None` when anonymous; a bad credential is a 401.
+    pub fn caller(&self) -> Result<Option<Principal>, ApiError> {
+        let admin_token = variable("admin_token");
+        credentials::authenticate(
+            &self.kv,
+            &self.credentials(),
+            admin_token.as_deref(),
+            self.now_ms,
+        )
+    }
+
+    /// The caller; anonymous requests get a 401 that says how to authenticate.
+    pub fn principal(&self) -> Result<Principal, ApiError> {
+        self.caller()?
+            .ok_or_else(|| credentials::unauthorized(credentials::HOW_TO_AUTHENTICATE))
+    }
+
+    /// The caller, who must hold `permission` (403 otherwise).
+    pub fn principal_with(&self, permission: Permission) -> Result<Principal, ApiError> {
+        let p = self.principal()?;
+        p.require(permission)?;
+        Ok(p)
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.req
+            .header(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    }
+
+    /// Every header, names lower-cased, with `host` restored from the URI's
+    /// authority: wasi-http keeps `Host` out of the guest's headers (a
+    /// forbidden header), but signatures such as SigV4 cover it.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        let mut headers: Vec<(String, String)> = self
+            .req
+            .headers()
+            .map(|(k, v)| {
+                (
+                    k.to_ascii_lowercase(),
+                    v.as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        if !headers.iter().any(|(k, _)| k == "host")
+            && let Some(authority) = authority(self.req.uri())
+        {
+            headers.push(("host".into(), authority.to_string()));
+        }
+        headers
+    }
+
+    /// The `:name` segment Spin matched (`spin-path-match-<name>`).
+    pub fn path_param(&self, name: &str) -> Result<String, ApiError> {
+        self.header(&format!("spin-path-match-{name}"))
+            .ok_or_else(|| ApiError::bad_request(format!("missing path parameter {name}")))
+    }
+
+    /// The decoded query parameters.
+    pub fn query(&self) -> Vec<(String, String)> {
+        parse_query(self.req.query())
+    }
+
+    /// One query parameter's first value.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        param(&self.query(), name).map(str::to_string)
+    }
+
+    pub fn body(&self) -> &[u8] {
+        self.req.body()
+    }
+
+    /// The body as JSON, or a 400 `invalid_json` that says why.
+    pub fn json(&self) -> Result<Value, ApiError> {
+        serde_json::from_slice(self.req.body()).map_err(|e| {
+            ApiError::new(
+                400,
+                "invalid_json",
+                format!("request body is not JSON: {e}"),
+            )
+        })
+    }
+
+    /// Provider settings: the variables, overridden by what an admin stored.
+    pub fn provider_settings(&self) -> ProviderSettings {
+        settings::provider(&self.kv)
+    }
+
+    /// What an admin stored, and the provider settings it makes, in one read.
+    pub fn settings(&self) -> Result<(StoredSettings, ProviderSettings), ApiError> {
+        settings::stored_and_provider(&self.kv)
+    }
+
+    /// The session cookie for a new session (Secure when served over https).
+    pub fn session_cookie(&self, token: &str, max_age_secs: u64) -> String {
+        let https = self
+            .header("spin-full-url")
+            .is_some_and(|u| u.starts_with("https://"))
+            || self.header("x-forwarded-proto").as_deref() == Some("https");
+        format!(
+            "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{}",
+            credentials::SESSION_COOKIE,
+            if https { "; Secure" } else { "" }
+        )
+    }
+}
+
+/// `host[:port]` of `scheme://host[:port]/path`.
+fn authority(uri: &str) -> Option<&str> {
+    let rest = uri.split_once("://")?.1;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|a| !a.is_empty())
+}

@@ -1,0 +1,100 @@
+//! Spin's `default` key-value store as the domain's [`KvStore`].
+
+use cloudtuner_domain::kernel::error::ApiError;
+use cloudtuner_domain::kernel::kv::{KvError, KvStore};
+use spin_sdk::key_value::Store;
+use spin_sdk::wit::wasi::keyvalue;
+use std::cell::{OnceCell, RefCell};
+
+/// Spin's `default` key-value store: plain operations through
+/// `fermyon:spin/key-value`, atomics through `wasi:keyvalue` on the same store.
+struct Guarded {
+    key: String,
+    seen: Option<Vec<u8>>,
+    cas: keyvalue::atomics::Cas,
+}
+
+pub struct SpinKv {
+    store: Store,
+    bucket: OnceCell<keyvalue::store::Bucket>,
+    /// The CAS handle opened by the last `read_for_swap`, with the key and
+    /// the value it saw, used by `swap`.
+    cas: RefCell<Option<Guarded>>,
+}
+
+impl SpinKv {
+    pub fn open_default() -> Result<Self, ApiError> {
+        Store::open_default()
+            .map(|store| SpinKv {
+                store,
+                bucket: OnceCell::new(),
+                cas: RefCell::new(None),
+            })
+            .map_err(|e| ApiError::storage(format!("cannot open the key-value store: {e}")))
+    }
+
+    fn bucket(&self) -> Result<&keyvalue::store::Bucket, KvError> {
+        if let Some(b) = self.bucket.get() {
+            return Ok(b);
+        }
+        let b = keyvalue::store::open("default").map_err(|e| KvError(format!("{e:?}")))?;
+        Ok(self.bucket.get_or_init(|| b))
+    }
+}
+
+fn kv_err(e: spin_sdk::key_value::Error) -> KvError {
+    KvError(e.to_string())
+}
+
+impl KvStore for SpinKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.store.get(key).map_err(kv_err)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.store.set(key, value).map_err(kv_err)
+    }
+    fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.store.delete(key).map_err(kv_err)
+    }
+    fn exists(&self, key: &str) -> Result<bool, KvError> {
+        self.store.exists(key).map_err(kv_err)
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        keyvalue::atomics::increment(self.bucket()?, key, delta)
+            .map_err(|e| KvError(format!("{e:?}")))
+    }
+    fn read_for_swap(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let cas = keyvalue::atomics::Cas::new(self.bucket()?, key)
+            .map_err(|e| KvError(format!("{e:?}")))?;
+        let current = cas.current().map_err(|e| KvError(format!("{e:?}")))?;
+        *self.cas.borrow_mut() = Some(Guarded {
+            key: key.to_string(),
+            seen: current.clone(),
+            cas,
+        });
+        Ok(current)
+    }
+    /// The trait's one rule: `seen` must be what `read_for_swap(key)` just
+    /// returned, and the swap happens only if the store still holds it. Spin's
+    /// CAS handle is what guards it here, so a `seen` that does not match the
+    /// handle's snapshot is refused rather than silently ignored.
+    fn swap(&self, key: &str, seen: Option<&[u8]>, new: &[u8]) -> Result<bool, KvError> {
+        let Some(seen) = seen else {
+            return self.set(key, new).map(|()| true);
+        };
+        match self.cas.borrow_mut().take() {
+            Some(g) if g.key == key && g.seen.as_deref() == Some(seen) => {
+                match keyvalue::atomics::swap(g.cas, new) {
+                    Ok(()) => Ok(true),
+                    Err(keyvalue::atomics::CasError::CasFailed(_)) => Ok(false),
+                    Err(keyvalue::atomics::CasError::StoreError(e)) => {
+                        Err(KvError(format!("{e:?}")))
+                    }
+                }
+            }
+            _ => Err(KvError(format!(
+                "swap of {key} without a matching read_for_swap"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Responses: JSON bodies, and the standard error shape with the headers
+//! HTTP gives each error status.
+
+use cloudtuner_domain::kernel::error::ApiError;
+use serde_json::Value;
+use spin_sdk::http::Response;
+
+/// What a component's `run` returns: its response, or the error to render.
+pub type Outcome = Result<Response, ApiError>;
+
+/// Turns a handler's outcome into the response; errors get the standard shape.
+pub fn respond(outcome: Outcome) -> Response {
+    outcome.unwrap_or_else(|e| render_error(&e))
+}
+
+pub fn json(status: u16, body: &Value) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(body.to_string())
+        .build()
+}
+
+/// `{"error", "message", "details"?}` with `WWW-Authenticate` on 401, `Allow`
+/// on 405 and `Retry-After` when the error says how long to wait.
+pub fn render_error(e: &ApiError) -> Response {
+    let mut resp = json(e.status, &e.body());
+    if e.status == 401 {
+        resp.set_header("www-authenticate", "Bearer realm=\"cloudtuner\"");
+    }
+    if let Some(allowed) = e.details.get("allowed").and_then(Value::as_array) {
+        let allow: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
+        resp.set_header("allow", allow.join(", "));
+    }
+    if let Some(secs) = e.details.get("retry_after_secs").and_then(Value::as_u64) {
+        resp.set_header("retry-after", secs.to_string());
+    }
+    resp
+}
