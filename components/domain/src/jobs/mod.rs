@@ -17,3 +17,6 @@ pub mod store;
 pub mod submit;
 pub mod sync;
 pub mod webhooks;
+
+#[cfg(test)]
+mod provider_tests;

@@ -45,6 +45,14 @@ impl HttpRequest {
         self
     }
 
+    /// A header's value (names are case-insensitive).
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn json_body(mut self, body: &serde_json::Value) -> Self {
         self.body = body.to_string().into_bytes();
         self.header("content-type", "application/json")

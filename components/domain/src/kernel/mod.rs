@@ -5,5 +5,7 @@ pub mod clock;
 pub mod error;
 pub mod http;
 pub mod kv;
+#[cfg(test)]
+pub mod scripted;
 pub mod secrets;
 pub mod signing;

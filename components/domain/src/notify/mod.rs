@@ -369,6 +369,68 @@ async fn post<H: HttpClient>(http: &H, s: &Subscription, p: &Pending, now_ms: u6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::kv::MemoryKv;
+    use crate::kernel::scripted::{Reply, ScriptedHttp, block_on};
+
+    fn subscribed(kv: &MemoryKv, url: &str) -> Subscription {
+        let body = json!({"url": url, "events": ["job.completed"], "allow_private": true});
+        let (sub, _) = create(kv, &Principal::admin("alice"), &body, 0).unwrap();
+        let done = JobEvent {
+            job_id: "j1",
+            owner: "alice",
+            status: "completed",
+            job: json!({"job_id": "j1"}),
+        };
+        enqueue(kv, &done, 0).unwrap();
+        let running = JobEvent {
+            status: "running",
+            ..done
+        };
+        enqueue(kv, &running, 0).unwrap(); // not subscribed: not queued
+        sub
+    }
+
+    #[test]
+    fn failed_deliveries_are_retried_later_and_a_410_disables_the_subscription() {
+        let kv = MemoryKv::default();
+        subscribed(&kv, "http://hooks.test/a");
+        let http = ScriptedHttp::new();
+        http.on(
+            Method::Post,
+            "/a",
+            vec![Reply::Json(500, json!({})), Reply::Json(200, json!({}))],
+        );
+        assert_eq!(block_on(deliver_due(&kv, &http, 0)), (0, 1));
+        assert_eq!(
+            block_on(deliver_due(&kv, &http, 1_000)),
+            (0, 0),
+            "backing off"
+        );
+        assert_eq!(block_on(deliver_due(&kv, &http, 5_000)), (1, 0));
+        assert_eq!(
+            block_on(deliver_due(&kv, &http, 999_999)),
+            (0, 0),
+            "delivered once"
+        );
+        let sent = http.requests();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(
+            sent[0].header_value("webhook-id"),
+            sent[1].header_value("webhook-id")
+        );
+
+        let kv = MemoryKv::default();
+        let sub = subscribed(&kv, "http://hooks.test/gone");
+        let http = ScriptedHttp::new();
+        http.on(Method::Post, "/gone", vec![Reply::Json(410, json!({}))]);
+        assert_eq!(block_on(deliver_due(&kv, &http, 0)), (0, 1));
+        assert!(
+            !list_for(&kv, "alice")
+                .unwrap()
+                .iter()
+                .any(|s| s.id == sub.id && s.active)
+        );
+    }
 
     #[test]
     fn private_targets_are_recognised() {

@@ -356,48 +356,27 @@ pub fn validation_body(result: &Result<Account, ReplicateError>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
+    use crate::kernel::scripted::{Reply, ScriptedHttp, block_on as run};
+    use serde_json::json;
 
-    struct Canned {
-        status: u16,
-        body: &'static str,
-        headers: Vec<(String, String)>,
-        seen: RefCell<Vec<HttpRequest>>,
-    }
-
-    impl Canned {
-        fn new(status: u16, body: &'static str) -> Self {
-            Self {
-                status,
-                body,
-                headers: vec![],
-                seen: RefCell::new(vec![]),
-            }
-        }
-    }
-
-    impl HttpClient for Canned {
-        async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
-            self.seen.borrow_mut().push(request);
-            Ok(HttpResponse {
-                status: self.status,
-                headers: self.headers.clone(),
-                body: self.body.as_bytes().to_vec(),
-            })
-        }
-    }
-
-    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
-        futures::executor::block_on(f)
+    /// Replicate answering every request to `path` with `status` and `body`.
+    fn canned(path: &str, status: u16, body: Value) -> ScriptedHttp {
+        let http = ScriptedHttp::new();
+        http.on(Method::Get, path, vec![Reply::Json(status, body)]);
+        http
     }
 
     #[test]
     fn account_sends_bearer_token_to_v1() {
-        let http = Canned::new(200, r#"{"type":"user","username":"alice","name":"Alice"}"#);
+        let http = canned(
+            "/v1/account",
+            200,
+            json!({"type": "user", "username": "alice", "name": "Alice"}),
+        );
         let client = ReplicateClient::new(&http, "http://fake:1/v1/", "r8_secret").unwrap();
         let account = run(client.account()).unwrap();
         assert_eq!(account.username, "alice");
-        let seen = http.seen.borrow();
+        let seen = http.requests();
         assert_eq!(seen[0].url, "http://fake:1/v1/account");
         assert!(
             seen[0]
@@ -408,14 +387,14 @@ mod tests {
 
     #[test]
     fn errors_map_and_never_echo_the_token() {
-        let http = Canned::new(401, r#"{"detail":"bad token r8_secret"}"#);
+        let http = canned("/v1/account", 401, json!({"detail": "bad token r8_secret"}));
         let client = ReplicateClient::new(&http, DEFAULT_API_BASE, "r8_secret").unwrap();
         let err = run(client.account()).unwrap_err();
         assert_eq!(err, ReplicateError::Unauthorized);
         let body = validation_body(&Err(err)).to_string();
         assert!(!body.contains("r8_secret"));
 
-        let http = Canned::new(418, r#"{"detail":"teapot r8_secret"}"#);
+        let http = canned("/v1/account", 418, json!({"detail": "teapot r8_secret"}));
         let client = ReplicateClient::new(&http, DEFAULT_API_BASE, "r8_secret").unwrap();
         let err = run(client.account()).unwrap_err();
         assert!(
@@ -424,8 +403,12 @@ mod tests {
             err.message()
         );
 
-        let mut http = Canned::new(429, "{}");
-        http.headers = vec![("Retry-After".into(), "7".into())];
+        let http = ScriptedHttp::new();
+        http.on(
+            Method::Get,
+            "/v1/account",
+            vec![Reply::Status(429, vec![("Retry-After", "7")])],
+        );
         let client = ReplicateClient::new(&http, DEFAULT_API_BASE, "r8_secret").unwrap();
         assert_eq!(
             run(client.account()).unwrap_err(),
@@ -437,7 +420,7 @@ mod tests {
 
     #[test]
     fn empty_token_is_not_configured() {
-        let http = Canned::new(200, "{}");
+        let http = ScriptedHttp::new();
         assert!(matches!(
             ReplicateClient::new(&http, DEFAULT_API_BASE, "  "),
             Err(ReplicateError::NotConfigured)

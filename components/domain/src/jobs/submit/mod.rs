@@ -304,3 +304,6 @@ fn new_job<H: HttpClient>(ctx: &SubmitContext<'_, H>, req: &Request, uploading: 
         extra: Map::new(),
     }
 }
+
+#[cfg(test)]
+mod tests;

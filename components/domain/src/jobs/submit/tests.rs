@@ -1,0 +1,187 @@
+//! Submit's branches against a scripted Replicate: created, replayed, a lost
+//! create answer, a 429 waited out, a 5xx, a cost limit and a bad dataset —
+//! each checked for what it leaves behind (job, idempotency key, spend).
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::billing::limits::limit_status;
+use crate::jobs::store::ListQuery;
+use crate::kernel::http::Method;
+use crate::kernel::kv::MemoryKv;
+use crate::kernel::scripted::{Reply, ScriptedHttp, block_on};
+use crate::providers::catalog::{DEFAULT_PROFILE, find_profile};
+use crate::providers::settings::LimitAction;
+
+const NOW: u64 = 1_800_000_000_000;
+
+struct World {
+    kv: MemoryKv,
+    http: ScriptedHttp,
+    settings: ProviderSettings,
+    principal: Principal,
+    stored: StoredSettings,
+    datasets: tempfile::TempDir,
+}
+
+impl World {
+    /// A Replicate whose trainer model has a version and whose creates
+    /// answer `create` in turn.
+    fn new(create: Vec<Reply>) -> Self {
+        let http = ScriptedHttp::new();
+        let model = find_profile(DEFAULT_PROFILE).unwrap().model();
+        http.on(
+            Method::Get,
+            &format!("/v1/models/{model}"),
+            vec![Reply::Json(200, json!({"latest_version": {"id": "v1"}}))],
+        );
+        http.on(Method::Post, "/v1/predictions", create);
+        World {
+            kv: MemoryKv::default(),
+            http,
+            settings: ProviderSettings {
+                api_base: "http://replicate.test".into(),
+                token: "r8_test".into(),
+                public_url: None,
+                refresh_after_ms: 5_000,
+            },
+            principal: Principal::admin("alice"),
+            stored: StoredSettings::default(),
+            datasets: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn submit(&self, body: Value) -> Submitted {
+        let ctx = SubmitContext {
+            kv: &self.kv,
+            http: &self.http,
+            settings: &self.settings,
+            principal: &self.principal,
+            hf_token: None,
+            datasets_root: self.datasets.path(),
+            stored: &self.stored,
+            now_ms: NOW,
+        };
+        block_on(submit(&ctx, Some("replicate"), body.to_string().as_bytes()))
+    }
+
+    fn jobs(&self) -> Vec<Job> {
+        let q = ListQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        JobStore::new(&self.kv).list(&q).unwrap().0
+    }
+
+    fn creates(&self) -> usize {
+        self.http.count(Method::Post, "/v1/predictions")
+    }
+
+    fn spend(&self) -> f64 {
+        limit_status(&self.kv, &self.stored, "alice", NOW).unwrap()["current_spend"]
+            .as_f64()
+            .unwrap()
+    }
+}
+
+fn created() -> Reply {
+    Reply::Json(201, json!({"id": "p1", "status": "starting"}))
+}
+
+fn body(key: &str) -> Value {
+    json!({"config": {"--max_train_steps": 10}, "idempotency_key": key})
+}
+
+#[test]
+fn a_submit_creates_one_prediction_and_a_replay_returns_its_job() {
+    let w = World::new(vec![created()]);
+    let first = w.submit(body("k"));
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(first.body["status"], "queued");
+    let again = w.submit(body("k"));
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["idempotent_hit"], true);
+    assert_eq!(again.body["job_id"], first.body["job_id"]);
+    assert_eq!(w.creates(), 1);
+    assert_eq!(w.jobs()[0].prediction_id.as_deref(), Some("p1"));
+}
+
+#[test]
+fn a_lost_create_answer_keeps_the_job_for_the_sync_and_replays_it() {
+    let w = World::new(vec![Reply::Lost]);
+    let r = w.submit(body("k"));
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert_eq!(r.body["success"], false);
+    let job = &w.jobs()[0];
+    assert_eq!(r.body["job_id"], job.job_id.as_str());
+    assert_eq!(job.status, JobStatus::Pending, "not failed: it may exist");
+    assert!(job.input_sha256.is_some(), "the sync adopts it by input");
+    let again = w.submit(body("k"));
+    assert_eq!(
+        (again.status, &again.body["job_id"]),
+        (200, &r.body["job_id"])
+    );
+    assert_eq!(w.creates(), 1, "a retry never creates a second prediction");
+}
+
+#[test]
+fn a_429_is_waited_out_and_the_create_retried() {
+    let w = World::new(vec![
+        Reply::Status(429, vec![("retry-after", "0")]),
+        created(),
+    ]);
+    let r = w.submit(body("k"));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(w.creates(), 2);
+}
+
+#[test]
+fn a_provider_error_fails_the_job_and_frees_the_key() {
+    let w = World::new(vec![Reply::Json(500, json!({"detail": "boom"})), created()]);
+    let r = w.submit(body("k"));
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (502, Some("provider_error"))
+    );
+    assert_eq!(w.jobs()[0].status, JobStatus::Failed);
+    assert_eq!(w.spend(), 0.0, "a failed job settles at its real cost");
+    // Nothing was created, so the same key runs afresh.
+    let again = w.submit(body("k"));
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_ne!(again.body["job_id"], r.body["job_id"]);
+    assert_eq!(w.jobs().len(), 2);
+}
+
+#[test]
+fn a_blocking_cost_limit_gives_back_the_key_and_the_spend() {
+    let mut w = World::new(vec![created()]);
+    w.stored.cost_limit_enabled = true;
+    w.stored.cost_limit_amount = Some(0.01);
+    w.stored.cost_limit_action = LimitAction::Block;
+    let r = w.submit(body("k"));
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (402, Some("cost_limit_exceeded"))
+    );
+    assert!(w.jobs().is_empty());
+    assert_eq!(w.spend(), 0.0);
+    assert_eq!(w.creates(), 0);
+    w.stored.cost_limit_enabled = false;
+    assert_eq!(w.submit(body("k")).status, 201, "the key was released");
+}
+
+#[test]
+fn a_bad_dataset_is_refused_before_anything_is_written() {
+    let w = World::new(vec![created()]);
+    let mut b = body("k");
+    b["dataloader_config"] = json!([{"id": "cats", "instance_data_dir": "/home/me/cats"}]);
+    let r = w.submit(b);
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (400, Some("invalid_dataset"))
+    );
+    assert!(w.jobs().is_empty());
+    assert!(w.http.requests().is_empty(), "no provider call");
+    assert_eq!(w.spend(), 0.0);
+    assert_eq!(w.submit(body("k")).status, 201, "the key was released");
+}
