@@ -9,6 +9,7 @@
 mod delivery;
 mod handlers;
 mod model;
+pub mod receiver;
 pub mod script;
 pub mod signing;
 

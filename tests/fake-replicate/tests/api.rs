@@ -1,7 +1,5 @@
 //! The fake speaks Replicate's API: shapes, auth, timelines, faults, webhooks.
 
-use std::sync::{Arc, Mutex};
-
 use bytes::Bytes;
 use fake_replicate::{DEFAULT_TOKEN, FakeReplicate, Fault, FaultKind, Outcome, Script, signing};
 use http_body_util::{BodyExt, Full};
@@ -291,44 +289,11 @@ async fn faults_throttle_fail_and_drop_after_the_side_effect() {
     assert_eq!(get(&fake, "/v1/account").await.0, 502);
 }
 
-/// What the test receiver got: headers and body of each webhook.
-type Received = Arc<Mutex<Vec<(http::HeaderMap, Vec<u8>)>>>;
-
 #[tokio::test]
 async fn webhooks_are_signed_and_terminal_ones_retried() {
     // A receiver that fails once, then accepts, recording what it got.
-    let got: Received = Default::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
-    let rec = got.clone();
-    tokio::spawn(async move {
-        loop {
-            let (sock, _) = listener.accept().await.unwrap();
-            let rec = rec.clone();
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let rec = rec.clone();
-                        async move {
-                            let h = req.headers().clone();
-                            let b = req.into_body().collect().await.unwrap().to_bytes().to_vec();
-                            let mut r = rec.lock().unwrap();
-                            r.push((h, b));
-                            let status = if r.len() == 1 { 500 } else { 204 };
-                            Ok::<_, std::convert::Infallible>(
-                                http::Response::builder()
-                                    .status(status)
-                                    .body(Full::new(Bytes::new()))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(sock), svc)
-                    .await;
-            });
-        }
-    });
+    let receiver = fake_replicate::receiver::Receiver::start(1).await;
+    let hook = receiver.url.clone();
     let fake = FakeReplicate::start().await;
     let version = fake.add_model("acme", "trainer");
     fake.push_script(Script::training(
@@ -344,7 +309,7 @@ async fn webhooks_are_signed_and_terminal_ones_retried() {
     assert_eq!(fake.tick().await, 1);
     assert_eq!(fake.tick().await, 1, "failed terminal webhook is retried");
     assert_eq!(fake.tick().await, 0);
-    let got = got.lock().unwrap();
+    let got = receiver.received.lock().unwrap();
     assert_eq!(got.len(), 2);
     let ids: Vec<_> = got.iter().map(|(h, _)| h["webhook-id"].clone()).collect();
     assert_eq!(ids[0], ids[1], "retries keep the webhook-id");

@@ -7,12 +7,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use cloudtuner_testhost::{App, TestResponse};
-use common::{add_trainers, cloudtuner_with, post_json};
-use fake_replicate::{FakeReplicate, Outcome, Script};
+use common::{PASSWORD, TestApp, post_json};
+use fake_replicate::{Outcome, Script};
 use serde_json::{Value, json};
 use sha2::Digest;
-
-const PASSWORD: &str = "correct horse battery staple";
 
 async fn call(
     app: &App,
@@ -47,9 +45,7 @@ fn bearer(token: &str) -> (&'static str, String) {
 }
 
 struct World {
-    fake: FakeReplicate,
-    _datasets: tempfile::TempDir,
-    _state: tempfile::TempDir,
+    test: TestApp,
     app: App,
     /// name → (header name, header value); "anonymous" sends nothing.
     who: BTreeMap<&'static str, Option<(&'static str, String)>>,
@@ -67,11 +63,9 @@ impl World {
 }
 
 async fn world() -> World {
-    let fake = FakeReplicate::start().await;
-    add_trainers(&fake);
+    let test = TestApp::builder().start().await;
+    let (fake, app) = (&test.fake, test.app.clone());
     fake.set_default_script(Script::training(2, 1000, 100, Outcome::Aborted));
-    let datasets = tempfile::tempdir().unwrap();
-    let (state, app) = cloudtuner_with(&fake, datasets.path(), &[]);
     let r = call(
         &app,
         "POST",
@@ -167,9 +161,7 @@ async fn world() -> World {
         hash,
     ];
     World {
-        fake,
-        _datasets: datasets,
-        _state: state,
+        test,
         app,
         who,
         ids,
@@ -506,7 +498,7 @@ async fn every_route_answers_each_principal_as_expected_and_nothing_leaks() {
         !bodies.contains("$argon2"),
         "a response contains a password hash"
     );
-    drop(w.fake);
+    drop(w.test.fake);
 }
 
 #[tokio::test]
@@ -639,11 +631,10 @@ async fn seed_flow_key_from_a_session_then_scoped_submit_and_tenant_isolation() 
 
 #[tokio::test]
 async fn first_admin_setup_is_created_once_under_a_race() {
-    let fake = FakeReplicate::start().await;
-    let datasets = tempfile::tempdir().unwrap();
-    let (_s, app) = cloudtuner_with(&fake, datasets.path(), &[]);
+    let t = TestApp::builder().start().await;
+    let app = &t.app;
     assert_eq!(
-        call(&app, "GET", "/api/cloud/auth/setup", &[], Value::Null)
+        call(app, "GET", "/api/cloud/auth/setup", &[], Value::Null)
             .await
             .json()["needs_setup"],
         true
@@ -676,7 +667,7 @@ async fn first_admin_setup_is_created_once_under_a_race() {
         .json();
     assert_eq!(users["total"], 1);
     assert_eq!(
-        call(&app, "GET", "/api/cloud/auth/setup", &[], Value::Null)
+        call(app, "GET", "/api/cloud/auth/setup", &[], Value::Null)
             .await
             .json()["needs_setup"],
         false

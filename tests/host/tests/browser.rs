@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{add_trainers, serve};
+use common::{TestApp, add_trainers};
 use fake_replicate::{FakeReplicate, Outcome, Script};
 use serde_json::json;
 
@@ -40,7 +40,11 @@ async fn the_ui_runs_the_whole_flow_in_chromium() {
     fake.auto_tick(Duration::from_millis(250));
 
     // No Replicate token: the UI's guided setup stores it.
-    let served = serve(&fake, &[("refresh_after_ms", "0")]).await;
+    let served = TestApp::builder()
+        .without_token()
+        .served()
+        .start_against(&fake)
+        .await;
     let cats = served.datasets.path().join("cats");
     std::fs::create_dir_all(&cats).unwrap();
     for name in ["1.png", "2.png", "3.png"] {

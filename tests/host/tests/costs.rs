@@ -3,11 +3,9 @@
 
 mod common;
 
-use common::{fake_and_app as setup, post_json};
+use common::{SUBMIT, TestApp, post_json};
 use fake_replicate::{FakeReplicate, Outcome, Script};
 use serde_json::{Value, json};
-
-const SUBMIT: &str = "/api/cloud/jobs/submit";
 
 async fn put_settings(
     app: &cloudtuner_testhost::App,
@@ -34,7 +32,8 @@ async fn finish(app: &cloudtuner_testhost::App, fake: &FakeReplicate, id: &str) 
 
 #[tokio::test]
 async fn an_h100x8_job_costs_eight_h100s_times_predict_time() {
-    let (fake, _d, _s, app) = setup(&[]).await;
+    let t = TestApp::builder().start().await;
+    let (fake, app) = (&t.fake, &t.app);
     fake.push_script(Script::training(
         5,
         3,
@@ -44,13 +43,13 @@ async fn an_h100x8_job_costs_eight_h100s_times_predict_time() {
         },
     ));
     let r = post_json(
-        &app,
+        app,
         SUBMIT,
         &json!({"config": {"--max_train_steps": 3}, "hardware_profile": "h100-x8"}),
     )
     .await;
     let id = r.json()["job_id"].as_str().unwrap().to_string();
-    let job = finish(&app, &fake, &id).await;
+    let job = finish(app, fake, &id).await;
     let predict = fake
         .prediction(job["metadata"]["prediction_id"].as_str().unwrap())
         .unwrap()["metrics"]["predict_time"]
@@ -70,15 +69,19 @@ async fn an_h100x8_job_costs_eight_h100s_times_predict_time() {
 
 #[tokio::test]
 async fn provider_settings_round_trip_without_the_token_and_the_token_is_used() {
-    let (fake, _d, _s, app) = setup(&[("replicate_api_token", "")]).await;
+    let t = TestApp::builder()
+        .vars(&[("replicate_api_token", "")])
+        .start()
+        .await;
+    let (fake, app) = (&t.fake, &t.app);
     // No token anywhere: submit says so.
     assert_eq!(
-        post_json(&app, SUBMIT, &json!({"config": {"a": 1}}))
+        post_json(app, SUBMIT, &json!({"config": {"a": 1}}))
             .await
             .status,
         503
     );
-    let r = put_settings(&app, json!({"api_token": fake_replicate::DEFAULT_TOKEN, "hardware_profile": "l40s-x2", "cost_limit_amount": 25})).await;
+    let r = put_settings(app, json!({"api_token": fake_replicate::DEFAULT_TOKEN, "hardware_profile": "l40s-x2", "cost_limit_amount": 25})).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(!r.text().contains(fake_replicate::DEFAULT_TOKEN));
     let got = app
@@ -99,7 +102,7 @@ async fn provider_settings_round_trip_without_the_token_and_the_token_is_used() 
     );
     assert!(!got.text().contains(fake_replicate::DEFAULT_TOKEN));
     // The stored token and default profile are what a submit uses.
-    let r = post_json(&app, SUBMIT, &json!({"config": {"a": 1}})).await;
+    let r = post_json(app, SUBMIT, &json!({"config": {"a": 1}})).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let create = fake
         .requests()
@@ -113,7 +116,7 @@ async fn provider_settings_round_trip_without_the_token_and_the_token_is_used() 
             .starts_with("simpletuner/advanced-trainer-l40s-x2:")
     );
     // Unknown fields are named, not dropped.
-    let r = put_settings(&app, json!({"s3_delivery": {"bucket": "x"}})).await;
+    let r = put_settings(app, json!({"s3_delivery": {"bucket": "x"}})).await;
     assert_eq!(r.status, 400);
     assert!(
         r.json()["message"]
@@ -131,7 +134,8 @@ async fn provider_settings_round_trip_without_the_token_and_the_token_is_used() 
 
 #[tokio::test]
 async fn block_explains_itself_warn_warns_and_a_20_way_race_lets_through_only_what_fits() {
-    let (fake, _d, _s, app) = setup(&[]).await;
+    let t = TestApp::builder().start().await;
+    let (fake, app) = (&t.fake, &t.app);
     fake.set_default_script(Script::training(
         5,
         3,
@@ -143,7 +147,7 @@ async fn block_explains_itself_warn_warns_and_a_20_way_race_lets_through_only_wh
     // One job: 100 steps × 2.7 s × H100 rate = $0.41175 reserved.
     let body = json!({"config": {"--max_train_steps": 100}});
     let est: f64 = 100.0 * 2.7 * 0.001525;
-    let r = put_settings(&app, json!({"cost_limit_enabled": true, "cost_limit_amount": est * 5.5, "cost_limit_action": "block", "cost_limit_period": "daily"})).await;
+    let r = put_settings(app, json!({"cost_limit_enabled": true, "cost_limit_amount": est * 5.5, "cost_limit_action": "block", "cost_limit_period": "daily"})).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let tasks: Vec<_> = (0..20)
         .map(|_| {
@@ -180,8 +184,8 @@ async fn block_explains_itself_warn_warns_and_a_20_way_race_lets_through_only_wh
     );
     assert_eq!(status["is_warning"], true);
     // Warn mode: the sixth passes, with the warning.
-    put_settings(&app, json!({"cost_limit_action": "warn"})).await;
-    let r = post_json(&app, SUBMIT, &body).await;
+    put_settings(app, json!({"cost_limit_action": "warn"})).await;
+    let r = post_json(app, SUBMIT, &body).await;
     assert_eq!(r.status, 201);
     assert!(
         r.json()["cost_limit_warning"]
@@ -195,13 +199,14 @@ async fn block_explains_itself_warn_warns_and_a_20_way_race_lets_through_only_wh
 
 #[tokio::test]
 async fn spend_and_metrics_report_what_the_jobs_cost() {
-    let (fake, datasets, _s, app) = setup(&[]).await;
+    let t = TestApp::builder().start().await;
+    let (fake, datasets, app) = (&t.fake, &t.datasets, &t.app);
     // Replicate's clock a day ahead of ours (as it is for a few minutes around
     // every midnight UTC while this test advances the fake): the jobs still
     // count today, with the durations Replicate reports.
     fake.advance(86_400);
     put_settings(
-        &app,
+        app,
         json!({"cost_limit_enabled": true, "cost_limit_amount": 1000}),
     )
     .await;
@@ -219,12 +224,12 @@ async fn spend_and_metrics_report_what_the_jobs_cost() {
     {
         fake.push_script(Script::training(5, 3, 10, outcome));
         let r = post_json(
-            &app,
+            app,
             SUBMIT,
             &json!({"config": {"n": i}, "hardware_profile": "l40s"}),
         )
         .await;
-        let job = finish(&app, &fake, r.json()["job_id"].as_str().unwrap()).await;
+        let job = finish(app, fake, r.json()["job_id"].as_str().unwrap()).await;
         costs += job["cost_usd"].as_f64().unwrap();
     }
     let status = app
@@ -263,7 +268,7 @@ async fn spend_and_metrics_report_what_the_jobs_cost() {
     );
     // The estimate learns from history once a job completed on the profile.
     let e = post_json(
-        &app,
+        app,
         "/api/cloud/cost-estimate",
         &json!({"config": {"--max_train_steps": 3}, "hardware_profile": "l40s"}),
     )
@@ -271,7 +276,7 @@ async fn spend_and_metrics_report_what_the_jobs_cost() {
     .json();
     assert_eq!(e["basis"], "history", "{e}");
     let e = post_json(
-        &app,
+        app,
         "/api/cloud/cost-estimate",
         &json!({"config": {"--max_train_steps": 1000}, "hardware_profile": "h100"}),
     )
@@ -286,7 +291,7 @@ async fn spend_and_metrics_report_what_the_jobs_cost() {
     std::fs::write(cats.join("1.txt"), b"a cat").unwrap();
     std::fs::write(cats.join(".env"), b"SECRET=1").unwrap();
     let e = post_json(
-        &app,
+        app,
         "/api/cloud/cost-estimate",
         &json!({"config": {"--max_train_steps": 10},
                 "dataloader_config": [{"id": "cats", "instance_data_dir": "/datasets/cats"}]}),
@@ -297,7 +302,7 @@ async fn spend_and_metrics_report_what_the_jobs_cost() {
     assert_eq!(e["upload"]["bytes"], 1005);
     assert_eq!(e["upload"]["skipped"], 1);
     let e = post_json(
-        &app,
+        app,
         "/api/cloud/cost-estimate",
         &json!({"config": {"--max_train_steps": 10},
                 "dataloader_config": [{"id": "dogs", "instance_data_dir": "/datasets/dogs"}]}),

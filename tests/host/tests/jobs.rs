@@ -5,11 +5,9 @@ mod common;
 
 use std::io::Cursor;
 
-use common::{add_trainers, cloudtuner_with, fake_and_app, post_json};
-use fake_replicate::{DEFAULT_TOKEN, FakeReplicate, Fault, FaultKind, Outcome, Script};
+use common::{SUBMIT, TestApp, get, post_json};
+use fake_replicate::{DEFAULT_TOKEN, Fault, FaultKind, Outcome, Script};
 use serde_json::{Value, json};
-
-const SUBMIT: &str = "/api/cloud/jobs/submit?provider=replicate";
 
 fn inline_body() -> Value {
     json!({
@@ -28,35 +26,16 @@ fn inline_body() -> Value {
     })
 }
 
-struct Setup {
-    fake: FakeReplicate,
-    datasets: tempfile::TempDir,
-    _state: tempfile::TempDir,
-    app: cloudtuner_testhost::App,
-}
-
-async fn setup() -> Setup {
-    let fake = FakeReplicate::start().await;
-    add_trainers(&fake);
-    let datasets = tempfile::tempdir().unwrap();
-    let cats = datasets.path().join("cats");
+/// The app with a `cats` dataset (3 images with captions) in its datasets folder.
+async fn setup() -> TestApp {
+    let s = TestApp::builder().start().await;
+    let cats = s.datasets.path().join("cats");
     std::fs::create_dir_all(&cats).unwrap();
     for i in 0..3 {
         std::fs::write(cats.join(format!("{i}.png")), vec![i as u8; 1000]).unwrap();
         std::fs::write(cats.join(format!("{i}.txt")), format!("a photo of cat {i}")).unwrap();
     }
-    let (state, app) = cloudtuner_with(&fake, datasets.path(), &[]);
-    Setup {
-        fake,
-        datasets,
-        _state: state,
-        app,
-    }
-}
-
-async fn get(app: &cloudtuner_testhost::App, path: &str) -> (u16, Value) {
-    let r = app.request("GET", path, &[], "").await;
-    (r.status, r.json())
+    s
 }
 
 #[tokio::test]
@@ -664,15 +643,12 @@ async fn provider_errors_are_clear_retried_or_recorded() {
 
 #[tokio::test]
 async fn a_refused_token_is_reported_and_never_echoed() {
-    let fake = FakeReplicate::start().await;
-    add_trainers(&fake);
-    let datasets = tempfile::tempdir().unwrap();
-    let (_d, app) = cloudtuner_with(
-        &fake,
-        datasets.path(),
-        &[("replicate_api_token", "r8_wrong_secret_value")],
-    );
-    let r = post_json(&app, SUBMIT, &json!({"config": {"a": 1}})).await;
+    let t = TestApp::builder()
+        .var("replicate_api_token", "r8_wrong_secret_value")
+        .start()
+        .await;
+    let app = &t.app;
+    let r = post_json(app, SUBMIT, &json!({"config": {"a": 1}})).await;
     assert_eq!(
         (r.status, r.json()["error"].as_str()),
         (502, Some("provider_auth_failed")),
@@ -687,21 +663,18 @@ async fn a_refused_token_is_reported_and_never_echoed() {
     );
     assert!(!r.text().contains("r8_wrong_secret_value"));
     assert!(!app.logs().contains("r8_wrong_secret_value"));
-    let (_, list) = get(&app, "/api/cloud/jobs").await;
+    let (_, list) = get(app, "/api/cloud/jobs").await;
     assert!(!list.to_string().contains("r8_wrong_secret_value"));
 }
 
 #[tokio::test]
 async fn with_a_public_url_replicate_is_given_the_webhook() {
-    let fake = FakeReplicate::start().await;
-    add_trainers(&fake);
-    let datasets = tempfile::tempdir().unwrap();
-    let (_d, app) = cloudtuner_with(
-        &fake,
-        datasets.path(),
-        &[("public_url", "https://abc123.ngrok.io/")],
-    );
-    let r = post_json(&app, SUBMIT, &json!({"config": {"a": 1}})).await;
+    let t = TestApp::builder()
+        .var("public_url", "https://abc123.ngrok.io/")
+        .start()
+        .await;
+    let (fake, app) = (&t.fake, &t.app);
+    let r = post_json(app, SUBMIT, &json!({"config": {"a": 1}})).await;
     let id = r.json()["job_id"].as_str().unwrap().to_string();
     let create = fake
         .requests()
@@ -720,7 +693,7 @@ async fn with_a_public_url_replicate_is_given_the_webhook() {
     );
     // A per-job webhook_url overrides it.
     let r = post_json(
-        &app,
+        app,
         SUBMIT,
         &json!({"config": {"a": 2}, "webhook_url": "https://other.example"}),
     )
@@ -738,7 +711,7 @@ async fn with_a_public_url_replicate_is_given_the_webhook() {
         format!("https://other.example/api/cloud/webhooks/replicate?job={id}")
     );
     let r = post_json(
-        &app,
+        app,
         SUBMIT,
         &json!({"config": {"a": 3}, "webhook_url": "ftp://x"}),
     )
@@ -758,13 +731,14 @@ fn age(app: &cloudtuner_testhost::App, key: &str, field: &str, days: u64) {
 
 #[tokio::test]
 async fn retention_deletes_old_finished_jobs_with_their_keys_and_keeps_metrics() {
-    let (fake, _datasets, _state, app) = fake_and_app(&[("retention_days", "1")]).await;
+    let t = TestApp::builder().var("retention_days", "1").start().await;
+    let (fake, app) = (&t.fake, &t.app);
     let body = |key: &str| json!({"config": {"--max_train_steps": 3}, "idempotency_key": key});
-    let old = post_json(&app, SUBMIT, &body("ci-run-1")).await.json()["job_id"]
+    let old = post_json(app, SUBMIT, &body("ci-run-1")).await.json()["job_id"]
         .as_str()
         .unwrap()
         .to_string();
-    let recent = post_json(&app, SUBMIT, &body("ci-run-2")).await.json()["job_id"]
+    let recent = post_json(app, SUBMIT, &body("ci-run-2")).await.json()["job_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -779,7 +753,7 @@ async fn retention_deletes_old_finished_jobs_with_their_keys_and_keeps_metrics()
     let before = app.kv().count("default").unwrap();
 
     // Two days pass for the old job and its idempotency record.
-    age(&app, &format!("job:{old}"), "completed_ms", 2);
+    age(app, &format!("job:{old}"), "completed_ms", 2);
     let record = app
         .kv()
         .keys("default")
@@ -792,7 +766,7 @@ async fn retention_deletes_old_finished_jobs_with_their_keys_and_keeps_metrics()
             v["job_id"] == old.as_str()
         })
         .expect("the old job's idempotency record");
-    age(&app, &record, "created_ms", 2);
+    age(app, &record, "created_ms", 2);
 
     let r = app.request("POST", "/api/cloud/jobs/sync", &[], "").await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -827,7 +801,7 @@ async fn retention_deletes_old_finished_jobs_with_their_keys_and_keeps_metrics()
         .json();
     assert_eq!(m["job_count"], 2, "{m}");
     // The CI key works again (a new job, not a replay of the deleted one).
-    let again = post_json(&app, SUBMIT, &body("ci-run-1")).await;
+    let again = post_json(app, SUBMIT, &body("ci-run-1")).await;
     assert_eq!(again.status, 201, "{}", again.text());
     assert_eq!(again.json()["idempotent_hit"], false);
     // Nothing more is due.
@@ -837,7 +811,11 @@ async fn retention_deletes_old_finished_jobs_with_their_keys_and_keeps_metrics()
 
 #[tokio::test]
 async fn a_bad_retention_setting_is_reported_by_the_sync_and_deletes_nothing() {
-    let (_fake, _datasets, _state, app) = fake_and_app(&[("retention_days", "a week")]).await;
+    let t = TestApp::builder()
+        .var("retention_days", "a week")
+        .start()
+        .await;
+    let app = &t.app;
     let r = app.request("POST", "/api/cloud/jobs/sync", &[], "").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["pruned"], 0);

@@ -5,53 +5,23 @@
 mod common;
 
 use cloudtuner_testhost::{App, HostConfig};
-use common::{ServedApp, add_trainers, as_admin, post_json, serve, spin_toml};
-use fake_replicate::{FakeReplicate, Outcome, Script, signing};
+use common::{TestApp, job, post_json, spin_toml};
+use fake_replicate::{Outcome, Script, signing};
 use serde_json::{Value, json};
-
-struct Live {
-    fake: FakeReplicate,
-    app: App,
-    served: ServedApp,
-}
 
 /// The app served on a real port whose URL is its `public_url`, so the fake's
 /// webhooks reach it; reads do not refresh (1 h), so only webhooks or the sync
 /// move jobs.
-async fn live() -> Live {
-    let fake = FakeReplicate::start().await;
-    add_trainers(&fake);
-    let served = serve(
-        &fake,
-        &[
-            ("replicate_api_token", fake_replicate::DEFAULT_TOKEN),
-            ("refresh_after_ms", "3600000"),
-        ],
-    )
-    .await;
-    Live {
-        app: as_admin(&served.app),
-        fake,
-        served,
-    }
-}
-
-async fn job(app: &App, id: &str) -> Value {
-    app.request("GET", &format!("/api/cloud/jobs/{id}"), &[], "")
+async fn live() -> TestApp {
+    TestApp::builder()
+        .var("refresh_after_ms", "3600000")
+        .served()
+        .start()
         .await
-        .json()["job"]
-        .clone()
 }
 
 async fn submit(app: &App) -> String {
-    let r = post_json(
-        app,
-        "/api/cloud/jobs/submit",
-        &json!({"config": {"--max_train_steps": 4}}),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["job_id"].as_str().unwrap().to_string()
+    common::submit(app, &json!({"config": {"--max_train_steps": 4}})).await
 }
 
 #[tokio::test]
@@ -135,12 +105,9 @@ async fn the_sync_alone_finishes_jobs_when_webhooks_are_lost_and_cron_does_the_s
     assert_eq!(job(&l.app, &a).await["progress"]["step"], 2);
     // The cron app: same store, only the sync component, fired as the plugin would.
     let cron = App::load(
-        &HostConfig::new(
-            spin_toml().with_file_name("spin-cron.toml"),
-            l.served.state.path(),
-        )
-        .variable("replicate_api_base", l.fake.url())
-        .variable("replicate_api_token", fake_replicate::DEFAULT_TOKEN),
+        &HostConfig::new(spin_toml().with_file_name("spin-cron.toml"), l.state.path())
+            .variable("replicate_api_base", l.fake.url())
+            .variable("replicate_api_token", fake_replicate::DEFAULT_TOKEN),
     )
     .unwrap();
     assert_eq!(cron.manifest().trigger.cron.len(), 1);
@@ -338,51 +305,12 @@ async fn a_prediction_whose_create_answer_was_lost_is_adopted_by_the_sync() {
     assert!(j["error_message"].is_null());
 }
 
-type Received = std::sync::Arc<std::sync::Mutex<Vec<(http::HeaderMap, Vec<u8>)>>>;
-
-/// A receiver that answers 500 to its first request and 204 afterwards.
-async fn flaky_receiver() -> (String, Received) {
-    use http_body_util::BodyExt;
-    let got: Received = Default::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let rec = got.clone();
-    tokio::spawn(async move {
-        loop {
-            let (sock, _) = listener.accept().await.unwrap();
-            let rec = rec.clone();
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let rec = rec.clone();
-                        async move {
-                            let h = req.headers().clone();
-                            let b = req.into_body().collect().await.unwrap().to_bytes().to_vec();
-                            let mut r = rec.lock().unwrap();
-                            r.push((h, b));
-                            let status = if r.len() == 1 { 500 } else { 204 };
-                            Ok::<_, std::convert::Infallible>(
-                                http::Response::builder()
-                                    .status(status)
-                                    .body(http_body_util::Empty::<bytes::Bytes>::new())
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(wasmtime_wasi_http::io::TokioIo::new(sock), svc)
-                    .await;
-            });
-        }
-    });
-    (url, got)
-}
-
 #[tokio::test]
 async fn notification_receivers_get_signed_events_and_failures_are_retried() {
     let l = live().await;
     l.fake.drop_webhooks(true);
-    let (url, got) = flaky_receiver().await;
+    let receiver = fake_replicate::receiver::Receiver::start(1).await;
+    let (url, got) = (receiver.url.clone(), receiver.received.clone());
     // Private targets need an admin's explicit allow_private.
     let r = post_json(
         &l.app,

@@ -8,43 +8,19 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use cloudtuner_testhost::App;
-use common::{ServedApp, add_trainers, as_admin, cloudtuner_with, post_json, serve};
+use common::{PASSWORD, TestApp, add_trainers, job, post_json};
 use fake_replicate::{FakeReplicate, Outcome, Script};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-const PASSWORD: &str = "correct horse battery staple";
-
-struct Served {
-    fake: FakeReplicate,
-    app: App,
-    url: String,
-    _served: ServedApp,
-}
-
 /// The app on a real port that is also its `public_url` (the trainer and
 /// boto3 reach it there); reads refresh from the fake every time.
-async fn served() -> Served {
+async fn served() -> TestApp {
     served_with(&[]).await
 }
 
-async fn served_with(extra: &[(&str, &str)]) -> Served {
-    let fake = FakeReplicate::start().await;
-    add_trainers(&fake);
-    let vars: Vec<(&str, &str)> = [
-        ("replicate_api_token", fake_replicate::DEFAULT_TOKEN),
-        ("refresh_after_ms", "0"),
-    ]
-    .into_iter()
-    .chain(extra.iter().copied())
-    .collect();
-    let served = serve(&fake, &vars).await;
-    Served {
-        app: as_admin(&served.app),
-        url: served.url.clone(),
-        fake,
-        _served: served,
-    }
+async fn served_with(extra: &[(&str, &str)]) -> TestApp {
+    TestApp::builder().vars(extra).served().start().await
 }
 
 /// A researcher other than the admin: (bearer header value).
@@ -70,21 +46,11 @@ async fn researcher(app: &App, name: &str) -> String {
 }
 
 async fn submit(app: &App, body: Value) -> String {
-    let r = post_json(app, "/api/cloud/jobs/submit", &body).await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["job_id"].as_str().unwrap().to_string()
-}
-
-async fn job(app: &App, id: &str) -> Value {
-    let r = app
-        .request("GET", &format!("/api/cloud/jobs/{id}"), &[], "")
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["job"].clone()
+    common::submit(app, &body).await
 }
 
 /// What the trainer received: the prediction input of the job's prediction.
-async fn trainer_input(s: &Served, id: &str) -> Value {
+async fn trainer_input(s: &TestApp, id: &str) -> Value {
     let pid = job(&s.app, id).await["metadata"]["prediction_id"]
         .as_str()
         .unwrap()
@@ -94,7 +60,7 @@ async fn trainer_input(s: &Served, id: &str) -> Value {
 
 /// Two jobs that keep running, and the upload credentials injected into the
 /// first one's trainer config: (first id, other id, credentials).
-async fn two_jobs(s: &Served) -> (String, String, Value) {
+async fn two_jobs(s: &TestApp) -> (String, String, Value) {
     s.fake
         .set_default_script(Script::training(5, 100, 10, Outcome::Aborted));
     let id = submit(&s.app, json!({"config": {"--max_train_steps": 100}})).await;
@@ -506,14 +472,14 @@ async fn hub_and_external_s3_are_decided_at_submit_and_secrets_never_shown() {
             output: json!("https://replicate.delivery/x/out.tar"),
         },
     ));
-    let datasets = tempfile::tempdir().unwrap();
     let hub_config =
         json!({"--max_train_steps": 5, "push_to_hub": true, "hub_model_id": "me/my-lora"});
 
     // Without a token, push_to_hub is refused before anything is recorded or sent.
-    let (_s1, bare) = cloudtuner_with(&fake, datasets.path(), &[]);
+    let bare = TestApp::builder().start_against(&fake).await;
+    let bare = &bare.app;
     let r = post_json(
-        &bare,
+        bare,
         "/api/cloud/jobs/submit",
         &json!({"config": hub_config}),
     )
@@ -533,7 +499,7 @@ async fn hub_and_external_s3_are_decided_at_submit_and_secrets_never_shown() {
     assert_eq!(status["default_path"], "replicate");
     assert_eq!(status["local"]["available"], false);
     let r = post_json(
-        &bare,
+        bare,
         "/api/cloud/jobs/submit",
         &json!({"config": {"a": 1}, "delivery": "local"}),
     )
@@ -541,8 +507,12 @@ async fn hub_and_external_s3_are_decided_at_submit_and_secrets_never_shown() {
     assert_eq!(r.json()["error"], "public_url_missing");
 
     // With the hf_token variable: the trainer gets token + repo; the job links the repo.
-    let (_s2, app) = cloudtuner_with(&fake, datasets.path(), &[("hf_token", HF)]);
-    save_config(&app, "hub", &hub_config).await;
+    let app = TestApp::builder()
+        .var("hf_token", HF)
+        .start_against(&fake)
+        .await;
+    let app = &app.app;
+    save_config(app, "hub", &hub_config).await;
     let status = app
         .request("GET", "/api/cloud/publishing/status?config=hub", &[], "")
         .await
@@ -550,7 +520,7 @@ async fn hub_and_external_s3_are_decided_at_submit_and_secrets_never_shown() {
     assert_eq!(status["default_path"], "hub", "{status}");
     assert_eq!(status["hub"]["token_configured"], true);
     let r = post_json(
-        &app,
+        app,
         "/api/cloud/jobs/submit",
         &json!({"config_name_to_load": "hub"}),
     )
@@ -574,13 +544,8 @@ async fn hub_and_external_s3_are_decided_at_submit_and_secrets_never_shown() {
     let s3_config = json!({"--max_train_steps": 5, "publishing_config": [{
         "provider": "s3", "bucket": "my-models", "endpoint_url": "https://s3.example.com",
         "access_key": "AKIAEXTERNAL123", "secret_key": S3_SECRET}]});
-    save_config(&app, "ext", &s3_config).await;
-    let r = post_json(
-        &app,
-        "/api/cloud/jobs/submit",
-        &json!({"config": s3_config}),
-    )
-    .await;
+    save_config(app, "ext", &s3_config).await;
+    let r = post_json(app, "/api/cloud/jobs/submit", &json!({"config": s3_config})).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let s3_job = r.json()["job_id"].as_str().unwrap().to_string();
     let pid = fake.prediction_ids().last().unwrap().clone();

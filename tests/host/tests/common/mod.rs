@@ -23,16 +23,29 @@ pub fn as_admin(app: &App) -> App {
     app.with_header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
 }
 
+/// The password tests give the users they create.
+pub const PASSWORD: &str = "correct horse battery staple";
+/// The submit route as SimpleTuner's CLI calls it.
+pub const SUBMIT: &str = "/api/cloud/jobs/submit?provider=replicate";
+
+/// The host configuration every test app starts from: its own state
+/// directory, the admin token, and notifications only to loopback (tests
+/// never reach beyond it).
+fn base_config(manifest: PathBuf, state: &std::path::Path) -> HostConfig {
+    HostConfig::new(manifest, state)
+        .variable("admin_token", ADMIN_TOKEN)
+        .variable("notification_hosts", "http://127.0.0.1:*")
+}
+
 /// An app from `manifest` with its own state directory (KV file, logs),
 /// acting as the admin token (see [`App::anonymous`] for no credentials).
 pub fn load(manifest: PathBuf, vars: &[(&str, &str)]) -> (tempfile::TempDir, App) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = HostConfig::new(manifest, dir.path())
-        .variable("admin_token", ADMIN_TOKEN)
-        .variable("notification_hosts", "http://127.0.0.1:*");
-    for (k, v) in vars {
-        config = config.variable(k, *v);
-    }
+    let config = vars
+        .iter()
+        .fold(base_config(manifest, dir.path()), |c, (k, v)| {
+            c.variable(k, *v)
+        });
     let app = App::load(&config).unwrap_or_else(|e| panic!("load app: {e}"));
     (dir, as_admin(&app))
 }
@@ -49,40 +62,153 @@ pub fn cloudtuner(fake: &FakeReplicate) -> (tempfile::TempDir, App) {
     )
 }
 
-/// The real app with a datasets folder of the test's own, fast refreshes, and
-/// the fake's token.
-pub fn cloudtuner_with(
-    fake: &FakeReplicate,
-    datasets: &std::path::Path,
-    extra: &[(&str, &str)],
-) -> (tempfile::TempDir, App) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = HostConfig::new(spin_toml(), dir.path())
-        .variable("replicate_api_base", fake.url())
-        .variable("replicate_api_token", fake_replicate::DEFAULT_TOKEN)
-        .variable("refresh_after_ms", "0")
-        .variable("admin_token", ADMIN_TOKEN)
-        // Tests must never reach beyond loopback: user notification URLs
-        // elsewhere are refused by the allow-list instead of being tried.
-        .variable("notification_hosts", "http://127.0.0.1:*")
-        .mount("/datasets", datasets);
-    for (k, v) in extra {
-        config = config.variable(k, *v);
-    }
-    let app = App::load(&config).unwrap_or_else(|e| panic!("load app: {e}"));
-    (dir, as_admin(&app))
+/// The real app under test against a fake Replicate of its own: built with
+/// [`TestApp::builder`], acting as the admin token (`app.anonymous()` sends
+/// nothing), with a datasets folder mounted at `/datasets`.
+pub struct TestApp {
+    pub fake: FakeReplicate,
+    pub app: App,
+    /// The origin it is served at (also its `public_url`); empty unless served.
+    pub url: String,
+    pub datasets: tempfile::TempDir,
+    pub state: tempfile::TempDir,
+    _served: Option<server::Served>,
 }
 
-/// A fresh fake Replicate with the trainer models, and the app against it
-/// (see [`cloudtuner_with`]): (fake, datasets dir, state dir, app).
-pub async fn fake_and_app(
-    extra: &[(&str, &str)],
-) -> (FakeReplicate, tempfile::TempDir, tempfile::TempDir, App) {
-    let fake = FakeReplicate::start().await;
-    add_trainers(&fake);
-    let datasets = tempfile::tempdir().unwrap();
-    let (state, app) = cloudtuner_with(&fake, datasets.path(), extra);
-    (fake, datasets, state, app)
+pub struct TestAppBuilder {
+    vars: Vec<(String, String)>,
+    served: bool,
+}
+
+impl TestApp {
+    /// Defaults: the fake's token, refreshes on every read, not served.
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            vars: vec![
+                (
+                    "replicate_api_token".into(),
+                    fake_replicate::DEFAULT_TOKEN.into(),
+                ),
+                ("refresh_after_ms".into(), "0".into()),
+            ],
+            served: false,
+        }
+    }
+
+    /// A job as `GET /api/cloud/jobs/{id}` shows it (asserting 200).
+    pub async fn job(&self, id: &str) -> serde_json::Value {
+        job(&self.app, id).await
+    }
+
+    /// Submits `body`, asserting 201; returns the job id.
+    pub async fn submit(&self, body: &serde_json::Value) -> String {
+        submit(&self.app, body).await
+    }
+}
+
+impl TestAppBuilder {
+    /// Sets an application variable (later settings win).
+    pub fn var(mut self, name: &str, value: &str) -> Self {
+        self.vars.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn vars(self, vars: &[(&str, &str)]) -> Self {
+        vars.iter().fold(self, |b, (k, v)| b.var(k, v))
+    }
+
+    /// No Replicate token (the UI's guided token setup starts from this).
+    pub fn without_token(mut self) -> Self {
+        self.vars.retain(|(k, _)| k != "replicate_api_token");
+        self
+    }
+
+    /// Serves the app on a real loopback port that is also its `public_url`,
+    /// so the fake's webhooks, boto3 and browsers reach it.
+    pub fn served(mut self) -> Self {
+        self.served = true;
+        self
+    }
+
+    /// Starts a fake Replicate (with the trainer models) and the app against it.
+    pub async fn start(self) -> TestApp {
+        let fake = FakeReplicate::start().await;
+        add_trainers(&fake);
+        let a = self.start_against(&fake).await;
+        TestApp {
+            fake,
+            app: a.app,
+            url: a.url,
+            datasets: a.datasets,
+            state: a.state,
+            _served: a._served,
+        }
+    }
+
+    /// The app against a fake the test already has (several apps on one fake).
+    pub async fn start_against(self, fake: &FakeReplicate) -> AppAgainst {
+        let state = tempfile::tempdir().unwrap();
+        let datasets = tempfile::tempdir().unwrap();
+        let listener = if self.served {
+            Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        } else {
+            None
+        };
+        let url = listener
+            .as_ref()
+            .map(|l| format!("http://{}", l.local_addr().unwrap()))
+            .unwrap_or_default();
+        let mut config = base_config(spin_toml(), state.path())
+            .variable("replicate_api_base", fake.url())
+            .mount("/datasets", datasets.path());
+        if !url.is_empty() {
+            config = config.variable("public_url", url.clone());
+        }
+        let config = self
+            .vars
+            .iter()
+            .fold(config, |c, (k, v)| c.variable(k, v.as_str()));
+        let app = App::load(&config).unwrap_or_else(|e| panic!("load app: {e}"));
+        let served = listener.map(|l| server::Served::from_listener(app.clone(), l));
+        AppAgainst {
+            app: as_admin(&app),
+            url,
+            datasets,
+            state,
+            _served: served,
+        }
+    }
+}
+
+/// [`TestApp`] without a fake of its own ([`TestAppBuilder::start_against`]).
+pub struct AppAgainst {
+    pub app: App,
+    pub url: String,
+    pub datasets: tempfile::TempDir,
+    pub state: tempfile::TempDir,
+    _served: Option<server::Served>,
+}
+
+/// A job as `GET /api/cloud/jobs/{id}` shows it (asserting 200).
+pub async fn job(app: &App, id: &str) -> serde_json::Value {
+    let r = app
+        .request("GET", &format!("/api/cloud/jobs/{id}"), &[], "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["job"].clone()
+}
+
+/// Submits `body`, asserting 201; returns the job id.
+pub async fn submit(app: &App, body: &serde_json::Value) -> String {
+    let r = post_json(app, SUBMIT, body).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["job_id"].as_str().unwrap().to_string()
+}
+
+/// `GET path`: (status, JSON body).
+pub async fn get(app: &App, path: &str) -> (u16, serde_json::Value) {
+    let r = app.request("GET", path, &[], "").await;
+    (r.status, r.json())
 }
 
 /// Registers SimpleTuner's trainer models (one per hardware profile) on the fake.
@@ -106,42 +232,4 @@ pub async fn post_json(
         body.to_string(),
     )
     .await
-}
-
-/// The app served on a real loopback port that is also its `public_url`, so
-/// the fake's webhooks, boto3 and browsers reach it. `app` sends no
-/// credentials; wrap it with [`as_admin`] to act as the admin token.
-pub struct ServedApp {
-    pub app: App,
-    pub url: String,
-    pub state: tempfile::TempDir,
-    pub datasets: tempfile::TempDir,
-    _served: server::Served,
-}
-
-/// Serves the real app against `fake` (base URL only: pass
-/// `replicate_api_token`, `refresh_after_ms`, ... in `extra`).
-pub async fn serve(fake: &FakeReplicate, extra: &[(&str, &str)]) -> ServedApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let state = tempfile::tempdir().unwrap();
-    let datasets = tempfile::tempdir().unwrap();
-    let config = extra.iter().fold(
-        HostConfig::new(spin_toml(), state.path())
-            .variable("replicate_api_base", fake.url())
-            .variable("public_url", url.clone())
-            .variable("admin_token", ADMIN_TOKEN)
-            .variable("notification_hosts", "http://127.0.0.1:*")
-            .mount("/datasets", datasets.path()),
-        |c, (name, value)| c.variable(name, *value),
-    );
-    let app = App::load(&config).unwrap_or_else(|e| panic!("load app: {e}"));
-    let served = server::Served::from_listener(app.clone(), listener);
-    ServedApp {
-        app,
-        url,
-        state,
-        datasets,
-        _served: served,
-    }
 }
