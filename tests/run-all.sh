@@ -16,10 +16,11 @@ for toml in components/*/Cargo.toml tests/*/Cargo.toml; do
   fi
 done
 
-# The browser tests drive Debian's chromium with playwright-core (pinned in
-# tests/ui/package-lock.json; never a browser download).
-if [ ! -d tests/ui/node_modules/playwright-core ]; then
-  echo "==> npm ci --prefix tests/ui (playwright-core)"
+# The browser tests drive Debian's chromium with playwright-core, and prettier
+# checks the UI's formatting (both pinned in tests/ui/package-lock.json; never
+# a browser download).
+if [ ! -d tests/ui/node_modules/playwright-core ] || [ ! -d tests/ui/node_modules/prettier ]; then
+  echo "==> npm ci --prefix tests/ui (playwright-core, prettier)"
   npm ci --prefix tests/ui --no-audit --no-fund
 fi
 if [ ! -x /usr/bin/chromium ]; then

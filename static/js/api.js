@@ -1,6 +1,29 @@
 // The REST API, as the UI uses it: same-origin fetch with the session cookie,
 // JSON in and out, and errors turned into words.
 
+/** Every API path the UI calls, in one place. */
+const enc = encodeURIComponent;
+export const paths = {
+  setup: "/api/cloud/auth/setup",
+  login: "/api/cloud/auth/login",
+  logout: "/api/cloud/auth/logout",
+  me: "/api/cloud/auth/me",
+  apiKeys: "/api/cloud/auth/api-keys",
+  apiKey: (id) => `/api/cloud/auth/api-keys/${enc(id)}`,
+  providers: "/api/cloud/providers",
+  provider: "/api/cloud/providers/replicate",
+  providerValidate: "/api/cloud/providers/replicate/validate",
+  costLimit: "/api/cloud/metrics/cost-limit",
+  costEstimate: "/api/cloud/cost-estimate",
+  configs: "/api/cloud/configs",
+  config: (name) => `/api/cloud/configs/${enc(name)}`,
+  publishingStatus: "/api/cloud/publishing/status",
+  jobs: "/api/cloud/jobs",
+  job: (id) => `/api/cloud/jobs/${enc(id)}`,
+  submit: "/api/cloud/jobs/submit?provider=replicate",
+  storage: "/api/cloud/storage",
+};
+
 export class ApiError extends Error {
   constructor(status, body) {
     super(describe(status, body));
@@ -22,7 +45,9 @@ function describe(status, body) {
 }
 
 let onUnauthorized = () => {};
-export function whenUnauthorized(f) { onUnauthorized = f; }
+export function whenUnauthorized(f) {
+  onUnauthorized = f;
+}
 
 export async function api(method, path, body, { quiet401 = false } = {}) {
   const init = { method, credentials: "same-origin", headers: { accept: "application/json" } };
@@ -39,7 +64,11 @@ export async function api(method, path, body, { quiet401 = false } = {}) {
   const text = await resp.text();
   let data = null;
   if (text) {
-    try { data = JSON.parse(text); } catch { data = { message: text.slice(0, 300) }; }
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = { message: text.slice(0, 300) };
+    }
   }
   if (!resp.ok || (data && data.success === false)) {
     if (resp.status === 401 && !quiet401) onUnauthorized();

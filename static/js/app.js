@@ -1,5 +1,6 @@
 // cloudtuner web UI: a hash router over views that use only the public REST API.
-import { get, post, whenUnauthorized } from "./api.js";
+import { get, post, paths, whenUnauthorized } from "./api.js";
+import { session } from "./session.js";
 import { clearAlerts, alertBox } from "./ui.js";
 import { setupView, loginView } from "./views/auth.js";
 import { jobsView } from "./views/jobs.js";
@@ -7,7 +8,6 @@ import { jobView } from "./views/job.js";
 import { trainView } from "./views/train.js";
 import { settingsView } from "./views/settings.js";
 
-export const session = { me: null };
 let stopCurrent = () => {};
 let navigated = false;
 
@@ -21,8 +21,7 @@ whenUnauthorized(() => {
 function showChrome(signedIn) {
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("who").hidden = !signedIn;
-  document.getElementById("who-name").textContent = signedIn
-    ? `${session.me.username} (${session.me.role})` : "";
+  document.getElementById("who-name").textContent = signedIn ? `${session.me.username} (${session.me.role})` : "";
 }
 
 function markNav(name) {
@@ -43,19 +42,25 @@ async function route() {
     if (name === "setup" || name === "login") {
       showChrome(false);
       markNav("");
-      const setup = await get("/api/cloud/auth/setup", { quiet401: true });
-      if (setup.needs_setup && name !== "setup") { location.hash = "#/setup"; return; }
-      if (!setup.needs_setup && name === "setup") { location.hash = "#/login"; return; }
+      const setup = await get(paths.setup, { quiet401: true });
+      if (setup.needs_setup && name !== "setup") {
+        location.hash = "#/setup";
+        return;
+      }
+      if (!setup.needs_setup && name === "setup") {
+        location.hash = "#/login";
+        return;
+      }
       view.replaceChildren(name === "setup" ? setupView(onSignedIn) : loginView(onSignedIn));
       navigated = true;
       return;
     }
     if (!session.me) {
       try {
-        session.me = await get("/api/cloud/auth/me", { quiet401: true });
+        session.me = await get(paths.me, { quiet401: true });
       } catch (e) {
         if (e.status === 401) {
-          const setup = await get("/api/cloud/auth/setup", { quiet401: true });
+          const setup = await get(paths.setup, { quiet401: true });
           location.hash = setup.needs_setup ? "#/setup" : "#/login";
           return;
         }
@@ -72,7 +77,10 @@ async function route() {
     // After an in-app navigation, move focus to the new view's heading so screen readers
     // announce it; on a fresh page load leave it at the document start (skip link first).
     const heading = view.querySelector("h1");
-    if (heading && navigated) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); }
+    if (heading && navigated) {
+      heading.tabIndex = -1;
+      heading.focus({ preventScroll: true });
+    }
     navigated = true;
   } catch (e) {
     alertBox(e.message);
@@ -85,7 +93,11 @@ function onSignedIn(me) {
 }
 
 document.getElementById("logout").addEventListener("click", async () => {
-  try { await post("/api/cloud/auth/logout"); } catch { /* signed out either way */ }
+  try {
+    await post(paths.logout);
+  } catch {
+    /* signed out either way */
+  }
   session.me = null;
   location.hash = "#/login";
 });

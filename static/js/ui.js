@@ -41,13 +41,18 @@ export function field(label, control, hint) {
 
 /** Shows an error (or warning/info) in words at the top of the page. */
 export function alertBox(message, kind = "error") {
-  const box = h("div", { class: `alert ${kind === "error" ? "" : kind}` },
+  const box = h(
+    "div",
+    { class: `alert ${kind === "error" ? "" : kind}` },
     h("span", {}, message),
-    h("button", { type: "button", class: "link", onclick: () => box.remove() }, "Dismiss"));
+    h("button", { type: "button", class: "link", onclick: () => box.remove() }, "Dismiss"),
+  );
   document.getElementById("alerts").append(box);
   return box;
 }
-export function clearAlerts() { document.getElementById("alerts").replaceChildren(); }
+export function clearAlerts() {
+  document.getElementById("alerts").replaceChildren();
+}
 
 export function toast(message) {
   const t = document.getElementById("toast");
@@ -71,17 +76,22 @@ export function confirmDialog(title, text, okLabel = "Confirm") {
 }
 
 export function copyButton(getText, label = "Copy") {
-  return h("button", {
-    type: "button", class: "secondary small",
-    onclick: async () => {
-      try {
-        await navigator.clipboard.writeText(getText());
-        toast("Copied");
-      } catch {
-        toast("Copy failed: select the text and copy it");
-      }
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "secondary small",
+      onclick: async () => {
+        try {
+          await navigator.clipboard.writeText(getText());
+          toast("Copied");
+        } catch {
+          toast("Copy failed: select the text and copy it");
+        }
+      },
     },
-  }, label);
+    label,
+  );
 }
 
 export const money = (x) => (x === null || x === undefined ? "—" : `$${Number(x).toFixed(2)}`);
@@ -108,7 +118,10 @@ export function bytes(n) {
   const units = ["B", "KB", "MB", "GB"];
   let i = 0;
   let x = n;
-  while (x >= 1024 && i < units.length - 1) { x /= 1024; i++; }
+  while (x >= 1024 && i < units.length - 1) {
+    x /= 1024;
+    i++;
+  }
   return `${x.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
@@ -122,8 +135,16 @@ export function progressBar(percent, label) {
   const fill = h("span");
   // CSSOM, not a style attribute: the CSP allows no inline styles.
   fill.style.width = `${p}%`;
-  return h("div", {
-    class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100,
-    "aria-valuenow": Math.round(p), "aria-label": label,
-  }, fill);
+  return h(
+    "div",
+    {
+      class: "progress",
+      role: "progressbar",
+      "aria-valuemin": 0,
+      "aria-valuemax": 100,
+      "aria-valuenow": Math.round(p),
+      "aria-label": label,
+    },
+    fill,
+  );
 }

@@ -1,36 +1,49 @@
 // First-run admin setup and sign-in.
-import { get, post } from "../api.js";
+import { get, post, paths } from "../api.js";
 import { h, field, alertBox, clearAlerts } from "../ui.js";
 
 function credentialsForm({ title, intro, submitLabel, withRemember, onSubmit }) {
-  const [userField, user] = field("Username", h("input", { type: "text", name: "username", autocomplete: "username", required: true }));
-  const [passField, pass] = field("Password", h("input", {
-    type: "password", name: "password", required: true,
-    autocomplete: withRemember ? "current-password" : "new-password",
-  }), withRemember ? null : "At least 8 characters.");
+  const [userField, user] = field(
+    "Username",
+    h("input", { type: "text", name: "username", autocomplete: "username", required: true }),
+  );
+  const [passField, pass] = field(
+    "Password",
+    h("input", {
+      type: "password",
+      name: "password",
+      required: true,
+      autocomplete: withRemember ? "current-password" : "new-password",
+    }),
+    withRemember ? null : "At least 8 characters.",
+  );
   const remember = h("input", { type: "checkbox", name: "remember" });
   const button = h("button", { type: "submit" }, submitLabel);
-  const form = h("form", {
-    class: "panel auth",
-    onsubmit: async (ev) => {
-      ev.preventDefault();
-      clearAlerts();
-      button.disabled = true;
-      try {
-        await onSubmit(user.value.trim(), pass.value, remember.checked);
-      } catch (e) {
-        alertBox(e.message);
-        pass.focus();
-      } finally {
-        button.disabled = false;
-      }
+  const form = h(
+    "form",
+    {
+      class: "panel auth",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        clearAlerts();
+        button.disabled = true;
+        try {
+          await onSubmit(user.value.trim(), pass.value, remember.checked);
+        } catch (e) {
+          alertBox(e.message);
+          pass.focus();
+        } finally {
+          button.disabled = false;
+        }
+      },
     },
-  },
-  h("h1", {}, title),
-  intro && h("p", { class: "muted" }, intro),
-  userField, passField,
-  withRemember && h("p", {}, h("label", { class: "inline" }, remember, "Keep me signed in for 30 days")),
-  h("div", { class: "row end" }, button));
+    h("h1", {}, title),
+    intro && h("p", { class: "muted" }, intro),
+    userField,
+    passField,
+    withRemember && h("p", {}, h("label", { class: "inline" }, remember, "Keep me signed in for 30 days")),
+    h("div", { class: "row end" }, button),
+  );
   setTimeout(() => user.focus(), 0);
   return form;
 }
@@ -42,8 +55,8 @@ export function setupView(done) {
     submitLabel: "Create admin",
     withRemember: false,
     onSubmit: async (username, password) => {
-      await post("/api/cloud/auth/setup", { username, password });
-      done(await get("/api/cloud/auth/me"));
+      await post(paths.setup, { username, password });
+      done(await get(paths.me));
     },
   });
 }
@@ -54,8 +67,8 @@ export function loginView(done) {
     submitLabel: "Sign in",
     withRemember: true,
     onSubmit: async (username, password, remember_me) => {
-      await post("/api/cloud/auth/login", { username, password, remember_me }, { quiet401: true });
-      done(await get("/api/cloud/auth/me"));
+      await post(paths.login, { username, password, remember_me }, { quiet401: true });
+      done(await get(paths.me));
     },
   });
 }

@@ -1,5 +1,5 @@
 //! A fake Replicate HTTP API on 127.0.0.1, speaking the shapes of
-//! `shared/reference/replicate-api.md`: account, models and versions, files
+//! Replicate's HTTP API: account, models and versions, files
 //! (multipart `content`, real checksums), predictions (create with
 //! `version: "owner/model:id"`, get, list with cursor, cancel) and the webhook
 //! signing secret. Predictions follow scripted timelines on a controllable

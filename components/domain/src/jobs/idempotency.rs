@@ -1,4 +1,5 @@
-//! Idempotency keys for submit, better than SimpleTuner's (§3, §14.4): scoped
+//! Idempotency keys for submit, better than SimpleTuner's (whose keys are
+//! global, unbound to the request body and checked after the work): scoped
 //! per principal, bound to a fingerprint of the request body, reserved before
 //! any work so concurrent duplicates cannot both run, kept 24 h.
 //!
