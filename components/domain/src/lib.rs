@@ -8,6 +8,8 @@
 //! `kernel` ← `auth` ← `providers` ← `billing`, `notify`, `storage` ← `jobs`.
 //! `health` sits beside them and needs only `kernel`.
 
+#![forbid(unsafe_code)]
+
 pub mod auth;
 pub mod billing;
 pub mod health;

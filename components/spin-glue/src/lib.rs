@@ -16,6 +16,8 @@
 //! }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod call;
 mod http;
 mod kv;

@@ -31,7 +31,7 @@ fn wants(filter: &Option<Vec<String>>, event: &str) -> bool {
     }
 }
 
-pub async fn tick(state: &Arc<Mutex<State>>) -> usize {
+pub(crate) async fn tick(state: &Arc<Mutex<State>>) -> usize {
     let (outgoing, secret, skew, dropping) = {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
         let now = s.now();

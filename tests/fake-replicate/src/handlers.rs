@@ -45,7 +45,7 @@ fn problem(status: u16, title: &str, detail: &str) -> Resp {
 
 /// The error type makes hyper drop the connection without a response.
 #[derive(Debug)]
-pub struct Dropped;
+pub(crate) struct Dropped;
 
 impl std::fmt::Display for Dropped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,7 +55,7 @@ impl std::fmt::Display for Dropped {
 
 impl std::error::Error for Dropped {}
 
-pub async fn handle(state: Shared, req: Request<Incoming>) -> Result<Resp, Dropped> {
+pub(crate) async fn handle(state: Shared, req: Request<Incoming>) -> Result<Resp, Dropped> {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();

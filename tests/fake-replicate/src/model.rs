@@ -157,7 +157,7 @@ pub(crate) struct View {
 }
 
 impl Prediction {
-    pub fn view(&self, now: u64) -> View {
+    pub(crate) fn view(&self, now: u64) -> View {
         let elapsed = now.saturating_sub(self.created);
         let horizon = self
             .canceled_at
@@ -203,7 +203,7 @@ impl Prediction {
 }
 
 impl State {
-    pub fn new(base: String) -> Self {
+    pub(crate) fn new(base: String) -> Self {
         Self {
             base,
             tokens: vec![crate::DEFAULT_TOKEN.to_string()],
@@ -237,11 +237,11 @@ impl State {
         }
     }
 
-    pub fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         real_now() + self.clock_offset
     }
 
-    pub fn add_version(&mut self, owner: &str, name: &str) -> String {
+    pub(crate) fn add_version(&mut self, owner: &str, name: &str) -> String {
         let id: String = (0..64)
             .map(|_| char::from_digit(rand::random_range(0..16), 16).unwrap())
             .collect();
@@ -259,7 +259,7 @@ impl State {
         id
     }
 
-    pub fn model_json(&self, key: &str) -> Option<Value> {
+    pub(crate) fn model_json(&self, key: &str) -> Option<Value> {
         let versions = self.models.get(key)?;
         let (owner, name) = key.split_once('/')?;
         Some(json!({
@@ -275,12 +275,12 @@ impl State {
         }))
     }
 
-    pub fn version_json(&self, v: &Version) -> Value {
+    pub(crate) fn version_json(&self, v: &Version) -> Value {
         json!({"id": v.id, "created_at": v.created_at, "cog_version": "0.9.0", "openapi_schema": {}})
     }
 
     /// Finds `owner/name:version` or a bare version id; returns (model, version).
-    pub fn resolve_version(&self, spec: &str) -> Option<(String, String)> {
+    pub(crate) fn resolve_version(&self, spec: &str) -> Option<(String, String)> {
         match spec.split_once(':') {
             Some((model, version)) => self
                 .models
@@ -296,12 +296,12 @@ impl State {
         }
     }
 
-    pub fn prediction_json(&self, id: &str, with_logs: bool) -> Option<Value> {
+    pub(crate) fn prediction_json(&self, id: &str, with_logs: bool) -> Option<Value> {
         let p = self.predictions.iter().find(|p| p.id == id)?;
         Some(self.render(p, with_logs))
     }
 
-    pub fn render(&self, p: &Prediction, with_logs: bool) -> Value {
+    pub(crate) fn render(&self, p: &Prediction, with_logs: bool) -> Value {
         let v = p.view(self.now());
         let metrics = match (v.started, v.completed) {
             (Some(s), Some(c)) => {

@@ -340,7 +340,7 @@ pub(crate) mod tests {
     use crate::kernel::kv::MemoryKv;
     use serde_json::json;
 
-    pub fn job(id: &str, owner: &str) -> Job {
+    pub(crate) fn job(id: &str, owner: &str) -> Job {
         Job {
             job_id: id.into(),
             owner: owner.into(),

@@ -6,27 +6,27 @@ use std::path::PathBuf;
 use cloudtuner_testhost::{App, HostConfig, server, workspace_root};
 use fake_replicate::FakeReplicate;
 
-pub fn spin_toml() -> PathBuf {
+pub(crate) fn spin_toml() -> PathBuf {
     workspace_root().join("spin.toml")
 }
 
-pub fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
 }
 
 /// The `admin_token` tests configure; requests made through [`as_admin`] use it.
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+pub(crate) const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
-pub fn as_admin(app: &App) -> App {
+pub(crate) fn as_admin(app: &App) -> App {
     app.with_header("authorization", &format!("Bearer {ADMIN_TOKEN}"))
 }
 
 /// The password tests give the users they create.
-pub const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 /// The submit route as SimpleTuner's CLI calls it.
-pub const SUBMIT: &str = "/api/cloud/jobs/submit?provider=replicate";
+pub(crate) const SUBMIT: &str = "/api/cloud/jobs/submit?provider=replicate";
 
 /// The host configuration every test app starts from: its own state
 /// directory, the admin token, and notifications only to loopback (tests
@@ -39,7 +39,7 @@ fn base_config(manifest: PathBuf, state: &std::path::Path) -> HostConfig {
 
 /// An app from `manifest` with its own state directory (KV file, logs),
 /// acting as the admin token (see [`App::anonymous`] for no credentials).
-pub fn load(manifest: PathBuf, vars: &[(&str, &str)]) -> (tempfile::TempDir, App) {
+pub(crate) fn load(manifest: PathBuf, vars: &[(&str, &str)]) -> (tempfile::TempDir, App) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = vars
         .iter()
@@ -51,7 +51,7 @@ pub fn load(manifest: PathBuf, vars: &[(&str, &str)]) -> (tempfile::TempDir, App
 }
 
 /// The real app, pointed at `fake` with the fake's token.
-pub fn cloudtuner(fake: &FakeReplicate) -> (tempfile::TempDir, App) {
+pub(crate) fn cloudtuner(fake: &FakeReplicate) -> (tempfile::TempDir, App) {
     let url = fake.url();
     load(
         spin_toml(),
@@ -65,7 +65,7 @@ pub fn cloudtuner(fake: &FakeReplicate) -> (tempfile::TempDir, App) {
 /// The real app under test against a fake Replicate of its own: built with
 /// [`TestApp::builder`], acting as the admin token (`app.anonymous()` sends
 /// nothing), with a datasets folder mounted at `/datasets`.
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub fake: FakeReplicate,
     pub app: App,
     /// The origin it is served at (also its `public_url`); empty unless served.
@@ -75,14 +75,14 @@ pub struct TestApp {
     _served: Option<server::Served>,
 }
 
-pub struct TestAppBuilder {
+pub(crate) struct TestAppBuilder {
     vars: Vec<(String, String)>,
     served: bool,
 }
 
 impl TestApp {
     /// Defaults: the fake's token, refreshes on every read, not served.
-    pub fn builder() -> TestAppBuilder {
+    pub(crate) fn builder() -> TestAppBuilder {
         TestAppBuilder {
             vars: vec![
                 (
@@ -96,42 +96,42 @@ impl TestApp {
     }
 
     /// A job as `GET /api/cloud/jobs/{id}` shows it (asserting 200).
-    pub async fn job(&self, id: &str) -> serde_json::Value {
+    pub(crate) async fn job(&self, id: &str) -> serde_json::Value {
         job(&self.app, id).await
     }
 
     /// Submits `body`, asserting 201; returns the job id.
-    pub async fn submit(&self, body: &serde_json::Value) -> String {
+    pub(crate) async fn submit(&self, body: &serde_json::Value) -> String {
         submit(&self.app, body).await
     }
 }
 
 impl TestAppBuilder {
     /// Sets an application variable (later settings win).
-    pub fn var(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn var(mut self, name: &str, value: &str) -> Self {
         self.vars.push((name.into(), value.into()));
         self
     }
 
-    pub fn vars(self, vars: &[(&str, &str)]) -> Self {
+    pub(crate) fn vars(self, vars: &[(&str, &str)]) -> Self {
         vars.iter().fold(self, |b, (k, v)| b.var(k, v))
     }
 
     /// No Replicate token (the UI's guided token setup starts from this).
-    pub fn without_token(mut self) -> Self {
+    pub(crate) fn without_token(mut self) -> Self {
         self.vars.retain(|(k, _)| k != "replicate_api_token");
         self
     }
 
     /// Serves the app on a real loopback port that is also its `public_url`,
     /// so the fake's webhooks, boto3 and browsers reach it.
-    pub fn served(mut self) -> Self {
+    pub(crate) fn served(mut self) -> Self {
         self.served = true;
         self
     }
 
     /// Starts a fake Replicate (with the trainer models) and the app against it.
-    pub async fn start(self) -> TestApp {
+    pub(crate) async fn start(self) -> TestApp {
         let fake = FakeReplicate::start().await;
         add_trainers(&fake);
         let a = self.start_against(&fake).await;
@@ -146,7 +146,7 @@ impl TestAppBuilder {
     }
 
     /// The app against a fake the test already has (several apps on one fake).
-    pub async fn start_against(self, fake: &FakeReplicate) -> AppAgainst {
+    pub(crate) async fn start_against(self, fake: &FakeReplicate) -> AppAgainst {
         let state = tempfile::tempdir().unwrap();
         let datasets = tempfile::tempdir().unwrap();
         let listener = if self.served {
@@ -181,7 +181,7 @@ impl TestAppBuilder {
 }
 
 /// [`TestApp`] without a fake of its own ([`TestAppBuilder::start_against`]).
-pub struct AppAgainst {
+pub(crate) struct AppAgainst {
     pub app: App,
     pub url: String,
     pub datasets: tempfile::TempDir,
@@ -190,7 +190,7 @@ pub struct AppAgainst {
 }
 
 /// A job as `GET /api/cloud/jobs/{id}` shows it (asserting 200).
-pub async fn job(app: &App, id: &str) -> serde_json::Value {
+pub(crate) async fn job(app: &App, id: &str) -> serde_json::Value {
     let r = app
         .request("GET", &format!("/api/cloud/jobs/{id}"), &[], "")
         .await;
@@ -199,20 +199,20 @@ pub async fn job(app: &App, id: &str) -> serde_json::Value {
 }
 
 /// Submits `body`, asserting 201; returns the job id.
-pub async fn submit(app: &App, body: &serde_json::Value) -> String {
+pub(crate) async fn submit(app: &App, body: &serde_json::Value) -> String {
     let r = post_json(app, SUBMIT, body).await;
     assert_eq!(r.status, 201, "{}", r.text());
     r.json()["job_id"].as_str().unwrap().to_string()
 }
 
 /// `GET path`: (status, JSON body).
-pub async fn get(app: &App, path: &str) -> (u16, serde_json::Value) {
+pub(crate) async fn get(app: &App, path: &str) -> (u16, serde_json::Value) {
     let r = app.request("GET", path, &[], "").await;
     (r.status, r.json())
 }
 
 /// Registers SimpleTuner's trainer models (one per hardware profile) on the fake.
-pub fn add_trainers(fake: &FakeReplicate) {
+pub(crate) fn add_trainers(fake: &FakeReplicate) {
     for p in [
         "h100", "h100-x2", "h100-x4", "h100-x8", "l40s", "l40s-x2", "l40s-x4", "l40s-x8",
     ] {
@@ -220,7 +220,7 @@ pub fn add_trainers(fake: &FakeReplicate) {
     }
 }
 
-pub async fn post_json(
+pub(crate) async fn post_json(
     app: &App,
     path: &str,
     body: &serde_json::Value,
