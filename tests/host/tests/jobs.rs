@@ -667,6 +667,16 @@ async fn a_refused_token_is_reported_and_never_echoed() {
     assert!(!list.to_string().contains("r8_wrong_secret_value"));
 }
 
+/// The body of the last prediction create the fake received.
+fn last_create(fake: &fake_replicate::FakeReplicate) -> Value {
+    fake.requests()
+        .into_iter()
+        .rfind(|r| r.path == "/v1/predictions")
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn with_a_public_url_replicate_is_given_the_webhook() {
     let t = TestApp::builder()
@@ -676,13 +686,7 @@ async fn with_a_public_url_replicate_is_given_the_webhook() {
     let (fake, app) = (&t.fake, &t.app);
     let r = post_json(app, SUBMIT, &json!({"config": {"a": 1}})).await;
     let id = r.json()["job_id"].as_str().unwrap().to_string();
-    let create = fake
-        .requests()
-        .into_iter()
-        .rfind(|r| r.path == "/v1/predictions")
-        .unwrap()
-        .json()
-        .unwrap();
+    let create = last_create(fake);
     assert_eq!(
         create["webhook"],
         format!("https://abc123.ngrok.io/api/cloud/webhooks/replicate?job={id}")
@@ -699,13 +703,7 @@ async fn with_a_public_url_replicate_is_given_the_webhook() {
     )
     .await;
     let id = r.json()["job_id"].as_str().unwrap().to_string();
-    let create = fake
-        .requests()
-        .into_iter()
-        .rfind(|r| r.path == "/v1/predictions")
-        .unwrap()
-        .json()
-        .unwrap();
+    let create = last_create(fake);
     assert_eq!(
         create["webhook"],
         format!("https://other.example/api/cloud/webhooks/replicate?job={id}")

@@ -20,6 +20,24 @@ async fn live() -> TestApp {
         .await
 }
 
+/// A job whose prediction will run 10 s and succeed: (job id, prediction id).
+async fn queued_job(l: &TestApp) -> (String, String) {
+    l.fake.push_script(Script::training(
+        10,
+        4,
+        100,
+        Outcome::Succeeded {
+            output: json!("https://x/y.tar"),
+        },
+    ));
+    let id = submit(&l.app).await;
+    let pid = job(&l.app, &id).await["metadata"]["prediction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (id, pid)
+}
+
 async fn submit(app: &App) -> String {
     common::submit(app, &json!({"config": {"--max_train_steps": 4}})).await
 }
@@ -133,19 +151,7 @@ async fn the_sync_alone_finishes_jobs_when_webhooks_are_lost_and_cron_does_the_s
 #[tokio::test]
 async fn bad_stale_missing_and_replayed_webhooks_change_nothing() {
     let l = live().await;
-    l.fake.push_script(Script::training(
-        10,
-        4,
-        100,
-        Outcome::Succeeded {
-            output: json!("https://x/y.tar"),
-        },
-    ));
-    let id = submit(&l.app).await;
-    let pid = job(&l.app, &id).await["metadata"]["prediction_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (id, pid) = queued_job(&l).await;
     l.fake.advance(10);
     // A wrong secret, then a stale and a future timestamp: 401, job untouched.
     l.fake.sign_webhooks_with(Some(signing::new_secret()));
@@ -417,19 +423,7 @@ async fn notification_receivers_get_signed_events_and_failures_are_retried() {
 #[tokio::test]
 async fn a_webhook_with_megabytes_of_logs_is_accepted_and_the_tail_kept() {
     let l = live().await;
-    l.fake.push_script(Script::training(
-        10,
-        4,
-        100,
-        Outcome::Succeeded {
-            output: json!("https://x/y.tar"),
-        },
-    ));
-    let id = submit(&l.app).await;
-    let pid = job(&l.app, &id).await["metadata"]["prediction_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (id, pid) = queued_job(&l).await;
     let mut prediction = l.fake.prediction(&pid).unwrap();
     let line = format!(
         "epoch 1/1 step 3/4 lr=1e-4 loss=0.2500 {}\n",
