@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::kernel::kv::KvStore;
+use crate::kernel::kv::{KvStore, check_cas};
 
 /// The key the health check writes and reads back (one key, overwritten).
 pub const PROBE_KEY: &str = "sys:health";
@@ -13,7 +13,9 @@ pub struct Health {
 }
 
 /// `components` lists the app's components (from the manifest at build time)
-/// so an operator sees what is deployed; `kv` is checked with a write + read.
+/// so an operator sees what is deployed; `kv` is checked with a write + read,
+/// and its compare-and-swap with [`check_cas`] (a store whose CAS does not
+/// hold would lose updates: unhealthy, with the cause and the fix).
 pub fn check(kv: &dyn KvStore, components: &[&str], now_unix_ms: u64) -> Health {
     let stamp = now_unix_ms.to_string();
     let kv_result = kv
@@ -30,17 +32,29 @@ pub fn check(kv: &dyn KvStore, components: &[&str], now_unix_ms: u64) -> Health 
         ),
         Err(e) => (false, e.to_string()),
     };
-    let status = if kv_ok { "healthy" } else { "unhealthy" };
+    // Only worth asking once the store answers at all.
+    let (cas_ok, cas_message) = match kv_ok.then(|| check_cas(kv)) {
+        None => (false, "not checked: the store does not answer".to_string()),
+        Some(Ok(())) => (true, "compare-and-swap holds".to_string()),
+        Some(Err(e)) => (false, e.message),
+    };
+    let healthy = kv_ok && cas_ok;
+    let status = if healthy { "healthy" } else { "unhealthy" };
+    let check = |ok: bool| if ok { "healthy" } else { "unhealthy" };
     Health {
-        healthy: kv_ok,
+        healthy,
         body: json!({
             "status": status,
             "version": crate::VERSION,
             "components": components,
             "checks": [{
                 "name": "key_value_store",
-                "status": if kv_ok { "healthy" } else { "unhealthy" },
+                "status": check(kv_ok),
                 "message": kv_message,
+            }, {
+                "name": "key_value_atomics",
+                "status": check(cas_ok),
+                "message": cas_message,
             }],
             "timestamp_ms": now_unix_ms,
         }),
@@ -72,10 +86,10 @@ mod tests {
     struct Broken;
     impl KvStore for Broken {
         fn get(&self, _: &str) -> Result<Option<Vec<u8>>, KvError> {
-            Err(KvError("store is gone".into()))
+            Err(KvError::new("store is gone"))
         }
         fn set(&self, _: &str, _: &[u8]) -> Result<(), KvError> {
-            Err(KvError("store is gone".into()))
+            Err(KvError::new("store is gone"))
         }
         fn delete(&self, _: &str) -> Result<(), KvError> {
             Ok(())
@@ -84,10 +98,10 @@ mod tests {
             Ok(false)
         }
         fn increment(&self, _: &str, _: i64) -> Result<i64, KvError> {
-            Err(KvError("store is gone".into()))
+            Err(KvError::new("store is gone"))
         }
         fn swap(&self, _: &str, _: Option<&[u8]>, _: &[u8]) -> Result<bool, KvError> {
-            Err(KvError("store is gone".into()))
+            Err(KvError::new("store is gone"))
         }
     }
 
@@ -102,8 +116,12 @@ mod tests {
     /// Another health check wrote its stamp between our set and get.
     struct Racing(MemoryKv);
     impl KvStore for Racing {
-        fn get(&self, _: &str) -> Result<Option<Vec<u8>>, KvError> {
-            Ok(Some(b"1795880879999".to_vec()))
+        fn get(&self, k: &str) -> Result<Option<Vec<u8>>, KvError> {
+            if k == PROBE_KEY {
+                Ok(Some(b"1795880879999".to_vec()))
+            } else {
+                self.0.get(k)
+            }
         }
         fn set(&self, k: &str, v: &[u8]) -> Result<(), KvError> {
             self.0.set(k, v)
@@ -138,5 +156,60 @@ mod tests {
                 .unwrap()
                 .contains("gone")
         );
+    }
+
+    #[test]
+    fn unhealthy_with_the_cause_when_compare_and_swap_does_not_hold() {
+        let h = check(&SpinRedisLike::default(), &["health"], 42);
+        assert!(!h.healthy);
+        assert_eq!(h.body["status"], "unhealthy");
+        assert_eq!(
+            h.body["checks"][0]["status"], "healthy",
+            "the store answers"
+        );
+        assert_eq!(h.body["checks"][1]["name"], "key_value_atomics");
+        let message = h.body["checks"][1]["message"].as_str().unwrap();
+        assert!(message.contains("type = \"redis\""), "{message}");
+        assert!(message.contains("default"), "says the fix: {message}");
+        let good = check(&MemoryKv::default(), &["health"], 42);
+        assert!(good.healthy);
+        assert_eq!(good.body["checks"][1]["status"], "healthy");
+    }
+
+    /// Behaves as Spin's `type = "redis"` key-value backend was measured to:
+    /// every swap writes, then reports failure.
+    #[derive(Default)]
+    pub(crate) struct SpinRedisLike(MemoryKv);
+
+    impl KvStore for SpinRedisLike {
+        fn get(&self, k: &str) -> Result<Option<Vec<u8>>, KvError> {
+            self.0.get(k)
+        }
+        fn set(&self, k: &str, v: &[u8]) -> Result<(), KvError> {
+            self.0.set(k, v)
+        }
+        fn delete(&self, k: &str) -> Result<(), KvError> {
+            self.0.delete(k)
+        }
+        fn exists(&self, k: &str) -> Result<bool, KvError> {
+            self.0.exists(k)
+        }
+        fn increment(&self, k: &str, d: i64) -> Result<i64, KvError> {
+            self.0.increment(k, d)
+        }
+        fn swap(&self, k: &str, _: Option<&[u8]>, new: &[u8]) -> Result<bool, KvError> {
+            self.0.set(k, new)?;
+            Ok(false)
+        }
+    }
+
+    #[test]
+    fn a_write_on_such_a_store_fails_with_the_cause_instead_of_contended() {
+        let kv = SpinRedisLike::default();
+        let e = crate::kernel::kv::edit_json::<Vec<u32>>(&kv, "idx", |v| v.push(1)).unwrap_err();
+        assert_eq!(e.kind, crate::kernel::kv::KvErrorKind::Unsupported);
+        let api = crate::kernel::error::ApiError::from(e);
+        assert_eq!((api.status, api.code), (503, "storage_unsupported"));
+        assert!(!api.message.contains("Contended"));
     }
 }

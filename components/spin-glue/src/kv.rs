@@ -37,13 +37,13 @@ impl SpinKv {
         if let Some(b) = self.bucket.get() {
             return Ok(b);
         }
-        let b = keyvalue::store::open("default").map_err(|e| KvError(format!("{e:?}")))?;
+        let b = keyvalue::store::open("default").map_err(|e| KvError::new(format!("{e:?}")))?;
         Ok(self.bucket.get_or_init(|| b))
     }
 }
 
 fn kv_err(e: spin_sdk::key_value::Error) -> KvError {
-    KvError(e.to_string())
+    KvError::new(e.to_string())
 }
 
 impl KvStore for SpinKv {
@@ -61,12 +61,12 @@ impl KvStore for SpinKv {
     }
     fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
         keyvalue::atomics::increment(self.bucket()?, key, delta)
-            .map_err(|e| KvError(format!("{e:?}")))
+            .map_err(|e| KvError::new(format!("{e:?}")))
     }
     fn read_for_swap(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let cas = keyvalue::atomics::Cas::new(self.bucket()?, key)
-            .map_err(|e| KvError(format!("{e:?}")))?;
-        let current = cas.current().map_err(|e| KvError(format!("{e:?}")))?;
+            .map_err(|e| KvError::new(format!("{e:?}")))?;
+        let current = cas.current().map_err(|e| KvError::new(format!("{e:?}")))?;
         *self.cas.borrow_mut() = Some(Guarded {
             key: key.to_string(),
             seen: current.clone(),
@@ -88,11 +88,11 @@ impl KvStore for SpinKv {
                     Ok(()) => Ok(true),
                     Err(keyvalue::atomics::CasError::CasFailed(_)) => Ok(false),
                     Err(keyvalue::atomics::CasError::StoreError(e)) => {
-                        Err(KvError(format!("{e:?}")))
+                        Err(KvError::new(format!("{e:?}")))
                     }
                 }
             }
-            _ => Err(KvError(format!(
+            _ => Err(KvError::new(format!(
                 "swap of {key} without a matching read_for_swap"
             ))),
         }

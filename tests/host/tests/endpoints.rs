@@ -26,6 +26,9 @@ async fn health_reports_components_and_checks_the_store() {
     let declared: BTreeSet<String> = app.manifest().component.keys().cloned().collect();
     assert_eq!(listed, declared);
     assert_eq!(body["checks"][0]["status"], "healthy");
+    // Spin's SQLite store (the host reproduces its CAS): compare-and-swap holds.
+    assert_eq!(body["checks"][1]["name"], "key_value_atomics");
+    assert_eq!(body["checks"][1]["status"], "healthy", "{body}");
     // The check really went through the store.
     assert!(app.kv().get("default", "sys:health").unwrap().is_some());
 }

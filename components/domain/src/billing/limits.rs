@@ -141,11 +141,15 @@ pub fn limit_status(
     now_ms: u64,
 ) -> Result<Value, ApiError> {
     let keys = spend_keys(s.cost_limit_period, now_ms, owner);
+    // Counters are read by adding nothing: their stored bytes differ by backend
+    // (8-byte little-endian on SQLite, ASCII digits on Redis).
+    // (A missing counter is 0; checking first keeps a read from creating it.)
     let read = |k: &str| -> Result<i64, ApiError> {
-        Ok(kv
-            .get(k)?
-            .and_then(|v| v.as_slice().try_into().ok().map(i64::from_le_bytes))
-            .unwrap_or(0))
+        Ok(if kv.exists(k)? {
+            kv.increment(k, 0)?
+        } else {
+            0
+        })
     };
     let spend_m = match s.cost_limit_scope {
         LimitScope::Global => read(&keys[0])?,

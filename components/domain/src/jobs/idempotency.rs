@@ -130,7 +130,7 @@ pub fn claim(
             _ => Claim::InProgress,
         });
     }
-    Err(KvError("idempotency record is too contended".into()))
+    Err(KvError::new("idempotency record is too contended"))
 }
 
 fn write(

@@ -31,7 +31,7 @@ impl JobDirectory for JobStore<'_> {
     fn uploader(&self, job_id: &str) -> Result<Option<Uploader>, KvError> {
         Ok(self
             .get(job_id)
-            .map_err(|e| KvError(e.message))?
+            .map_err(|e| KvError::new(e.message))?
             .map(|j| Uploader {
                 ended_ms: j.completed_ms.filter(|_| j.status.is_terminal()),
                 job_id: j.job_id,

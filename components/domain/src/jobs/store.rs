@@ -98,7 +98,7 @@ impl<'a> JobStore<'a> {
         .map_err(|e| match e {
             UpdateError::Rejected(Refusal::By(e)) => UpdateError::Rejected(e),
             UpdateError::Rejected(Refusal::NotAJob) => {
-                UpdateError::Store(KvError(format!("{id}: record is not a job")))
+                UpdateError::Store(KvError::new(format!("{id}: record is not a job")))
             }
             UpdateError::Missing => UpdateError::Missing,
             UpdateError::Contended => UpdateError::Contended,
@@ -107,7 +107,7 @@ impl<'a> JobStore<'a> {
         let job: Job = serde_json::from_slice(&bytes).expect("just written");
         if before != Some(job.status) {
             self.reindex(&job)
-                .map_err(|e| UpdateError::Store(KvError(e.message)))?;
+                .map_err(|e| UpdateError::Store(KvError::new(e.message)))?;
             // Status changes are what users subscribe to; failing to queue a
             // notification must not fail the job update itself.
             let _ = crate::notify::enqueue(self.kv, &event(&job), job.updated_ms);

@@ -118,10 +118,16 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// A store failure is the server's: 500 `storage_error`, naming what failed.
+/// A store failure is the server's: 500 `storage_error`, naming what failed;
+/// a store that cannot give cloudtuner's guarantees is 503 `storage_unsupported`.
 impl From<crate::kernel::kv::KvError> for ApiError {
     fn from(e: crate::kernel::kv::KvError) -> Self {
-        ApiError::storage(e.to_string())
+        match e.kind {
+            crate::kernel::kv::KvErrorKind::Unsupported => {
+                ApiError::new(503, "storage_unsupported", e.message)
+            }
+            crate::kernel::kv::KvErrorKind::Failed => ApiError::storage(e.to_string()),
+        }
     }
 }
 

@@ -10,12 +10,41 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+/// Why a store operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvErrorKind {
+    /// The store refused or failed the operation.
+    Failed,
+    /// The store works but cannot give the guarantees cloudtuner needs (its
+    /// compare-and-swap does not hold): a deployment problem, not a bug.
+    Unsupported,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KvError(pub String);
+pub struct KvError {
+    pub kind: KvErrorKind,
+    pub message: String,
+}
+
+impl KvError {
+    pub fn new(message: impl Into<String>) -> Self {
+        KvError {
+            kind: KvErrorKind::Failed,
+            message: message.into(),
+        }
+    }
+
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        KvError {
+            kind: KvErrorKind::Unsupported,
+            message: message.into(),
+        }
+    }
+}
 
 impl std::fmt::Display for KvError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "key-value store: {}", self.0)
+        write!(f, "key-value store: {}", self.message)
     }
 }
 
@@ -78,7 +107,47 @@ pub fn update<E>(
         }
         backoff(attempt);
     }
+    // Hundreds of lost races in a row are more likely a store whose CAS never
+    // succeeds than real contention: say which, once, off the hot path.
+    check_cas(kv)?;
     Err(UpdateError::Contended)
+}
+
+/// What an operator reads when the store's compare-and-swap does not hold.
+pub const CAS_BROKEN: &str = "the key-value store's compare-and-swap does not hold, so concurrent \
+    updates could be lost. Spin's `type = \"redis\"` key-value backend does this (its swap reports \
+    failure after writing, and its WATCH is shared by every request). Run cloudtuner on Spin's default \
+    key-value store (remove the `[key_value_store.default]` entry from the runtime config).";
+
+/// Checks, on a key of its own, that compare-and-swap holds: a swap of the
+/// value just read succeeds, and a swap of a value someone else has replaced
+/// since does not. An `Unsupported` error names the cause and the fix.
+pub fn check_cas(kv: &dyn KvStore) -> Result<(), KvError> {
+    let key = format!(
+        "sys:cas-probe:{}",
+        crate::kernel::secrets::random_base62(16)
+    );
+    let result = (|| {
+        kv.set(&key, b"a")?;
+        let seen = kv.read_for_swap(&key)?;
+        if seen.as_deref() != Some(b"a".as_slice()) || !kv.swap(&key, seen.as_deref(), b"b")? {
+            return Err(KvError::unsupported(format!(
+                "{CAS_BROKEN} (a swap of the value just read failed)"
+            )));
+        }
+        let seen = kv.read_for_swap(&key)?;
+        kv.set(&key, b"c")?; // another writer, in between
+        if kv.swap(&key, seen.as_deref(), b"d")?
+            || kv.get(&key)?.as_deref() != Some(b"c".as_slice())
+        {
+            return Err(KvError::unsupported(format!(
+                "{CAS_BROKEN} (a swap of a value replaced since it was read succeeded)"
+            )));
+        }
+        Ok(())
+    })();
+    let _ = kv.delete(&key);
+    result
 }
 
 /// Creates `key` with `initial` unless it exists, race-free on Spin: the caller
@@ -98,7 +167,7 @@ pub fn create_once(kv: &dyn KvStore, key: &str, initial: &[u8]) -> Result<bool, 
         }
         backoff(attempt);
     }
-    Err(KvError(format!("{key} was claimed but never written")))
+    Err(KvError::new(format!("{key} was claimed but never written")))
 }
 
 /// Deletes a key made by [`create_once`] (or claimed the same way) together
@@ -133,7 +202,7 @@ pub fn claim_slot(kv: &dyn KvStore, key: &str, value: &[u8]) -> Result<bool, KvE
             Some(_) => return Ok(false),
         }
     }
-    Err(KvError(format!("{key} is too contended")))
+    Err(KvError::new(format!("{key} is too contended")))
 }
 
 /// Frees a slot taken with [`claim_slot`] (the key stays, empty, so the claim
@@ -150,7 +219,7 @@ pub fn edit_json<T: serde::Serialize + serde::de::DeserializeOwned + Default>(
     key: &str,
     mut f: impl FnMut(&mut T),
 ) -> Result<(), KvError> {
-    let initial = serde_json::to_vec(&T::default()).map_err(|e| KvError(e.to_string()))?;
+    let initial = serde_json::to_vec(&T::default()).map_err(|e| KvError::new(e.to_string()))?;
     create_once(kv, key, &initial)?;
     update::<()>(kv, key, |cur| {
         let mut v: T = serde_json::from_slice(cur).unwrap_or_default();
@@ -158,7 +227,10 @@ pub fn edit_json<T: serde::Serialize + serde::de::DeserializeOwned + Default>(
         Ok(serde_json::to_vec(&v).expect("value serialises"))
     })
     .map(|_| ())
-    .map_err(|e| KvError(format!("cannot update {key}: {e:?}")))
+    .map_err(|e| match e {
+        UpdateError::Store(e) if e.kind == KvErrorKind::Unsupported => e,
+        e => KvError::new(format!("cannot update {key}: {e:?}")),
+    })
 }
 
 /// A short sleep that grows with the attempt number (WASI supports sleeping).
@@ -206,7 +278,7 @@ impl KvStore for MemoryKv {
             Some(v) => i64::from_le_bytes(
                 v.as_slice()
                     .try_into()
-                    .map_err(|_| KvError(format!("{key} is not a counter")))?,
+                    .map_err(|_| KvError::new(format!("{key} is not a counter")))?,
             ),
         };
         map.insert(key.to_string(), (current + delta).to_le_bytes().to_vec());
@@ -233,7 +305,7 @@ pub fn get_json<T: serde::de::DeserializeOwned>(
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| KvError(format!("{key} holds invalid JSON: {e}"))),
+            .map_err(|e| KvError::new(format!("{key} holds invalid JSON: {e}"))),
     }
 }
 
@@ -242,7 +314,7 @@ pub fn set_json<T: serde::Serialize>(
     key: &str,
     value: &T,
 ) -> Result<(), KvError> {
-    let bytes = serde_json::to_vec(value).map_err(|e| KvError(e.to_string()))?;
+    let bytes = serde_json::to_vec(value).map_err(|e| KvError::new(e.to_string()))?;
     kv.set(key, &bytes)
 }
 

@@ -215,7 +215,7 @@ impl<'a> ObjectStore<'a> {
     /// lists it.
     fn publish(&self, manifest: &Manifest) -> Result<(), StoreError> {
         let key = manifest_key(&manifest.bucket, &manifest.key);
-        let new = serde_json::to_vec(manifest).map_err(|e| KvError(e.to_string()))?;
+        let new = serde_json::to_vec(manifest).map_err(|e| KvError::new(e.to_string()))?;
         // Swap so exactly the replaced manifest's blobs are freed. (A first write
         // racing another first write may leak the loser's chunks: Spin's CAS on
         // a missing key is an upsert.)
@@ -259,7 +259,7 @@ impl<'a> ObjectStore<'a> {
                 let chunk = self
                     .kv
                     .get(&chunk_key(&blob.id, n))?
-                    .ok_or_else(|| KvError(format!("chunk {n} of {} is missing", m.key)))?;
+                    .ok_or_else(|| KvError::new(format!("chunk {n} of {} is missing", m.key)))?;
                 let c_start = n * CHUNK as u64;
                 let lo = from.max(c_start) - c_start;
                 let hi = (to.min(c_start + chunk.len() as u64) - c_start) as usize;
@@ -301,7 +301,7 @@ impl<'a> ObjectStore<'a> {
                 Ok(()) => {}
                 Err(StoreError::NoSuchUpload) => self.unlist_upload(bucket, id)?,
                 Err(StoreError::Kv(e)) => return Err(e),
-                Err(other) => return Err(KvError(format!("{other:?}"))),
+                Err(other) => return Err(KvError::new(format!("{other:?}"))),
             }
         }
         Ok(keys.len())

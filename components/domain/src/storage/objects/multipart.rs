@@ -120,7 +120,7 @@ impl ObjectStore<'_> {
         self.check_size(size)?;
         let mut md5s = Vec::with_capacity(parts.len() * 16);
         for (_, p) in &parts {
-            md5s.extend(hex::decode(&p.md5).map_err(|e| KvError(e.to_string()))?);
+            md5s.extend(hex::decode(&p.md5).map_err(|e| KvError::new(e.to_string()))?);
         }
         let manifest = Manifest {
             bucket: bucket.into(),

@@ -49,7 +49,7 @@ fn signing_key(kv: &dyn KvStore) -> Result<Vec<u8>, KvError> {
     create_once(kv, SIGNING_KEY, &fresh)?;
     kv.get(SIGNING_KEY)?
         .filter(|k| k.len() == 32)
-        .ok_or_else(|| KvError("storage signing key unreadable".into()))
+        .ok_or_else(|| KvError::new("storage signing key unreadable"))
 }
 
 /// A job's S3 credentials: (access key = job id, secret). The secret is derived
