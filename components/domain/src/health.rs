@@ -113,36 +113,59 @@ mod tests {
         assert_eq!(h.body["components"][0], "health");
     }
 
-    /// Another health check wrote its stamp between our set and get.
-    struct Racing(MemoryKv);
-    impl KvStore for Racing {
+    /// A store that misbehaves as told: `stale_probe` answers the health probe
+    /// with another check's stamp (a concurrent overwrite); `swap_lies` makes
+    /// every swap write and then report failure, as Spin's `type = "redis"`
+    /// key-value backend was measured to.
+    #[derive(Default)]
+    struct Odd {
+        kv: MemoryKv,
+        stale_probe: bool,
+        swap_lies: bool,
+    }
+
+    impl KvStore for Odd {
         fn get(&self, k: &str) -> Result<Option<Vec<u8>>, KvError> {
-            if k == PROBE_KEY {
-                Ok(Some(b"1795880879999".to_vec()))
-            } else {
-                self.0.get(k)
+            if self.stale_probe && k == PROBE_KEY {
+                return Ok(Some(b"1795880879999".to_vec()));
             }
+            self.kv.get(k)
         }
         fn set(&self, k: &str, v: &[u8]) -> Result<(), KvError> {
-            self.0.set(k, v)
+            self.kv.set(k, v)
         }
         fn delete(&self, k: &str) -> Result<(), KvError> {
-            self.0.delete(k)
+            self.kv.delete(k)
         }
         fn exists(&self, k: &str) -> Result<bool, KvError> {
-            self.0.exists(k)
+            self.kv.exists(k)
         }
         fn increment(&self, k: &str, d: i64) -> Result<i64, KvError> {
-            self.0.increment(k, d)
+            self.kv.increment(k, d)
         }
-        fn swap(&self, k: &str, s: Option<&[u8]>, n: &[u8]) -> Result<bool, KvError> {
-            self.0.swap(k, s, n)
+        fn swap(&self, k: &str, seen: Option<&[u8]>, new: &[u8]) -> Result<bool, KvError> {
+            if self.swap_lies {
+                self.kv.set(k, new)?;
+                return Ok(false);
+            }
+            self.kv.swap(k, seen, new)
+        }
+    }
+
+    fn spin_redis_like() -> Odd {
+        Odd {
+            swap_lies: true,
+            ..Odd::default()
         }
     }
 
     #[test]
     fn healthy_when_a_concurrent_check_overwrote_the_probe() {
-        assert!(check(&Racing(MemoryKv::default()), &[], 42).healthy);
+        let racing = Odd {
+            stale_probe: true,
+            ..Odd::default()
+        };
+        assert!(check(&racing, &[], 42).healthy);
     }
 
     #[test]
@@ -160,7 +183,7 @@ mod tests {
 
     #[test]
     fn unhealthy_with_the_cause_when_compare_and_swap_does_not_hold() {
-        let h = check(&SpinRedisLike::default(), &["health"], 42);
+        let h = check(&spin_redis_like(), &["health"], 42);
         assert!(!h.healthy);
         assert_eq!(h.body["status"], "unhealthy");
         assert_eq!(
@@ -176,36 +199,9 @@ mod tests {
         assert_eq!(good.body["checks"][1]["status"], "healthy");
     }
 
-    /// Behaves as Spin's `type = "redis"` key-value backend was measured to:
-    /// every swap writes, then reports failure.
-    #[derive(Default)]
-    pub(crate) struct SpinRedisLike(MemoryKv);
-
-    impl KvStore for SpinRedisLike {
-        fn get(&self, k: &str) -> Result<Option<Vec<u8>>, KvError> {
-            self.0.get(k)
-        }
-        fn set(&self, k: &str, v: &[u8]) -> Result<(), KvError> {
-            self.0.set(k, v)
-        }
-        fn delete(&self, k: &str) -> Result<(), KvError> {
-            self.0.delete(k)
-        }
-        fn exists(&self, k: &str) -> Result<bool, KvError> {
-            self.0.exists(k)
-        }
-        fn increment(&self, k: &str, d: i64) -> Result<i64, KvError> {
-            self.0.increment(k, d)
-        }
-        fn swap(&self, k: &str, _: Option<&[u8]>, new: &[u8]) -> Result<bool, KvError> {
-            self.0.set(k, new)?;
-            Ok(false)
-        }
-    }
-
     #[test]
     fn a_write_on_such_a_store_fails_with_the_cause_instead_of_contended() {
-        let kv = SpinRedisLike::default();
+        let kv = spin_redis_like();
         let e = crate::kernel::kv::edit_json::<Vec<u32>>(&kv, "idx", |v| v.push(1)).unwrap_err();
         assert_eq!(e.kind, crate::kernel::kv::KvErrorKind::Unsupported);
         let api = crate::kernel::error::ApiError::from(e);
