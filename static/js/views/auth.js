@@ -15,7 +15,7 @@ function credentialsForm({ title, intro, submitLabel, withRemember, onSubmit }) 
       required: true,
       autocomplete: withRemember ? "current-password" : "new-password",
     }),
-    withRemember ? null : "At least 8 characters.",
+    withRemember ? null : "At least 12 characters.",
   );
   const remember = h("input", { type: "checkbox", name: "remember" });
   const button = h("button", { type: "submit" }, submitLabel);

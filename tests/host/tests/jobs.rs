@@ -490,6 +490,8 @@ async fn bad_input_is_refused_before_anything_is_written() {
             r.text()
         );
         assert_eq!(r.json()["success"], false);
+        // SimpleTuner's CLI shows only FastAPI's `detail`.
+        assert_eq!(r.json()["detail"], r.json()["message"], "{body}");
     }
     let r = s.app.request("POST", SUBMIT, &[], "not json").await;
     assert_eq!(

@@ -68,9 +68,12 @@ impl ApiError {
         self
     }
 
-    /// The JSON body: `{"error", "message"}` plus `details` when there are any.
+    /// The JSON body: `{"error", "message", "detail"}` plus `details` when
+    /// there are any. `detail` repeats the message because it is the one field
+    /// FastAPI clients such as SimpleTuner's CLI show.
     pub fn body(&self) -> Value {
-        let mut body = json!({ "error": self.code, "message": self.message });
+        let mut body =
+            json!({ "error": self.code, "message": self.message, "detail": self.message });
         if !self.details.is_empty() {
             body["details"] = Value::Object(self.details.clone());
         }
@@ -140,7 +143,7 @@ mod tests {
         let e = ApiError::not_found("no job abc");
         assert_eq!(
             e.body(),
-            json!({"error": "not_found", "message": "no job abc"})
+            json!({"error": "not_found", "message": "no job abc", "detail": "no job abc"})
         );
         let e = ApiError::method_not_allowed("PUT", &["GET"]);
         assert_eq!(e.status, 405);
