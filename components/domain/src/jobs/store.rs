@@ -110,7 +110,14 @@ impl<'a> JobStore<'a> {
                 .map_err(|e| UpdateError::Store(KvError::new(e.message)))?;
             // Status changes are what users subscribe to; failing to queue a
             // notification must not fail the job update itself.
-            let _ = crate::notify::enqueue(self.kv, &event(&job), job.updated_ms);
+            let view = || job.to_api(job.updated_ms);
+            let event = JobEvent {
+                job_id: &job.job_id,
+                owner: &job.owner,
+                status: job.status.as_str(),
+                view: &view,
+            };
+            let _ = crate::notify::enqueue(self.kv, &event, job.updated_ms);
             // Terminal statuses are reached once: settle cost and metrics then.
             if let Some(settlement) = settlement(&job) {
                 let _ = crate::billing::metrics::settle(self.kv, &settlement);
@@ -203,16 +210,6 @@ impl<'a> JobStore<'a> {
 
     pub fn logs(&self, id: &str) -> Result<StoredLogs, ApiError> {
         Ok(get_json(self.kv, &logs_key(id))?.unwrap_or_default())
-    }
-}
-
-/// The status change notifications announce.
-fn event(job: &Job) -> JobEvent<'_> {
-    JobEvent {
-        job_id: &job.job_id,
-        owner: &job.owner,
-        status: job.status.as_str(),
-        job: job.to_api(job.updated_ms),
     }
 }
 

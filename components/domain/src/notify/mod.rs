@@ -239,14 +239,16 @@ pub fn delete(kv: &dyn KvStore, principal: &Principal, id: &str) -> Result<(), A
 }
 
 /// A job's status change, as notifications see it (built by the job store).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct JobEvent<'a> {
     pub job_id: &'a str,
     pub owner: &'a str,
     /// The new status: `queued`, `running`, `completed`, `failed`, ...
     pub status: &'a str,
-    /// The job as the API shows it: the event's `data.job`.
-    pub job: Value,
+    /// The job as the API shows it (the event's `data.job`): called only
+    /// when someone subscribes, so a status change with no subscribers costs
+    /// no serialisation.
+    pub view: &'a dyn Fn() -> Value,
 }
 
 /// The event type a status is announced as; `None` for statuses nobody
@@ -270,7 +272,8 @@ pub fn enqueue(kv: &dyn KvStore, change: &JobEvent, now_ms: u64) -> Result<(), A
     if subs.is_empty() {
         return Ok(());
     }
-    let payload = json!({"type": event, "timestamp": rfc3339(now_ms), "data": {"job": change.job}});
+    let payload =
+        json!({"type": event, "timestamp": rfc3339(now_ms), "data": {"job": (change.view)()}});
     edit_list(kv, OUTBOX, |outbox: &mut Vec<Pending>| {
         for s in &subs {
             // Stable per (job, status, subscription): a retry reuses it.
@@ -379,7 +382,7 @@ mod tests {
             job_id: "j1",
             owner: "alice",
             status: "completed",
-            job: json!({"job_id": "j1"}),
+            view: &|| json!({"job_id": "j1"}),
         };
         enqueue(kv, &done, 0).unwrap();
         let running = JobEvent {
