@@ -16,16 +16,30 @@ for toml in components/*/Cargo.toml tests/*/Cargo.toml; do
   fi
 done
 
-# The browser tests drive Debian's chromium with playwright-core, and prettier
-# checks the UI's formatting (both pinned in tests/ui/package-lock.json; never
-# a browser download).
+# What the tests need from the machine, installed when we can (root with apt,
+# as on CI), or named exactly when we cannot.
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+  echo "==> rustup target add wasm32-wasip2"
+  rustup target add wasm32-wasip2
+fi
+# Debian's chromium (browser tests, driven by playwright-core: never a browser
+# download) and redis-server (the scale-out tests and the suite's Redis pass).
+packages=()
+[ -x /usr/bin/chromium ] || packages+=(chromium)
+command -v redis-server >/dev/null || packages+=(redis-server)
+if [ ${#packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> apt-get install ${packages[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+  else
+    echo "tests need Debian's ${packages[*]}: sudo apt-get install -y ${packages[*]}" >&2
+    exit 1
+  fi
+fi
+# playwright-core and prettier, pinned in tests/ui/package-lock.json.
 if [ ! -d tests/ui/node_modules/playwright-core ] || [ ! -d tests/ui/node_modules/prettier ]; then
   echo "==> npm ci --prefix tests/ui (playwright-core, prettier)"
   npm ci --prefix tests/ui --no-audit --no-fund
-fi
-if [ ! -x /usr/bin/chromium ]; then
-  echo "tests need Debian's chromium: apt-get install -y chromium (.ci/run installs it)" >&2
-  exit 1
 fi
 
 # The storage tests drive the endpoint with real boto3 and the AWS CLI (pinned in tests/requirements.txt).
@@ -39,3 +53,20 @@ cargo build --target wasm32-wasip2 --release "${components[@]}"
 
 echo "==> running tests: ${native[*]}"
 cargo test "${native[@]}"
+
+# The same integration suites again with every app's data in a real Redis
+# (one redis-server for the pass, each app under a key prefix of its own), so
+# both stores are held to the same behaviour.
+redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis_dir=$(mktemp -d)
+redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$redis_dir" --save "" --appendonly no \
+  --daemonize no --logfile "$redis_dir/redis.log" &
+redis_pid=$!
+trap 'kill "$redis_pid" 2>/dev/null; rm -rf "$redis_dir"' EXIT
+for _ in $(seq 100); do
+  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+  sleep 0.05
+done
+echo "==> the integration suites again, on Redis (127.0.0.1:$redis_port)"
+CLOUDTUNER_TEST_REDIS="127.0.0.1:$redis_port" cargo test -p cloudtuner-testhost \
+  --test jobs --test auth --test costs --test live --test storage --test endpoints --test served

@@ -13,10 +13,11 @@ pub struct Health {
 }
 
 /// `components` lists the app's components (from the manifest at build time)
-/// so an operator sees what is deployed; `kv` is checked with a write + read,
-/// and its compare-and-swap with [`check_cas`] (a store whose CAS does not
-/// hold would lose updates: unhealthy, with the cause and the fix).
-pub fn check(kv: &dyn KvStore, components: &[&str], now_unix_ms: u64) -> Health {
+/// so an operator sees what is deployed; `store` says which store serves them
+/// (`embedded` or `redis`). `kv` is checked with a write + read, and its
+/// compare-and-swap with [`check_cas`] (a store whose CAS does not hold would
+/// lose updates: unhealthy, with the cause and the fix).
+pub fn check(kv: &dyn KvStore, store: &str, components: &[&str], now_unix_ms: u64) -> Health {
     let stamp = now_unix_ms.to_string();
     let kv_result = kv
         .set(PROBE_KEY, stamp.as_bytes())
@@ -34,10 +35,45 @@ pub fn check(kv: &dyn KvStore, components: &[&str], now_unix_ms: u64) -> Health 
     };
     // Only worth asking once the store answers at all.
     let (cas_ok, cas_message) = match kv_ok.then(|| check_cas(kv)) {
-        None => (false, "not checked: the store does not answer".to_string()),
+        None => (false, NOT_CHECKED.to_string()),
         Some(Ok(())) => (true, "compare-and-swap holds".to_string()),
         Some(Err(e)) => (false, e.message),
     };
+    report(
+        (kv_ok, kv_message),
+        (cas_ok, cas_message),
+        store,
+        components,
+        now_unix_ms,
+    )
+}
+
+/// The report when the store could not even be opened (a shared Redis that
+/// is down): unhealthy, saying why.
+pub fn store_unreachable(
+    error: &str,
+    store: &str,
+    components: &[&str],
+    now_unix_ms: u64,
+) -> Health {
+    report(
+        (false, error.to_string()),
+        (false, NOT_CHECKED.to_string()),
+        store,
+        components,
+        now_unix_ms,
+    )
+}
+
+const NOT_CHECKED: &str = "not checked: the store does not answer";
+
+fn report(
+    (kv_ok, kv_message): (bool, String),
+    (cas_ok, cas_message): (bool, String),
+    store: &str,
+    components: &[&str],
+    now_unix_ms: u64,
+) -> Health {
     let healthy = kv_ok && cas_ok;
     let status = if healthy { "healthy" } else { "unhealthy" };
     let check = |ok: bool| if ok { "healthy" } else { "unhealthy" };
@@ -46,6 +82,7 @@ pub fn check(kv: &dyn KvStore, components: &[&str], now_unix_ms: u64) -> Health 
         body: json!({
             "status": status,
             "version": crate::VERSION,
+            "store": store,
             "components": components,
             "checks": [{
                 "name": "key_value_store",
@@ -107,7 +144,7 @@ mod tests {
 
     #[test]
     fn healthy_when_store_round_trips() {
-        let h = check(&MemoryKv::default(), &["health"], 42);
+        let h = check(&MemoryKv::default(), "embedded", &["health"], 42);
         assert!(h.healthy);
         assert_eq!(h.body["status"], "healthy");
         assert_eq!(h.body["components"][0], "health");
@@ -165,12 +202,12 @@ mod tests {
             stale_probe: true,
             ..Odd::default()
         };
-        assert!(check(&racing, &[], 42).healthy);
+        assert!(check(&racing, "embedded", &[], 42).healthy);
     }
 
     #[test]
     fn unhealthy_when_store_fails() {
-        let h = check(&Broken, &["health"], 42);
+        let h = check(&Broken, "embedded", &["health"], 42);
         assert!(!h.healthy);
         assert_eq!(h.body["checks"][0]["status"], "unhealthy");
         assert!(
@@ -183,7 +220,7 @@ mod tests {
 
     #[test]
     fn unhealthy_with_the_cause_when_compare_and_swap_does_not_hold() {
-        let h = check(&spin_redis_like(), &["health"], 42);
+        let h = check(&spin_redis_like(), "embedded", &["health"], 42);
         assert!(!h.healthy);
         assert_eq!(h.body["status"], "unhealthy");
         assert_eq!(
@@ -193,8 +230,8 @@ mod tests {
         assert_eq!(h.body["checks"][1]["name"], "key_value_atomics");
         let message = h.body["checks"][1]["message"].as_str().unwrap();
         assert!(message.contains("type = \"redis\""), "{message}");
-        assert!(message.contains("default"), "says the fix: {message}");
-        let good = check(&MemoryKv::default(), &["health"], 42);
+        assert!(message.contains("redis_url"), "says the fix: {message}");
+        let good = check(&MemoryKv::default(), "embedded", &["health"], 42);
         assert!(good.healthy);
         assert_eq!(good.body["checks"][1]["status"], "healthy");
     }

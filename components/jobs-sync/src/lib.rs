@@ -8,7 +8,7 @@ use cloudtuner_domain::jobs::store::JobStore;
 use cloudtuner_domain::jobs::sync::{SyncReport, scheduled_pass};
 use cloudtuner_domain::kernel::clock::now_ms;
 use cloudtuner_domain::kernel::error::ApiError;
-use cloudtuner_spin::{Call, Outcome, SpinHttp, SpinKv, json, respond, variable};
+use cloudtuner_spin::{AppKv, Call, Outcome, SpinHttp, json, respond, variable};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -24,7 +24,7 @@ async fn run(req: &Request) -> Outcome {
 }
 
 /// One sync pass over the store, from either entry point.
-async fn pass(kv: &SpinKv) -> SyncReport {
+async fn pass(kv: &AppKv) -> SyncReport {
     let settings = cloudtuner_spin::provider_settings(kv);
     let retention_days = variable("retention_days");
     let store = JobStore::new(kv);
@@ -40,7 +40,7 @@ async fn pass(kv: &SpinKv) -> SyncReport {
 
 /// The cron entry point has no request: it opens the store itself.
 async fn cron_pass() -> Result<SyncReport, ApiError> {
-    Ok(pass(&SpinKv::open_default()?).await)
+    Ok(pass(&AppKv::open()?).await)
 }
 
 mod cron {

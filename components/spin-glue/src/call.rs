@@ -10,7 +10,7 @@ use cloudtuner_domain::providers::settings::{ProviderSettings, StoredSettings};
 use serde_json::Value;
 use spin_sdk::http::Request;
 
-use crate::kv::SpinKv;
+use crate::kv::AppKv;
 use crate::settings::{self, variable};
 
 /// 405 with `Allow` unless the request's method is one of `methods` (for
@@ -26,7 +26,7 @@ pub fn allow_methods(req: &Request, methods: &[&str]) -> Result<(), ApiError> {
 
 pub struct Call<'a> {
     pub req: &'a Request,
-    pub kv: SpinKv,
+    pub kv: AppKv,
     /// One clock reading per request, so every step agrees on "now".
     pub now_ms: u64,
 }
@@ -43,7 +43,7 @@ impl<'a> Call<'a> {
     pub fn any_method(req: &'a Request) -> Result<Self, ApiError> {
         Ok(Call {
             req,
-            kv: SpinKv::open_default()?,
+            kv: AppKv::open()?,
             now_ms: now_ms(),
         })
     }

@@ -6,6 +6,9 @@
 //! `GET  ...?fetch=url`      → status of an outbound GET, or 502 with the error code.
 //! `GET  ...?atomic_inc=k`   → wasi:keyvalue atomics increment by 1, returns the new value.
 //! `GET  ...?instance_count` → how many requests this instance has served (1 if fresh).
+//! `GET  ...?redis=url&cmd=C&args=a|b` → outbound Redis: opens `url`, runs `C a b`
+//!   through `execute`, and answers the results as JSON (`["status:OK", "nil",
+//!   "int:1", "bin:text"]`), or 502 with the error (`InvalidAddress`, `Other(..)`).
 
 use serde_json::{Map, Value, json};
 use spin_sdk::http::{Request, Response};
@@ -52,6 +55,13 @@ async fn handle(req: Request) -> Response {
             Err(e) => text(500, format!("{e:?}")),
         };
     }
+    if let Some(url) = query(&req, "redis") {
+        return redis_execute(
+            &url,
+            &query(&req, "cmd").unwrap_or_default(),
+            query(&req, "args"),
+        );
+    }
     if let Some(name) = query(&req, "var") {
         return match spin_sdk::variables::get(&name) {
             Ok(v) => text(200, v),
@@ -77,4 +87,36 @@ async fn handle(req: Request) -> Response {
         .header("content-type", "application/json")
         .body(body.to_string())
         .build()
+}
+
+fn redis_execute(url: &str, command: &str, args: Option<String>) -> Response {
+    use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
+    let conn = match Connection::open(url) {
+        Ok(c) => c,
+        Err(e) => return text(502, format!("{e:?}")),
+    };
+    let args: Vec<RedisParameter> = args
+        .unwrap_or_default()
+        .split('|')
+        .filter(|a| !a.is_empty())
+        .map(|a| match a.strip_prefix("int:") {
+            Some(n) => RedisParameter::Int64(n.parse().expect("int argument")),
+            None => RedisParameter::Binary(a.replace("%20", " ").into_bytes()),
+        })
+        .collect();
+    match conn.execute(command, &args) {
+        Ok(results) => {
+            let shown: Vec<String> = results
+                .iter()
+                .map(|r| match r {
+                    RedisResult::Nil => "nil".to_string(),
+                    RedisResult::Status(s) => format!("status:{s}"),
+                    RedisResult::Int64(n) => format!("int:{n}"),
+                    RedisResult::Binary(b) => format!("bin:{}", String::from_utf8_lossy(b)),
+                })
+                .collect();
+            text(200, json!(shown).to_string())
+        }
+        Err(e) => text(502, format!("{e:?}")),
+    }
 }

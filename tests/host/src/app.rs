@@ -93,6 +93,8 @@ struct Inner {
     components: HashMap<String, Loaded>,
     kv: Arc<KvBackend>,
     log_dir: PathBuf,
+    /// The application variables as resolved (given values over defaults).
+    variables: BTreeMap<String, String>,
 }
 
 /// A running app. Cheap to clone.
@@ -230,6 +232,7 @@ impl App {
             .map(Path::to_path_buf)
             .unwrap_or_default();
         let values = resolve_variables(&manifest, &config.variables)?;
+        let variables = values.clone();
         let router = Router::build(
             manifest
                 .trigger
@@ -336,6 +339,7 @@ impl App {
                 router,
                 components,
                 kv,
+                variables,
                 log_dir: config.log_dir.clone(),
             }),
             default_headers: Vec::new(),
@@ -364,8 +368,15 @@ impl App {
         &self.inner.manifest
     }
 
+    /// The host's embedded store (Spin's `default` SQLite store), which the
+    /// app uses unless the variable `redis_url` names a shared Redis.
     pub fn kv(&self) -> &KvBackend {
         &self.inner.kv
+    }
+
+    /// An application variable as resolved at load time.
+    pub fn variable(&self, name: &str) -> Option<&str> {
+        self.inner.variables.get(name).map(String::as_str)
     }
 
     /// Everything every component wrote to stdout/stderr so far.

@@ -1,6 +1,6 @@
 //! Per-request store data and the host side of Spin's interfaces: Spin key-value
-//! and variables (fermyon:spin@2.0.0), wasi:keyvalue store + atomics, WASI, and
-//! wasi-http with an outbound allow-list hook.
+//! and variables (fermyon:spin@2.0.0), wasi:keyvalue store + atomics, WASI,
+//! wasi-http with an outbound allow-list hook, and outbound Redis (`crate::redis`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,8 +15,12 @@ use crate::outbound::OutboundPolicy;
 wasmtime::component::bindgen!({
     path: "wit",
     world: "spin-host",
-    imports: { default: trappable },
+    imports: {
+        "fermyon:spin/redis": async | trappable,
+        default: trappable,
+    },
     with: {
+        "fermyon:spin/redis.connection": crate::redis::RedisConn,
         "fermyon:spin/key-value.store": SpinStore,
         "wasi:keyvalue/store.bucket": Bucket,
         "wasi:keyvalue/atomics.cas": Cas,

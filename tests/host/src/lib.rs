@@ -3,8 +3,8 @@
 //! It reads the real `spin.toml`, routes like Spin (exact > longest prefix >
 //! wildcard, `:name` segments, `spin-*` headers), gives each request a fresh
 //! component instance, provides Spin's key-value (SQLite, Spin's schema and
-//! semantics), variables, `wasi:keyvalue` atomics and outbound HTTP limited to
-//! `allowed_outbound_hosts`, and can fire cron exports. Users run `spin up`;
+//! semantics), variables, `wasi:keyvalue` atomics, and outbound HTTP and Redis
+//! limited to `allowed_outbound_hosts`, and can fire cron exports. Users run `spin up`;
 //! this host exists so tests can drive the real `.wasm` components.
 
 pub mod app;
@@ -13,6 +13,7 @@ pub mod ctx;
 pub mod kv;
 pub mod manifest;
 pub mod outbound;
+pub mod redis;
 pub mod router;
 pub mod server;
 

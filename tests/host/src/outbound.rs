@@ -30,6 +30,7 @@ fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" => Some(80),
         "https" => Some(443),
+        "redis" => Some(6379),
         _ => None,
     }
 }
@@ -125,9 +126,13 @@ impl OutboundPolicy {
         let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
             return false;
         };
-        self.allowed
-            .iter()
-            .any(|a| a.allows(scheme, host, uri.port_u16()))
+        self.allows(scheme, host, uri.port_u16())
+    }
+
+    /// Whether a connection to `scheme://host[:port]` is allowed (outbound
+    /// Redis and the like, whose addresses are not HTTP URIs).
+    pub fn allows(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
+        self.allowed.iter().any(|a| a.allows(scheme, host, port))
     }
 }
 
@@ -162,6 +167,15 @@ mod tests {
         assert!(!allows("https://api.replicate.com", "https://evil.com/"));
         assert!(allows("http://127.0.0.1:3190", "http://127.0.0.1:3190/x"));
         assert!(!allows("http://127.0.0.1:3190", "http://127.0.0.1:3191/x"));
+    }
+
+    #[test]
+    fn redis_addresses_default_to_port_6379_as_in_spin() {
+        let p = OutboundPolicy::parse(&["redis://127.0.0.1:6379".to_string()]).unwrap();
+        assert!(p.allows("redis", "127.0.0.1", None));
+        assert!(p.allows("redis", "127.0.0.1", Some(6379)));
+        assert!(!p.allows("redis", "127.0.0.1", Some(6380)));
+        assert!(!p.allows("rediss", "127.0.0.1", Some(6379)));
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use cloudtuner_testhost::{App, TestResponse};
-use common::{PASSWORD, TestApp, post_json};
+use common::{PASSWORD, TestApp, post_json, stored};
 use fake_replicate::{Outcome, Script};
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -123,12 +123,9 @@ async fn world() -> World {
     // Expire one key in the store; revoke another through the API.
     let hash = hex::encode(sha2::Sha256::digest(expired.as_bytes()));
     let rkey = format!("apikey:{hash}");
-    let mut rec: Value =
-        serde_json::from_slice(&app.kv().get("default", &rkey).unwrap().unwrap()).unwrap();
+    let mut rec: Value = serde_json::from_slice(&stored(&app).get(&rkey).unwrap()).unwrap();
     rec["expires_ms"] = json!(1);
-    app.kv()
-        .set("default", &rkey, rec.to_string().as_bytes())
-        .unwrap();
+    stored(&app).set(&rkey, rec.to_string().as_bytes());
     let r = call(
         &app,
         "DELETE",
@@ -700,7 +697,7 @@ async fn brute_force_logins_are_slowed_and_sessions_end_at_logout() {
     assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() > 0);
     // Made-up usernames lock like real ones (the lock tells nothing), and a
     // flood of them cannot fill the store (Fermyon Cloud: 1,024 keys).
-    let keys_before = w.app.kv().count("default").unwrap();
+    let keys_before = stored(&w.app).count();
     for i in 0..40 {
         let r = call(
             &w.app,
@@ -713,7 +710,7 @@ async fn brute_force_logins_are_slowed_and_sessions_end_at_logout() {
         let expected = if i % 6 == 5 { 429 } else { 401 };
         assert_eq!(r.status, expected, "attempt {i}: {}", r.text());
     }
-    assert_eq!(w.app.kv().count("default").unwrap(), keys_before);
+    assert_eq!(stored(&w.app).count(), keys_before);
     // Alice is unaffected; her cookie works like her bearer token, until logout.
     let r = call(
         &w.app,

@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{cloudtuner, load, spin_toml};
+use common::{cloudtuner, load, spin_toml, stored};
 use fake_replicate::{DEFAULT_TOKEN, FakeReplicate, Fault, FaultKind};
 use serde_json::Value;
 
@@ -30,7 +30,7 @@ async fn health_reports_components_and_checks_the_store() {
     assert_eq!(body["checks"][1]["name"], "key_value_atomics");
     assert_eq!(body["checks"][1]["status"], "healthy", "{body}");
     // The check really went through the store.
-    assert!(app.kv().get("default", "sys:health").unwrap().is_some());
+    assert!(stored(&app).get("sys:health").is_some());
 }
 
 /// Concurrent checks overwrite each other's probe; all must still be healthy

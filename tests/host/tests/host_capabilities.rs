@@ -202,3 +202,96 @@ async fn atomic_increment_never_loses_an_update() {
         Some(20i64.to_le_bytes().to_vec())
     );
 }
+
+/// Outbound Redis as Spin 4.1 was measured to answer it (`../shared/reference/spin.md`):
+/// replies flattened into one list, `OK` as a status, a missing value as nil,
+/// and an address outside `allowed_outbound_hosts` refused before connecting.
+#[tokio::test]
+async fn outbound_redis_answers_as_spin_does_and_needs_a_grant() {
+    let redis = common::RedisServer::start();
+    let (_d, app) = probe(&redis.url());
+    let exec = |cmd: &str, args: &str| {
+        let app = app.clone();
+        let path = format!("/x?redis={}&cmd={cmd}&args={args}", redis.url());
+        async move {
+            let r = app.request("GET", &path, &[], "").await;
+            (r.status, r.text())
+        }
+    };
+    let ok = |v: &[&str]| (200, serde_json::to_string(v).unwrap());
+    assert_eq!(exec("SET", "k|v|NX").await, ok(&["status:OK"]));
+    assert_eq!(
+        exec("SET", "k|w|NX").await,
+        ok(&["nil"]),
+        "create-if-absent"
+    );
+    assert_eq!(exec("SET", "n|int:41").await, ok(&["status:OK"]));
+    assert_eq!(exec("INCRBY", "n|int:1").await, ok(&["int:42"]));
+    assert_eq!(
+        exec("MGET", "k|missing|n").await,
+        ok(&["bin:v", "nil", "bin:42"])
+    );
+    let script = "if%20redis.call('GET',KEYS[1])==ARGV[1]%20then%20redis.call('SET',KEYS[1],ARGV[2])%20return%201%20end%20return%200";
+    assert_eq!(
+        exec("EVAL", &format!("{script}|int:1|k|stale|x")).await,
+        ok(&["int:0"])
+    );
+    assert_eq!(
+        exec("EVAL", &format!("{script}|int:1|k|v|x")).await,
+        ok(&["int:1"])
+    );
+    // SCAN's [cursor, [keys]] arrives flat: [cursor, key, key].
+    let (status, body) = exec("SCAN", "0|MATCH|*|COUNT|100").await;
+    assert_eq!(status, 200);
+    let mut flat: Vec<String> = serde_json::from_str(&body).unwrap();
+    assert_eq!(flat.remove(0), "bin:0");
+    flat.sort();
+    assert_eq!(flat, ["bin:k", "bin:n"]);
+    // A server error is `other`, in Redis' words.
+    let (status, body) = exec("INCRBY", "k|int:1").await;
+    assert_eq!(status, 502);
+    assert!(
+        body.starts_with("Error::Other(") && body.contains("not an integer"),
+        "{body}"
+    );
+
+    // Not in allowed_outbound_hosts: refused as an invalid address, no connection made.
+    let other = common::RedisServer::start();
+    let r = app
+        .request(
+            "GET",
+            &format!("/x?redis={}&cmd=PING", other.url()),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (502, "Error::InvalidAddress")
+    );
+    let r = app
+        .request(
+            "GET",
+            &format!("/api/exact?redis={}&cmd=PING", redis.url()),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (502, "Error::InvalidAddress"),
+        "no grant at all"
+    );
+    // Allowed but down: the client's error, as `other`, naming what happened.
+    let url = redis.url();
+    drop(redis);
+    let r = app
+        .request("GET", &format!("/x?redis={url}&cmd=PING"), &[], "")
+        .await;
+    assert_eq!(r.status, 502);
+    assert!(
+        r.text().starts_with("Error::Other(") && r.text().contains("refused"),
+        "{}",
+        r.text()
+    );
+}

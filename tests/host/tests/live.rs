@@ -5,7 +5,7 @@
 mod common;
 
 use cloudtuner_testhost::{App, HostConfig};
-use common::{TestApp, job, post_json, spin_toml};
+use common::{TestApp, job, post_json, spin_toml, stored};
 use fake_replicate::{Outcome, Script, signing};
 use serde_json::{Value, json};
 
@@ -122,11 +122,12 @@ async fn the_sync_alone_finishes_jobs_when_webhooks_are_lost_and_cron_does_the_s
     assert_eq!(r.json()["updated"], 2);
     assert_eq!(job(&l.app, &a).await["progress"]["step"], 2);
     // The cron app: same store, only the sync component, fired as the plugin would.
-    let cron = App::load(
-        &HostConfig::new(spin_toml().with_file_name("spin-cron.toml"), l.state.path())
+    let cron = App::load(&common::same_store(
+        HostConfig::new(spin_toml().with_file_name("spin-cron.toml"), l.state.path())
             .variable("replicate_api_base", l.fake.url())
             .variable("replicate_api_token", fake_replicate::DEFAULT_TOKEN),
-    )
+        &l.app,
+    ))
     .unwrap();
     assert_eq!(cron.manifest().trigger.cron.len(), 1);
     l.fake.advance(1000);
@@ -371,12 +372,10 @@ async fn notification_receivers_get_signed_events_and_failures_are_retried() {
         ),
         (Some(0), Some(1)),
         "{r} outbox={:?} keys={:?}",
-        l.app
-            .kv()
-            .get("default", "notif:outbox")
-            .unwrap()
+        stored(&l.app)
+            .get("notif:outbox")
             .map(|v| String::from_utf8_lossy(&v).into_owned()),
-        l.app.kv().keys("default").unwrap()
+        stored(&l.app).keys()
     );
     // Not due yet; then due after the 5 s backoff: retried with the same webhook-id.
     let r = l

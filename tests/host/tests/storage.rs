@@ -310,16 +310,13 @@ async fn boto3_uploads_downloads_lists_and_is_kept_to_its_job() {
     ok(&r[1]);
     let jkey = format!("job:{id}");
     let mut stored: Value =
-        serde_json::from_slice(&s.app.kv().get("default", &jkey).unwrap().unwrap()).unwrap();
+        serde_json::from_slice(&common::stored(&s.app).get(&jkey).unwrap()).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
     stored["completed_ms"] = json!(now - 2 * 3600 * 1000 - 60_000);
-    s.app
-        .kv()
-        .set("default", &jkey, stored.to_string().as_bytes())
-        .unwrap();
+    common::stored(&s.app).set(&jkey, stored.to_string().as_bytes());
     let r = boto3(
         &creds,
         None,
@@ -367,7 +364,7 @@ async fn boto3_uploads_downloads_lists_and_is_kept_to_its_job() {
         .request("DELETE", &format!("/api/cloud/jobs/{id}"), &[], "")
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let keys = s.app.kv().keys("default").unwrap();
+    let keys = common::stored(&s.app).keys();
     assert!(
         !keys
             .iter()
@@ -707,7 +704,7 @@ async fn an_object_above_the_configured_limit_is_refused_whole() {
     );
     assert!(r.text().contains("storage_max_object_mb"), "{}", r.text());
     // Nothing of it was kept: no chunk, no manifest, not listed.
-    let keys = s.app.kv().keys("default").unwrap();
+    let keys = common::stored(&s.app).keys();
     assert!(
         !keys
             .iter()

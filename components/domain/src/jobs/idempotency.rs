@@ -96,12 +96,10 @@ pub fn claim(
     };
     for _ in 0..MAX_CAS_ATTEMPTS {
         let Some(raw) = kv.read_for_swap(&rkey)? else {
-            if kv.increment(&format!("claim:{rkey}"), 1)? == 1 {
-                kv.set(&rkey, &serde_json::to_vec(&fresh(now_ms)).expect("record"))?;
+            if kv.create(&rkey, &serde_json::to_vec(&fresh(now_ms)).expect("record"))? {
                 return Ok(Claim::New(reservation));
             }
-            // Another request claimed it and is about to write the record.
-            std::thread::sleep(std::time::Duration::from_millis(2));
+            // Another request created it meanwhile: read what it wrote.
             continue;
         };
         let rec: Option<Record> = serde_json::from_slice(&raw).ok();

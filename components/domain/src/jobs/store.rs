@@ -192,12 +192,21 @@ impl<'a> JobStore<'a> {
             .filter(|e| q.provider.as_deref().is_none_or(|p| e.2 == p))
             .collect();
         let total = matches.len();
-        let mut jobs = Vec::new();
-        for entry in matches.iter().skip(q.offset).take(q.limit) {
-            // A record may have moved on since the index was read; a deleted
-            // one is simply skipped.
-            if let Some(job) = self.get(&entry.0)? {
-                jobs.push(job);
+        let keys: Vec<String> = matches
+            .iter()
+            .skip(q.offset)
+            .take(q.limit)
+            .map(|e| job_key(&e.0))
+            .collect();
+        // One batch read for the page (one `MGET` on Redis). A record may have
+        // moved on since the index was read; a deleted one is simply skipped.
+        let mut jobs = Vec::with_capacity(keys.len());
+        for (key, raw) in keys.iter().zip(self.kv.get_many(&keys)?) {
+            if let Some(raw) = raw {
+                jobs.push(
+                    serde_json::from_slice(&raw)
+                        .map_err(|e| KvError::new(format!("{key} holds invalid JSON: {e}")))?,
+                );
             }
         }
         Ok((jobs, total))

@@ -129,6 +129,10 @@ impl From<crate::kernel::kv::KvError> for ApiError {
             crate::kernel::kv::KvErrorKind::Unsupported => {
                 ApiError::new(503, "storage_unsupported", e.message)
             }
+            crate::kernel::kv::KvErrorKind::Unavailable => {
+                ApiError::new(503, "storage_unavailable", e.message)
+                    .with_detail("retry_after_secs", 5)
+            }
             crate::kernel::kv::KvErrorKind::Failed => ApiError::storage(e.to_string()),
         }
     }

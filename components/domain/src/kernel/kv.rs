@@ -18,6 +18,9 @@ pub enum KvErrorKind {
     /// The store works but cannot give the guarantees cloudtuner needs (its
     /// compare-and-swap does not hold): a deployment problem, not a bug.
     Unsupported,
+    /// The store cannot be reached right now (a shared Redis that is down or
+    /// restarting): nothing was written by the failed call; try again later.
+    Unavailable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +40,13 @@ impl KvError {
     pub fn unsupported(message: impl Into<String>) -> Self {
         KvError {
             kind: KvErrorKind::Unsupported,
+            message: message.into(),
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        KvError {
+            kind: KvErrorKind::Unavailable,
             message: message.into(),
         }
     }
@@ -69,6 +79,54 @@ pub trait KvStore {
     fn read_for_swap(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         self.get(key)
     }
+    /// Several values at once, in the order of `keys` (one round trip where
+    /// the store has a batch read, e.g. Redis' `MGET`).
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+    /// Writes `value` only if `key` does not exist, atomically; true for the
+    /// one caller that created it. Stores with a real create-if-absent (Redis'
+    /// `SET NX`) override this; the default claims the key with `increment`
+    /// (see [`claim_create`]), since a CAS on a missing key is an upsert on Spin.
+    fn create(&self, key: &str, value: &[u8]) -> Result<bool, KvError> {
+        claim_create(self, key, value)
+    }
+    /// Deletes a key made by [`KvStore::create`], with whatever claim made it.
+    fn delete_created(&self, key: &str) -> Result<(), KvError> {
+        // Value first, counter second: a creator racing in between sees a
+        // count above 1, waits, and claims afresh once the counter is gone;
+        // the reverse order could let two creators in.
+        self.delete(key)?;
+        self.delete(&claim_key(key))
+    }
+}
+
+fn claim_key(key: &str) -> String {
+    format!("claim:{key}")
+}
+
+/// Create-if-absent on a store whose only atomic primitive for new keys is
+/// `increment`: the caller whose increment of `claim:<key>` returns 1 writes
+/// the key; others wait until it is there. Returns true for the creator.
+pub fn claim_create<K: KvStore + ?Sized>(
+    kv: &K,
+    key: &str,
+    initial: &[u8],
+) -> Result<bool, KvError> {
+    if kv.exists(key)? {
+        return Ok(false);
+    }
+    if kv.increment(&claim_key(key), 1)? == 1 {
+        kv.set(key, initial)?;
+        return Ok(true);
+    }
+    for attempt in 0..MAX_CAS_ATTEMPTS {
+        if kv.exists(key)? {
+            return Ok(false);
+        }
+        backoff(attempt);
+    }
+    Err(KvError::new(format!("{key} was claimed but never written")))
 }
 
 /// How often a CAS update retries under contention before giving up.
@@ -116,8 +174,10 @@ pub fn update<E>(
 /// What an operator reads when the store's compare-and-swap does not hold.
 pub const CAS_BROKEN: &str = "the key-value store's compare-and-swap does not hold, so concurrent \
     updates could be lost. Spin's `type = \"redis\"` key-value backend does this (its swap reports \
-    failure after writing, and its WATCH is shared by every request). Run cloudtuner on Spin's default \
-    key-value store (remove the `[key_value_store.default]` entry from the runtime config).";
+    failure after writing, and its WATCH is shared by every request). Remove the \
+    `[key_value_store.default]` entry from the runtime config: one instance runs on Spin's embedded \
+    store, and several instances share a Redis by setting the variables `redis_url` and \
+    `redis_host` instead (cloudtuner then swaps atomically on the Redis server).";
 
 /// Checks, on a key of its own, that compare-and-swap holds: a swap of the
 /// value just read succeeds, and a swap of a value someone else has replaced
@@ -150,33 +210,16 @@ pub fn check_cas(kv: &dyn KvStore) -> Result<(), KvError> {
     result
 }
 
-/// Creates `key` with `initial` unless it exists, race-free on Spin: the caller
-/// whose `increment` of `claim:<key>` returns 1 writes it; others wait for it.
-/// Returns true for the creator.
+/// Creates `key` with `initial` unless it exists, race-free on every store
+/// ([`KvStore::create`]). Returns true for the creator.
 pub fn create_once(kv: &dyn KvStore, key: &str, initial: &[u8]) -> Result<bool, KvError> {
-    if kv.exists(key)? {
-        return Ok(false);
-    }
-    if kv.increment(&format!("claim:{key}"), 1)? == 1 {
-        kv.set(key, initial)?;
-        return Ok(true);
-    }
-    for attempt in 0..MAX_CAS_ATTEMPTS {
-        if kv.exists(key)? {
-            return Ok(false);
-        }
-        backoff(attempt);
-    }
-    Err(KvError::new(format!("{key} was claimed but never written")))
+    kv.create(key, initial)
 }
 
 /// Deletes a key made by [`create_once`] (or claimed the same way) together
-/// with its claim counter. Value first, counter second: a creator racing in
-/// between sees a count above 1, waits, and claims afresh once the counter is
-/// gone; the reverse order could let two creators in.
+/// with whatever claim made it.
 pub fn delete_created(kv: &dyn KvStore, key: &str) -> Result<(), KvError> {
-    kv.delete(key)?;
-    kv.delete(&format!("claim:{key}"))
+    kv.delete_created(key)
 }
 
 /// Takes a named slot (a unique username, say) race-free on Spin: a missing
@@ -187,12 +230,11 @@ pub fn claim_slot(kv: &dyn KvStore, key: &str, value: &[u8]) -> Result<bool, KvE
     for attempt in 0..MAX_CAS_ATTEMPTS {
         match kv.read_for_swap(key)? {
             None => {
-                if kv.increment(&format!("claim:{key}"), 1)? == 1 {
-                    kv.set(key, value)?;
+                if kv.create(key, value)? {
                     return Ok(true);
                 }
-                // Claimed by someone else, who is about to write it.
-                backoff(attempt + 3);
+                // Created by someone else meanwhile: look again.
+                backoff(attempt);
             }
             Some(current) if current.is_empty() => {
                 if kv.swap(key, Some(&current), value)? {

@@ -2,6 +2,13 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub(crate) mod redis_server;
+pub(crate) use redis_server::RedisServer;
+pub(crate) mod store;
+#[allow(unused_imports)]
+pub(crate) use store::stored;
 
 use cloudtuner_testhost::{App, HostConfig, server, workspace_root};
 use fake_replicate::FakeReplicate;
@@ -31,10 +38,55 @@ pub(crate) const SUBMIT: &str = "/api/cloud/jobs/submit?provider=replicate";
 /// The host configuration every test app starts from: its own state
 /// directory, the admin token, and notifications only to loopback (tests
 /// never reach beyond it).
+///
+/// With `CLOUDTUNER_TEST_REDIS=host:port` (set by `tests/run-all.sh` for the
+/// suite's second pass) every app keeps its data in that Redis instead of the
+/// embedded store, each under a key prefix of its own.
 fn base_config(manifest: PathBuf, state: &std::path::Path) -> HostConfig {
-    HostConfig::new(manifest, state)
+    let config = HostConfig::new(manifest, state)
         .variable("admin_token", ADMIN_TOKEN)
-        .variable("notification_hosts", "http://127.0.0.1:*")
+        .variable("notification_hosts", "http://127.0.0.1:*");
+    match std::env::var("CLOUDTUNER_TEST_REDIS") {
+        Ok(host) if !host.is_empty() => with_redis(config, &host, &fresh_prefix()),
+        _ => config,
+    }
+}
+
+/// The app's store is the Redis at `host` (`host:port`), keys under `prefix`.
+fn with_redis(config: HostConfig, host: &str, prefix: &str) -> HostConfig {
+    config
+        .variable("redis_url", format!("redis://{host}"))
+        .variable("redis_host", host)
+        .variable("redis_key_prefix", prefix)
+}
+
+/// `config` on the same store as `app` (a second manifest of one
+/// installation, such as the cron app): the same Redis and prefix, if any.
+pub(crate) fn same_store(config: HostConfig, app: &App) -> HostConfig {
+    ["redis_url", "redis_host", "redis_key_prefix"]
+        .into_iter()
+        .fold(config, |c, name| match app.variable(name) {
+            Some(v) => c.variable(name, v),
+            None => c,
+        })
+}
+
+/// A key prefix no other app of this test run uses.
+fn fresh_prefix() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "test-{}-{}:",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Which store the apps of this run use: `redis` in the suite's Redis pass.
+pub(crate) fn store_under_test() -> &'static str {
+    match std::env::var("CLOUDTUNER_TEST_REDIS") {
+        Ok(h) if !h.is_empty() => "redis",
+        _ => "embedded",
+    }
 }
 
 /// An app from `manifest` with its own state directory (KV file, logs),
@@ -78,6 +130,16 @@ pub(crate) struct TestApp {
 pub(crate) struct TestAppBuilder {
     vars: Vec<(String, String)>,
     served: bool,
+}
+
+impl TestAppBuilder {
+    /// Keeps the app's data in `redis` under `prefix`: apps built with the
+    /// same server and prefix are replicas of one installation.
+    pub(crate) fn redis(self, redis: &RedisServer, prefix: &str) -> Self {
+        self.var("redis_url", &redis.url())
+            .var("redis_host", &redis.host())
+            .var("redis_key_prefix", prefix)
+    }
 }
 
 impl TestApp {

@@ -1,4 +1,4 @@
-//! Spin's `default` key-value store as the domain's [`KvStore`].
+//! Spin's embedded `default` key-value store (SQLite under `spin up`) as the domain's [`KvStore`].
 
 use cloudtuner_domain::kernel::error::ApiError;
 use cloudtuner_domain::kernel::kv::{KvError, KvStore};
