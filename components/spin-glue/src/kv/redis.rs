@@ -185,6 +185,7 @@ fn is_unreachable(message: &str) -> bool {
         "loading",
         "io error",
         "connection",
+        "max number of clients",
     ]
     .iter()
     .any(|p| m.contains(p))
