@@ -22,8 +22,14 @@ async fn run(req: &Request) -> Outcome {
         return Ok(json(200, &delete(&store, &principal, &id, call.now_ms)?));
     }
     let job = visible_job(&store, &principal, &id)?;
-    let settings = call.provider_settings();
-    let (job, refresh_error) = refresh(&store, &SpinHttp, &settings, job, call.now_ms).await;
+    // A finished job is never refreshed: its read is the record alone (no
+    // settings read).
+    let (job, refresh_error) = if job.status.is_terminal() {
+        (job, None)
+    } else {
+        let settings = call.provider_settings();
+        refresh(&store, &SpinHttp, &settings, job, call.now_ms).await
+    };
     Ok(json(
         200,
         &j!({"job": job.to_api_detail(call.now_ms), "refresh_error": refresh_error}),

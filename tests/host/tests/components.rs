@@ -18,6 +18,10 @@ const ALLOWED: &[&str] = &[
     "wasi:http/outgoing-handler@",
     "fermyon:spin/key-value@2.0.0",
     "fermyon:spin/variables@2.0.0",
+    // Outbound Redis, for installations that share a Redis (`redis_url`):
+    // in Spin since 2.0 (this version of the interface), Fermyon Cloud and
+    // SpinKube's shim.
+    "fermyon:spin/redis@2.0.0",
     "wasi:keyvalue/store@0.2.0-draft2",
     "wasi:keyvalue/atomics@0.2.0-draft2",
     "wasi:keyvalue/batch@0.2.0-draft2",

@@ -389,7 +389,7 @@ mod tests {
     fn delete_needs_a_terminal_job_and_cancel_refuses_terminal_ones() {
         let kv = MemoryKv::default();
         let store = JobStore::new(&kv);
-        store.create(&job()).unwrap();
+        store.create(&mut job()).unwrap();
         let p = Principal::admin("local");
         let err = delete(&store, &p, "j", 0).unwrap_err();
         assert_eq!((err.status, err.code), (409, "invalid_job_state"));

@@ -102,11 +102,12 @@ pub async fn list_jobs<H: HttpClient>(
     if p.sync_active {
         // Refresh first, so the page reflects it; only the caller's own jobs.
         let active: Vec<String> = store
-            .index(Some(&principal.id))?
+            .active()?
             .into_iter()
-            .filter(|e| !e.1.is_terminal())
+            .rev()
+            .filter(|(_, owner)| *owner == principal.id)
             .take(SYNC_ACTIVE_BUDGET)
-            .map(|e| e.0)
+            .map(|(id, _)| id)
             .collect();
         let forced = settings.always_refresh();
         for id in active {
@@ -117,13 +118,19 @@ pub async fn list_jobs<H: HttpClient>(
             }
         }
     }
-    let (jobs, total) = store.list(&ListQuery {
+    let q = ListQuery {
         owner,
         status: p.status,
         provider: p.provider.clone(),
         limit: p.limit,
         offset: p.offset,
-    })?;
+    };
+    let (mut jobs, mut total) = store.list(&q)?;
+    // An installation upgraded from the one-value index lists nothing until
+    // its jobs are moved into pages: the first list that sees none moves them.
+    if total == 0 && crate::jobs::legacy_index::migrate(store)? > 0 {
+        (jobs, total) = store.list(&q)?;
+    }
     Ok(json!({
         "jobs": jobs.iter().map(|j| j.to_api(now_ms)).collect::<Vec<_>>(),
         "total": total,

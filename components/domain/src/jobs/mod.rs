@@ -7,14 +7,17 @@ pub mod datasets;
 pub mod delivery;
 pub mod estimate;
 pub mod idempotency;
+pub mod legacy_index;
 pub mod lifecycle;
 pub mod listing;
 pub mod outputs;
+pub mod pages;
 pub mod progress;
 pub mod record;
 pub mod retention;
 pub mod store;
 pub mod submit;
+pub mod summary;
 pub mod sync;
 pub mod webhooks;
 

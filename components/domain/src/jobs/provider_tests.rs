@@ -35,7 +35,7 @@ fn queued(kv: &MemoryKv) -> Job {
     let mut j = job("j1", "alice");
     j.status = JobStatus::Queued;
     j.prediction_id = Some("p1".into());
-    JobStore::new(kv).create(&j).unwrap();
+    JobStore::new(kv).create(&mut j).unwrap();
     j
 }
 
@@ -158,7 +158,7 @@ fn the_sync_adopts_a_prediction_whose_create_answer_was_lost() {
     let mut orphan = job("j2", "alice");
     orphan.input_sha256 = Some(hex::encode(Sha256::digest(input.to_string().as_bytes())));
     orphan.created_ms = NOW;
-    JobStore::new(&kv).create(&orphan).unwrap();
+    JobStore::new(&kv).create(&mut orphan).unwrap();
     let http = ScriptedHttp::new();
     http.on(
         Method::Get,

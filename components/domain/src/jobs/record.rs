@@ -121,6 +121,14 @@ pub const DELETABLE: [JobStatus; 3] = [
     JobStatus::Cancelled,
 ];
 
+/// A job's page in each list scope (every job's, its owner's), kept in its
+/// record so a change goes straight to its page (see `jobs::pages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slots {
+    pub all: u64,
+    pub owner: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub job_id: String,
@@ -173,6 +181,12 @@ pub struct Job {
     /// with the job once past its 24 h (not shown in responses).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_record: Option<String>,
+    /// Bumped by every change the job list shows (see `jobs::summary`).
+    #[serde(default)]
+    pub rev: u64,
+    /// The job's page in each list scope (see `jobs::pages`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_pages: Option<Slots>,
     #[serde(default)]
     pub extra: Map<String, Value>,
 }

@@ -6,18 +6,18 @@
 //! history is the user's call. Daily aggregates and spend counters are not
 //! per job and stay, so metrics and cost limits still count pruned jobs.
 //!
-//! Cost per pass: one index read, then job reads from the oldest end of the
-//! index only, at most [`SCAN_LIMIT`] of them, and at most [`PRUNE_BATCH`]
-//! deletions, so a pass stays short however many jobs are due; the next pass
-//! continues.
+//! Cost per pass: the oldest [`SCAN_PAGES`] pages of the job list, a record
+//! read for each finished job on them (at most 256),
+//! and at most [`PRUNE_BATCH`] deletions, so a pass stays short however many
+//! jobs are due; the next pass continues (emptied pages are skipped then).
 
 use serde_json::{Value, json};
 
 use crate::jobs::store::JobStore;
 
 pub const DAY_MS: u64 = 24 * 3600 * 1000;
-/// Finished jobs examined per pass, oldest first.
-pub const SCAN_LIMIT: usize = 200;
+/// List pages examined per pass, oldest first (64 jobs each).
+pub const SCAN_PAGES: u64 = 4;
 /// Jobs deleted per pass at most.
 pub const PRUNE_BATCH: usize = 50;
 
@@ -60,27 +60,29 @@ pub fn prune(store: &JobStore, days: u64, now_ms: u64) -> PruneReport {
         return report;
     }
     let cutoff = now_ms.saturating_sub(days * DAY_MS);
-    let index = match store.index(None) {
-        Ok(index) => index,
+    // The oldest pages of the list, oldest job first; the finished ones are
+    // checked against their record (the authority on when a job ended). A job
+    // that is still running, or ended recently although created long ago, is
+    // skipped.
+    let oldest = match store.oldest(SCAN_PAGES) {
+        Ok(oldest) => oldest,
         Err(e) => {
             report.errors.push(json!({"error": e.message}));
             return report;
         }
     };
-    // Newest first: the oldest jobs are at the end. A job that is still
-    // running, or ended recently although created long ago, is skipped.
-    let finished = index.iter().rev().filter(|e| e.1.is_terminal());
-    for entry in finished.take(SCAN_LIMIT) {
+    let due = oldest.iter().filter(|s| s.status.is_terminal());
+    for summary in due {
         if report.pruned >= PRUNE_BATCH {
             break;
         }
-        let job = match store.get(&entry.0) {
+        let job = match store.get(&summary.job_id) {
             Ok(Some(job)) => job,
             Ok(None) => continue,
             Err(e) => {
                 report
                     .errors
-                    .push(json!({"job_id": entry.0, "error": e.message}));
+                    .push(json!({"job_id": summary.job_id, "error": e.message}));
                 continue;
             }
         };
@@ -102,6 +104,7 @@ mod tests {
     use super::*;
     use crate::jobs::idempotency::{self, Claim};
     use crate::jobs::record::JobStatus;
+    use crate::jobs::store::ListQuery;
     use crate::jobs::store::tests::job;
     use crate::kernel::kv::MemoryKv;
 
@@ -110,7 +113,7 @@ mod tests {
         j.status = status;
         j.completed_ms = Some(ended);
         j.updated_ms = ended;
-        store.create(&j).unwrap();
+        store.create(&mut j).unwrap();
         store.set_logs(id, "log line").unwrap();
     }
 
@@ -135,7 +138,7 @@ mod tests {
         let mut running = job("old-running", "alice");
         running.status = JobStatus::Running;
         running.updated_ms = now - 90 * DAY_MS;
-        store.create(&running).unwrap();
+        store.create(&mut running).unwrap();
         // The old job came from an idempotency key, long expired.
         let Claim::New(r) = idempotency::claim(&kv, "alice", "ci-123", "fp", 0).unwrap() else {
             panic!()
@@ -152,12 +155,16 @@ mod tests {
         let report = prune(&store, 30, now);
         assert_eq!(report.pruned, 2, "{report:?}");
         let left: Vec<String> = store
-            .index(None)
+            .list(&ListQuery {
+                limit: 10,
+                ..Default::default()
+            })
             .unwrap()
+            .0
             .into_iter()
-            .map(|e| e.0)
+            .map(|s| s.job_id)
             .collect();
-        assert_eq!(left, ["old-running", "recent"]);
+        assert_eq!(left, ["recent", "old-running"]);
         let mut keys = kv.keys();
         keys.sort();
         assert!(
@@ -185,6 +192,10 @@ mod tests {
         }
         assert_eq!(prune(&store, 1, now).pruned, PRUNE_BATCH);
         assert_eq!(prune(&store, 1, now).pruned, 5);
-        assert!(store.index(None).unwrap().is_empty());
+        let q = ListQuery {
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(store.list(&q).unwrap().1, 0);
     }
 }

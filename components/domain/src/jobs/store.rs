@@ -4,18 +4,19 @@
 //! - `job:<id>` — the job record (JSON). Created once (ids are random UUIDs),
 //!   then only changed by compare-and-swap ([`crate::kernel::kv::update`]) so
 //!   concurrent writers (submit, webhook, sync, cancel) never lose an update.
-//! - `jobidx:all` and `jobidx:u:<owner>` — newest-first arrays of
-//!   `[id, status, provider]`. A list request reads one index value, filters
-//!   it in memory and then reads only the `limit` job records it returns, so
-//!   listing costs O(limit) record reads whatever the number of jobs. Indexes
-//!   are created race-free ([`crate::kernel::kv::create_once`]) and changed by CAS.
+//! - the list's index: job summaries in fixed-size pages per scope, a head
+//!   with exact counts, and the set of active jobs ([`crate::jobs::pages`]).
+//!   A list request reads the head and one or two pages, never a record; a
+//!   change to a job rewrites its summary in its one page.
 //! - `joblogs:<id>` — the job's logs (`{"dropped": bytes, "text": ...}`), the
 //!   last 768 KiB kept so a value stays under Fermyon Cloud's 1 MB.
 
 use serde::{Deserialize, Serialize};
 
 use crate::billing::metrics::{Outcome, Settlement};
-use crate::jobs::record::{Job, JobStatus};
+use crate::jobs::pages::{self, Scope};
+use crate::jobs::record::{Job, JobStatus, Slots};
+use crate::jobs::summary::Summary;
 use crate::kernel::error::ApiError;
 use crate::kernel::kv::{self, KvError, KvStore, UpdateError, get_json, set_json};
 use crate::notify::JobEvent;
@@ -29,15 +30,6 @@ fn job_key(id: &str) -> String {
 fn logs_key(id: &str) -> String {
     format!("joblogs:{id}")
 }
-
-pub const INDEX_ALL: &str = "jobidx:all";
-
-pub fn owner_index(owner: &str) -> String {
-    format!("jobidx:u:{owner}")
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IndexEntry(pub String, pub JobStatus, pub String);
 
 pub struct JobStore<'a> {
     kv: &'a dyn KvStore,
@@ -67,12 +59,22 @@ impl<'a> JobStore<'a> {
         get_json(self.kv, &job_key(id)).map_err(ApiError::from)
     }
 
-    /// Stores a new job and lists it.
-    pub fn create(&self, job: &Job) -> Result<(), ApiError> {
+    /// Stores a new job and lists it: a slot in each scope's pages (kept in
+    /// the record, so later changes go straight to its page), the record,
+    /// then its summary.
+    pub fn create(&self, job: &mut Job) -> Result<(), ApiError> {
+        let summary = Summary::of(job);
+        let slots = Slots {
+            all: pages::assign(self.kv, Scope::All, &summary)?,
+            owner: pages::assign(self.kv, Scope::Owner(&job.owner), &summary)?,
+        };
+        job.list_pages = Some(slots);
         set_json(self.kv, &job_key(&job.job_id), job)?;
-        let entry = IndexEntry(job.job_id.clone(), job.status, job.provider.clone());
-        for index in [INDEX_ALL.to_string(), owner_index(&job.owner)] {
-            self.edit_index(&index, |entries| entries.insert(0, entry.clone()))?;
+        for scope in [Scope::All, Scope::Owner(&job.owner)] {
+            pages::put(self.kv, scope, slots.of(scope), &summary)?;
+        }
+        if !job.status.is_terminal() {
+            pages::set_active(self.kv, &job.job_id, &job.owner, true)?;
         }
         Ok(())
     }
@@ -91,8 +93,16 @@ impl<'a> JobStore<'a> {
         let mut before = None;
         let bytes = kv::update(self.kv, &job_key(id), |current| {
             let mut job: Job = serde_json::from_slice(current).map_err(|_| Refusal::NotAJob)?;
-            before = Some(job.status);
+            let was = Summary::of(&job);
             f(&mut job).map_err(Refusal::By)?;
+            let mut now = Summary::of(&job);
+            now.rev = was.rev;
+            if now != was {
+                // Only a change the list shows gets a new revision (and a
+                // page write); a refresh that changes nothing visible does not.
+                job.rev += 1;
+            }
+            before = Some(was);
             Ok(serde_json::to_vec(&job).expect("job serialises"))
         })
         .map_err(|e| match e {
@@ -105,9 +115,14 @@ impl<'a> JobStore<'a> {
             UpdateError::Store(s) => UpdateError::Store(s),
         })?;
         let job: Job = serde_json::from_slice(&bytes).expect("just written");
-        if before != Some(job.status) {
-            self.reindex(&job)
+        let Some(was) = before else {
+            return Ok(job);
+        };
+        if was.rev != job.rev {
+            self.relist(&job, was.status)
                 .map_err(|e| UpdateError::Store(KvError::new(e.message)))?;
+        }
+        if was.status != job.status {
             // Status changes are what users subscribe to; failing to queue a
             // notification must not fail the job update itself.
             let view = || job.to_api(job.updated_ms);
@@ -126,13 +141,21 @@ impl<'a> JobStore<'a> {
         Ok(job)
     }
 
-    fn reindex(&self, job: &Job) -> Result<(), ApiError> {
-        for index in [INDEX_ALL.to_string(), owner_index(&job.owner)] {
-            self.edit_index(&index, |entries| {
-                if let Some(e) = entries.iter_mut().find(|e| e.0 == job.job_id) {
-                    e.1 = job.status;
-                }
-            })?;
+    /// Puts a changed job's summary in its pages; a status change also moves
+    /// its count, and a finished job leaves the active set.
+    fn relist(&self, job: &Job, was: JobStatus) -> Result<(), ApiError> {
+        let summary = Summary::of(job);
+        let Some(slots) = job.list_pages else {
+            return Ok(()); // not listed (a record from before the paged index)
+        };
+        for scope in [Scope::All, Scope::Owner(&job.owner)] {
+            pages::put(self.kv, scope, slots.of(scope), &summary)?;
+            if was != job.status {
+                pages::recount(self.kv, scope, &job.provider, was, job.status)?;
+            }
+        }
+        if was != job.status && job.status.is_terminal() {
+            pages::set_active(self.kv, &job.job_id, &job.owner, false)?;
         }
         Ok(())
     }
@@ -144,9 +167,13 @@ impl<'a> JobStore<'a> {
         if let Some(record) = &job.idempotency_record {
             crate::jobs::idempotency::remove_expired(self.kv, record, &job.job_id, now_ms)?;
         }
-        for index in [INDEX_ALL.to_string(), owner_index(&job.owner)] {
-            self.edit_index(&index, |entries| entries.retain(|e| e.0 != job.job_id))?;
+        if let Some(slots) = job.list_pages {
+            let summary = Summary::of(job);
+            for scope in [Scope::All, Scope::Owner(&job.owner)] {
+                pages::remove(self.kv, scope, slots.of(scope), &summary)?;
+            }
         }
+        pages::set_active(self.kv, &job.job_id, &job.owner, false)?;
         self.kv.delete(&logs_key(&job.job_id))?;
         // Its stored outputs go with it.
         crate::storage::objects::ObjectStore::new(self.kv, u64::MAX)
@@ -156,60 +183,39 @@ impl<'a> JobStore<'a> {
             .map_err(ApiError::from)
     }
 
-    fn edit_index(&self, index: &str, f: impl FnMut(&mut Vec<IndexEntry>)) -> Result<(), ApiError> {
-        kv::edit_json(self.kv, index, f).map_err(ApiError::from)
-    }
-
-    pub fn index(&self, owner: Option<&str>) -> Result<Vec<IndexEntry>, ApiError> {
-        let key = owner
-            .map(owner_index)
-            .unwrap_or_else(|| INDEX_ALL.to_string());
-        Ok(get_json(self.kv, &key)?.unwrap_or_default())
+    /// `(id, owner)` of every job not yet finished, oldest first.
+    pub fn active(&self) -> Result<Vec<(String, String)>, ApiError> {
+        Ok(pages::active(self.kv)?)
     }
 
     /// How many of `owner`'s jobs (everyone's for `None`) are in each active
-    /// status, for metrics.
+    /// status, for metrics: from the head's counts, no page read.
     pub fn active_counts(&self, owner: Option<&str>) -> Result<Vec<(&'static str, u64)>, ApiError> {
-        let index = self.index(owner)?;
+        let head = pages::head(self.kv, scope(owner))?;
         Ok(crate::jobs::record::ALL_STATUSES
             .iter()
             .filter(|s| !s.is_terminal())
-            .map(|s| {
-                (
-                    s.as_str(),
-                    index.iter().filter(|e| e.1 == *s).count() as u64,
-                )
-            })
+            .map(|s| (s.as_str(), head.count(Some(*s), None)))
             .collect())
     }
 
-    /// Newest first; `total` counts every match, not just this page.
-    pub fn list(&self, q: &ListQuery) -> Result<(Vec<Job>, usize), ApiError> {
-        let matches: Vec<IndexEntry> = self
-            .index(q.owner.as_deref())?
-            .into_iter()
-            .filter(|e| q.status.is_none_or(|s| e.1 == s))
-            .filter(|e| q.provider.as_deref().is_none_or(|p| e.2 == p))
-            .collect();
-        let total = matches.len();
-        let keys: Vec<String> = matches
-            .iter()
-            .skip(q.offset)
-            .take(q.limit)
-            .map(|e| job_key(&e.0))
-            .collect();
-        // One batch read for the page (one `MGET` on Redis). A record may have
-        // moved on since the index was read; a deleted one is simply skipped.
-        let mut jobs = Vec::with_capacity(keys.len());
-        for (key, raw) in keys.iter().zip(self.kv.get_many(&keys)?) {
-            if let Some(raw) = raw {
-                jobs.push(
-                    serde_json::from_slice(&raw)
-                        .map_err(|e| KvError::new(format!("{key} holds invalid JSON: {e}")))?,
-                );
-            }
-        }
-        Ok((jobs, total))
+    /// The oldest jobs first, from at most `max_pages` pages (for retention).
+    pub fn oldest(&self, max_pages: u64) -> Result<Vec<Summary>, ApiError> {
+        Ok(pages::oldest(self.kv, Scope::All, max_pages)?)
+    }
+
+    /// Newest first; `total` counts every match, not just this page. Reads
+    /// the scope's head (exact counts) and the pages that hold the page asked
+    /// for, never a job record.
+    pub fn list(&self, q: &ListQuery) -> Result<(Vec<Summary>, usize), ApiError> {
+        let scope = scope(q.owner.as_deref());
+        let head = pages::head(self.kv, scope)?;
+        let total = head.count(q.status, q.provider.as_deref());
+        let jobs = pages::scan(self.kv, scope, &head, total, q.offset, q.limit, |s| {
+            q.status.is_none_or(|st| s.status == st)
+                && q.provider.as_deref().is_none_or(|p| s.provider == p)
+        })?;
+        Ok((jobs, total as usize))
     }
 
     pub fn set_logs(&self, id: &str, text: &str) -> Result<(), ApiError> {
@@ -220,6 +226,10 @@ impl<'a> JobStore<'a> {
     pub fn logs(&self, id: &str) -> Result<StoredLogs, ApiError> {
         Ok(get_json(self.kv, &logs_key(id))?.unwrap_or_default())
     }
+}
+
+fn scope(owner: Option<&str>) -> Scope<'_> {
+    owner.map_or(Scope::All, Scope::Owner)
 }
 
 /// What billing settles for a finished job; `None` while it is active.
@@ -381,6 +391,8 @@ pub(crate) mod tests {
             reservation: None,
             delivery: None,
             idempotency_record: None,
+            rev: 0,
+            list_pages: None,
             extra: Default::default(),
         }
     }
@@ -391,7 +403,10 @@ pub(crate) mod tests {
         let store = JobStore::new(&kv);
         for i in 0..5 {
             store
-                .create(&job(&format!("j{i}"), if i % 2 == 0 { "a" } else { "b" }))
+                .create(&mut job(
+                    &format!("j{i}"),
+                    if i % 2 == 0 { "a" } else { "b" },
+                ))
                 .unwrap();
         }
         store

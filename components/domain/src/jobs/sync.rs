@@ -87,12 +87,12 @@ pub async fn run<H: HttpClient>(
     now_ms: u64,
 ) -> SyncReport {
     let mut report = SyncReport::default();
-    let active: Vec<String> = match store.index(None) {
-        Ok(index) => index
-            .into_iter()
-            .filter(|e| !e.1.is_terminal())
-            .map(|e| e.0)
-            .collect(),
+    // An upgraded installation's jobs are listed (and so synced) from here on.
+    if let Err(e) = crate::jobs::legacy_index::migrate(store) {
+        report.errors.push(json!({"error": e.message}));
+    }
+    let active: Vec<String> = match store.active() {
+        Ok(active) => active.into_iter().map(|(id, _)| id).collect(),
         Err(e) => {
             report.errors.push(json!({"error": e.message}));
             return report;

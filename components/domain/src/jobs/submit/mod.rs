@@ -247,7 +247,7 @@ fn record<H: HttpClient>(
     job.cost_per_second = Some(rate);
     job.reservation = Some(spend);
     job.idempotency_record = taken.key.as_ref().map(|r| r.record_key().to_string());
-    store.create(&job)?;
+    store.create(&mut job)?;
     Ok(Recorded {
         job,
         archive,
@@ -301,6 +301,8 @@ fn new_job<H: HttpClient>(ctx: &SubmitContext<'_, H>, req: &Request, uploading: 
         reservation: None,
         delivery: Some(req.delivery.clone()),
         idempotency_record: None,
+        rev: 0,
+        list_pages: None,
         extra: Map::new(),
     }
 }

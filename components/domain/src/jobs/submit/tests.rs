@@ -70,7 +70,12 @@ impl World {
             limit: 100,
             ..Default::default()
         };
-        JobStore::new(&self.kv).list(&q).unwrap().0
+        let store = JobStore::new(&self.kv);
+        let listed = store.list(&q).unwrap().0;
+        listed
+            .iter()
+            .map(|s| store.get(&s.job_id).unwrap().expect("a listed job exists"))
+            .collect()
     }
 
     fn creates(&self) -> usize {

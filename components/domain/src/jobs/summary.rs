@@ -1,0 +1,129 @@
+//! A job as the list shows it: the fields SimpleTuner's list returns (same
+//! names), plus progress and cost, and nothing a list does not show (the
+//! config snapshot, loss history, logs and delivery stay in the single-job
+//! read). Summaries are what the index pages hold, so a list request reads
+//! the pages and no job record; their size is bounded, so a page is too.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::jobs::progress::Progress;
+use crate::jobs::record::{Job, JobStatus};
+use crate::kernel::clock::rfc3339;
+
+/// Text fields are cut to this many characters in a summary (the full text
+/// is in the job record), so a page of summaries has a known upper size.
+pub const MAX_TEXT: usize = 300;
+/// URLs longer than this are left out of the summary (the job read has them).
+pub const MAX_URL: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub job_id: String,
+    pub owner: String,
+    pub provider: String,
+    pub status: JobStatus,
+    /// The record's revision this summary was made from: a page keeps the
+    /// newest, whatever order concurrent writers reach it in.
+    pub rev: u64,
+    pub config_name: Option<String>,
+    pub created_ms: u64,
+    pub started_ms: Option<u64>,
+    pub completed_ms: Option<u64>,
+    pub updated_ms: u64,
+    pub cost_usd: Option<f64>,
+    pub cost_estimated: bool,
+    pub hardware_profile: String,
+    pub hardware_type: String,
+    pub error_message: Option<String>,
+    pub output_url: Option<String>,
+    pub prediction_id: Option<String>,
+    pub provider_status: Option<String>,
+    pub tracker_run_name: Option<String>,
+    pub progress: Option<Progress>,
+}
+
+fn cut(s: &Option<String>) -> Option<String> {
+    s.as_ref().map(|s| match s.char_indices().nth(MAX_TEXT) {
+        Some((end, _)) => format!("{}…", &s[..end]),
+        None => s.clone(),
+    })
+}
+
+impl Summary {
+    pub fn of(job: &Job) -> Self {
+        Summary {
+            job_id: job.job_id.clone(),
+            owner: job.owner.clone(),
+            provider: job.provider.clone(),
+            status: job.status,
+            rev: job.rev,
+            config_name: cut(&job.config_name),
+            created_ms: job.created_ms,
+            started_ms: job.started_ms,
+            completed_ms: job.completed_ms,
+            updated_ms: job.updated_ms,
+            cost_usd: job.cost_usd,
+            cost_estimated: job.cost_estimated,
+            hardware_profile: cut(&Some(job.hardware_profile.clone())).unwrap_or_default(),
+            hardware_type: cut(&Some(job.hardware_type.clone())).unwrap_or_default(),
+            error_message: cut(&job.error_message),
+            output_url: job.output_url.clone().filter(|u| u.len() <= MAX_URL),
+            prediction_id: cut(&job.prediction_id),
+            provider_status: cut(&job.provider_status),
+            tracker_run_name: cut(&job.tracker_run_name),
+            progress: job.progress.clone().map(|mut p| {
+                p.stage = cut(&p.stage);
+                p
+            }),
+        }
+    }
+
+    fn duration_seconds(&self, now_ms: u64) -> Option<f64> {
+        let start = self.started_ms?;
+        let end = self.completed_ms.unwrap_or(now_ms);
+        Some(end.saturating_sub(start) as f64 / 1000.0)
+    }
+
+    /// A list item: the single-job view's fields that a list shows, by the
+    /// same names (see `Job::to_api`).
+    pub fn to_api(&self, now_ms: u64) -> Value {
+        json!({
+            "job_id": self.job_id,
+            "job_type": "cloud",
+            "provider": self.provider,
+            "status": self.status.as_str(),
+            "config_name": self.config_name,
+            "created_at": rfc3339(self.created_ms),
+            "started_at": self.started_ms.map(rfc3339),
+            "completed_at": self.completed_ms.map(rfc3339),
+            "updated_at": rfc3339(self.updated_ms),
+            "cost_usd": self.cost_usd,
+            "cost_estimated": self.cost_estimated,
+            "hardware_type": self.hardware_type,
+            "error_message": self.error_message,
+            "output_url": self.output_url,
+            "user_id": self.owner,
+            "is_terminal": self.status.is_terminal(),
+            "is_active": !self.status.is_terminal(),
+            "duration_seconds": self.duration_seconds(now_ms),
+            "progress": self.progress.as_ref().map(|p| json!({
+                "stage": p.stage,
+                "step": p.step,
+                "total_steps": p.total_steps,
+                "percent": p.percent,
+                "epoch": p.epoch,
+                "total_epochs": p.total_epochs,
+                "loss": p.loss,
+                "eta_seconds": p.eta_seconds,
+                "updated_at": rfc3339(p.updated_ms),
+            })),
+            "metadata": {
+                "prediction_id": self.prediction_id,
+                "provider_status": self.provider_status,
+                "hardware_profile": self.hardware_profile,
+                "tracker_run_name": self.tracker_run_name,
+            },
+        })
+    }
+}
