@@ -98,6 +98,47 @@ fn report(
     }
 }
 
+/// `GET /api/cloud/health/live`: the process answers. No store access, so a
+/// liveness probe never restarts an instance because a shared store is down.
+pub fn liveness() -> Value {
+    json!({"status": "ok"})
+}
+
+/// `GET /api/cloud/health/ready`: can this instance do its work? The store
+/// answers a read, and a provider token is configured. Not ready (503) says
+/// why, so a load balancer's log tells an operator what to fix.
+pub fn readiness(store: Result<&dyn KvStore, String>, token_configured: bool) -> Health {
+    let store_check = match store.and_then(|kv| kv.get(PROBE_KEY).map_err(|e| e.to_string())) {
+        Ok(_) => (true, "answers".to_string()),
+        Err(e) => (false, e),
+    };
+    let token_check = if token_configured {
+        (true, "configured".to_string())
+    } else {
+        (
+            false,
+            "no Replicate token: set the variable replicate_api_token or save one in the \
+             provider settings"
+                .to_string(),
+        )
+    };
+    let ready = store_check.0 && token_check.0;
+    let reasons: Vec<&str> = [&store_check, &token_check]
+        .iter()
+        .filter(|c| !c.0)
+        .map(|c| c.1.as_str())
+        .collect();
+    let check = |name: &str, (ok, message): &(bool, String)| json!({"name": name, "status": if *ok { "ready" } else { "not_ready" }, "message": message});
+    Health {
+        healthy: ready,
+        body: json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "reason": (!ready).then(|| reasons.join("; ")),
+            "checks": [check("key_value_store", &store_check), check("provider_token", &token_check)],
+        }),
+    }
+}
+
 /// The ids of `[component.<id>]` tables in a Spin manifest, in order. Sub-tables
 /// (`[component.<id>.build]`) are skipped. Enough for reporting; the test host
 /// parses the manifest properly.
@@ -140,6 +181,33 @@ mod tests {
         fn swap(&self, _: &str, _: Option<&[u8]>, _: &[u8]) -> Result<bool, KvError> {
             Err(KvError::new("store is gone"))
         }
+    }
+
+    #[test]
+    fn ready_needs_a_store_that_answers_and_a_token() {
+        let kv = MemoryKv::default();
+        assert!(readiness(Ok(&kv), true).healthy);
+        let no_token = readiness(Ok(&kv), false);
+        assert!(!no_token.healthy);
+        assert!(
+            no_token.body["reason"]
+                .as_str()
+                .unwrap()
+                .contains("replicate_api_token")
+        );
+        let down = readiness(Err("the shared Redis cannot be reached".into()), true);
+        assert_eq!(down.body["status"], "not_ready");
+        assert!(
+            down.body["reason"]
+                .as_str()
+                .unwrap()
+                .contains("cannot be reached")
+        );
+        assert_eq!(
+            readiness(Ok(&Broken), true).body["checks"][0]["status"],
+            "not_ready"
+        );
+        assert_eq!(liveness(), json!({"status": "ok"}));
     }
 
     #[test]

@@ -13,12 +13,14 @@ pub fn respond(outcome: Outcome) -> Response {
     outcome.unwrap_or_else(|e| render_error(&e))
 }
 
-pub fn json(status: u16, body: &Value) -> Response {
+/// A JSON response; `body` is serialised straight to bytes (a JSON value or
+/// any `Serialize` view).
+pub fn json(status: u16, body: &impl serde::Serialize) -> Response {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
         .header("cache-control", "no-store")
-        .body(body.to_string())
+        .body(serde_json::to_vec(body).expect("a response body serialises"))
         .build()
 }
 

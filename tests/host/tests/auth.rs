@@ -201,6 +201,8 @@ const ADMIN_ONLY: [u16; 8] = [401, 403, 403, 403, 200, 403, 401, 401];
 fn rows() -> Vec<Row> {
     vec![
         row("/api/cloud/health", "GET", PUBLIC_200),
+        row("/api/cloud/health/live", "GET", PUBLIC_200),
+        row("/api/cloud/health/ready", "GET", PUBLIC_200),
         row("/openapi.json", "GET", PUBLIC_200),
         row("/...", "GET", PUBLIC_200),
         row("/docs/...", "GET", PUBLIC_200),

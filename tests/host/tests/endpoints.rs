@@ -33,6 +33,48 @@ async fn health_reports_components_and_checks_the_store() {
     assert!(stored(&app).get("sys:health").is_some());
 }
 
+/// The probes a load balancer or SpinKube polls: liveness never touches the
+/// store; readiness says why an instance cannot work yet.
+#[tokio::test]
+async fn liveness_and_readiness_probes_say_what_is_missing() {
+    let fake = FakeReplicate::start().await;
+    let (_d, app) = cloudtuner(&fake);
+    let anonymous = app.anonymous();
+    let r = anonymous
+        .request("GET", "/api/cloud/health/live", &[], "")
+        .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (200, serde_json::json!({"status": "ok"}))
+    );
+    let r = anonymous
+        .request("GET", "/api/cloud/health/ready", &[], "")
+        .await;
+    assert_eq!(
+        (r.status, r.json()["status"].as_str()),
+        (200, Some("ready")),
+        "{}",
+        r.text()
+    );
+    // No token anywhere: not ready, and the reason says which variable to set.
+    let (_d2, bare) = load(spin_toml(), &[("replicate_api_base", fake.url().as_str())]);
+    let r = bare
+        .anonymous()
+        .request("GET", "/api/cloud/health/ready", &[], "")
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("replicate_api_token")
+    );
+    let r = bare
+        .request("POST", "/api/cloud/health/live", &[], "")
+        .await;
+    assert_eq!(r.status, 405);
+}
+
 /// Concurrent checks overwrite each other's probe; all must still be healthy
 /// (the health benchmark found this).
 #[tokio::test]

@@ -403,6 +403,22 @@ async fn a_redis_restart_loses_nothing_and_requests_fail_cleanly_while_it_is_dow
     assert_eq!(health.status, 503);
     assert_eq!(health.json()["store"], "redis");
     assert_eq!(health.json()["checks"][0]["status"], "unhealthy");
+    let ready = c
+        .app(1)
+        .request("GET", "/api/cloud/health/ready", &[], "")
+        .await;
+    assert_eq!(ready.status, 503, "not ready while the store is down");
+    assert!(
+        ready.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be reached")
+    );
+    let live = c
+        .app(1)
+        .request("GET", "/api/cloud/health/live", &[], "")
+        .await;
+    assert_eq!(live.status, 200, "alive all the same: no restart loop");
     let predictions_while_down = c.fake.prediction_ids().len();
     assert_eq!(predictions_while_down, 1, "nothing reached the provider");
 

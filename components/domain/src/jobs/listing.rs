@@ -8,6 +8,7 @@ use crate::auth::principal::Principal;
 use crate::jobs::lifecycle::refresh;
 use crate::jobs::record::JobStatus;
 use crate::jobs::store::{JobStore, ListQuery};
+use crate::jobs::summary::{ListItem, Summary};
 use crate::kernel::error::ApiError;
 use crate::kernel::http::{HttpClient, param};
 use crate::providers::settings::ProviderSettings;
@@ -89,7 +90,7 @@ pub async fn list_jobs<H: HttpClient>(
     principal: &Principal,
     p: &ListParams,
     now_ms: u64,
-) -> Result<Value, ApiError> {
+) -> Result<JobList, ApiError> {
     if !principal.has(Permission::JobViewOwn) && !principal.has(Permission::JobViewAll) {
         return Err(ApiError::new(
             403,
@@ -131,13 +132,46 @@ pub async fn list_jobs<H: HttpClient>(
     if total == 0 && crate::jobs::legacy_index::migrate(store)? > 0 {
         (jobs, total) = store.list(&q)?;
     }
-    Ok(json!({
-        "jobs": jobs.iter().map(|j| j.to_api(now_ms)).collect::<Vec<_>>(),
-        "total": total,
-        "limit": p.limit,
-        "offset": p.offset,
-        "sync_errors": sync_errors,
-    }))
+    Ok(JobList {
+        jobs,
+        total,
+        limit: p.limit,
+        offset: p.offset,
+        sync_errors,
+        now_ms,
+    })
+}
+
+/// `{"jobs": [list item...], "total", "limit", "offset", "sync_errors"}`,
+/// serialised straight from the summaries (no intermediate JSON tree).
+pub struct JobList {
+    pub jobs: Vec<Summary>,
+    pub total: usize,
+    pub limit: usize,
+    pub offset: usize,
+    pub sync_errors: Vec<Value>,
+    now_ms: u64,
+}
+
+impl serde::Serialize for JobList {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct View<'a> {
+            jobs: Vec<ListItem<'a>>,
+            total: usize,
+            limit: usize,
+            offset: usize,
+            sync_errors: &'a [Value],
+        }
+        View {
+            jobs: self.jobs.iter().map(|s| s.to_api(self.now_ms)).collect(),
+            total: self.total,
+            limit: self.limit,
+            offset: self.offset,
+            sync_errors: &self.sync_errors,
+        }
+        .serialize(serializer)
+    }
 }
 
 #[cfg(test)]

@@ -156,31 +156,41 @@ pub fn remove(kv: &dyn KvStore, scope: Scope, page: u64, s: &Summary) -> Result<
     edit_json::<Head>(kv, &scope.head_key(), |h| h.add(&s.provider, s.status, -1))
 }
 
-/// How many pages one read asks for: two first (a part-filled head page and
-/// the one below cover a page of 50), more once a filter has to look further.
-fn batch(round: usize) -> u64 {
-    if round == 0 { 2 } else { 8 }
+/// How many pages one read asks for: the head page alone when it holds the
+/// whole page asked for, else two (a part-filled head page and the one below
+/// cover a page of 50), more once a filter has to look further.
+fn batch(round: usize, head_holds_it: bool) -> u64 {
+    match round {
+        0 if head_holds_it => 1,
+        0 => 2,
+        _ => 8,
+    }
 }
 
 /// The page `offset..offset+limit` of the summaries `keep` accepts, newest
 /// first, reading pages from the head down and stopping as soon as it has
-/// them, or has seen all `matching` there are.
+/// them, or has seen all `matching` there are. `every` says that `keep`
+/// accepts everything (no filter), so the head's slot count tells whether the
+/// head page alone holds the page asked for.
 pub fn scan(
     kv: &dyn KvStore,
     scope: Scope,
     head: &Head,
     matching: u64,
-    offset: usize,
-    limit: usize,
+    (offset, limit): (usize, usize),
+    every: bool,
     keep: impl Fn(&Summary) -> bool,
 ) -> Result<Vec<Summary>, KvError> {
+    let head_holds_it = every && head.assigned >= (offset + limit) as u64;
     let mut out = Vec::with_capacity(limit);
     let (mut seen, mut next, mut round) = (0u64, Some(head.page), 0);
     while let Some(top) = next
         && out.len() < limit
         && seen < matching
     {
-        let bottom = top.saturating_sub(batch(round) - 1).max(head.oldest);
+        let bottom = top
+            .saturating_sub(batch(round, head_holds_it) - 1)
+            .max(head.oldest);
         let keys: Vec<String> = (bottom..=top).rev().map(|p| scope.page_key(p)).collect();
         for (key, raw) in keys.iter().zip(kv.get_many(&keys)?) {
             let Some(raw) = raw else { continue };

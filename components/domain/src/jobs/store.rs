@@ -211,10 +211,20 @@ impl<'a> JobStore<'a> {
         let scope = scope(q.owner.as_deref());
         let head = pages::head(self.kv, scope)?;
         let total = head.count(q.status, q.provider.as_deref());
-        let jobs = pages::scan(self.kv, scope, &head, total, q.offset, q.limit, |s| {
+        let every = q.status.is_none() && q.provider.is_none();
+        let keep = |s: &Summary| {
             q.status.is_none_or(|st| s.status == st)
                 && q.provider.as_deref().is_none_or(|p| s.provider == p)
-        })?;
+        };
+        let jobs = pages::scan(
+            self.kv,
+            scope,
+            &head,
+            total,
+            (q.offset, q.limit),
+            every,
+            keep,
+        )?;
         Ok((jobs, total as usize))
     }
 

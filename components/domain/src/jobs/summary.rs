@@ -5,7 +5,6 @@
 //! the pages and no job record; their size is bounded, so a page is too.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use crate::jobs::progress::Progress;
 use crate::jobs::record::{Job, JobStatus};
@@ -26,20 +25,30 @@ pub struct Summary {
     /// The record's revision this summary was made from: a page keeps the
     /// newest, whatever order concurrent writers reach it in.
     pub rev: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_name: Option<String>,
     pub created_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_ms: Option<u64>,
     pub updated_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
     pub cost_estimated: bool,
     pub hardware_profile: String,
     pub hardware_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prediction_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracker_run_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
 }
 
@@ -86,44 +95,90 @@ impl Summary {
     }
 
     /// A list item: the single-job view's fields that a list shows, by the
-    /// same names (see `Job::to_api`).
-    pub fn to_api(&self, now_ms: u64) -> Value {
-        json!({
-            "job_id": self.job_id,
-            "job_type": "cloud",
-            "provider": self.provider,
-            "status": self.status.as_str(),
-            "config_name": self.config_name,
-            "created_at": rfc3339(self.created_ms),
-            "started_at": self.started_ms.map(rfc3339),
-            "completed_at": self.completed_ms.map(rfc3339),
-            "updated_at": rfc3339(self.updated_ms),
-            "cost_usd": self.cost_usd,
-            "cost_estimated": self.cost_estimated,
-            "hardware_type": self.hardware_type,
-            "error_message": self.error_message,
-            "output_url": self.output_url,
-            "user_id": self.owner,
-            "is_terminal": self.status.is_terminal(),
-            "is_active": !self.status.is_terminal(),
-            "duration_seconds": self.duration_seconds(now_ms),
-            "progress": self.progress.as_ref().map(|p| json!({
-                "stage": p.stage,
-                "step": p.step,
-                "total_steps": p.total_steps,
-                "percent": p.percent,
-                "epoch": p.epoch,
-                "total_epochs": p.total_epochs,
-                "loss": p.loss,
-                "eta_seconds": p.eta_seconds,
-                "updated_at": rfc3339(p.updated_ms),
-            })),
-            "metadata": {
-                "prediction_id": self.prediction_id,
-                "provider_status": self.provider_status,
-                "hardware_profile": self.hardware_profile,
-                "tracker_run_name": self.tracker_run_name,
+    /// same names (see `Job::to_api`), serialised straight from the summary.
+    pub fn to_api(&self, now_ms: u64) -> ListItem<'_> {
+        ListItem {
+            job_id: &self.job_id,
+            job_type: "cloud",
+            provider: &self.provider,
+            status: self.status.as_str(),
+            config_name: self.config_name.as_deref(),
+            created_at: rfc3339(self.created_ms),
+            started_at: self.started_ms.map(rfc3339),
+            completed_at: self.completed_ms.map(rfc3339),
+            updated_at: rfc3339(self.updated_ms),
+            cost_usd: self.cost_usd,
+            cost_estimated: self.cost_estimated,
+            hardware_type: &self.hardware_type,
+            error_message: self.error_message.as_deref(),
+            output_url: self.output_url.as_deref(),
+            user_id: &self.owner,
+            is_terminal: self.status.is_terminal(),
+            is_active: !self.status.is_terminal(),
+            duration_seconds: self.duration_seconds(now_ms),
+            progress: self.progress.as_ref().map(|p| ProgressView {
+                stage: p.stage.as_deref(),
+                step: p.step,
+                total_steps: p.total_steps,
+                percent: p.percent,
+                epoch: p.epoch,
+                total_epochs: p.total_epochs,
+                loss: p.loss,
+                eta_seconds: p.eta_seconds,
+                updated_at: rfc3339(p.updated_ms),
+            }),
+            metadata: Metadata {
+                prediction_id: self.prediction_id.as_deref(),
+                provider_status: self.provider_status.as_deref(),
+                hardware_profile: &self.hardware_profile,
+                tracker_run_name: self.tracker_run_name.as_deref(),
             },
-        })
+        }
     }
+}
+
+/// A list item as JSON (OpenAPI `JobSummary`).
+#[derive(Debug, Serialize)]
+pub struct ListItem<'a> {
+    pub job_id: &'a str,
+    pub job_type: &'static str,
+    pub provider: &'a str,
+    pub status: &'static str,
+    pub config_name: Option<&'a str>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub updated_at: String,
+    pub cost_usd: Option<f64>,
+    pub cost_estimated: bool,
+    pub hardware_type: &'a str,
+    pub error_message: Option<&'a str>,
+    pub output_url: Option<&'a str>,
+    pub user_id: &'a str,
+    pub is_terminal: bool,
+    pub is_active: bool,
+    pub duration_seconds: Option<f64>,
+    pub progress: Option<ProgressView<'a>>,
+    pub metadata: Metadata<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProgressView<'a> {
+    pub stage: Option<&'a str>,
+    pub step: Option<u64>,
+    pub total_steps: Option<u64>,
+    pub percent: Option<f64>,
+    pub epoch: Option<u64>,
+    pub total_epochs: Option<u64>,
+    pub loss: Option<f64>,
+    pub eta_seconds: Option<u64>,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Metadata<'a> {
+    pub prediction_id: Option<&'a str>,
+    pub provider_status: Option<&'a str>,
+    pub hardware_profile: &'a str,
+    pub tracker_run_name: Option<&'a str>,
 }
