@@ -10,11 +10,15 @@ use std::path::PathBuf;
 
 use cloudtuner_testhost::{App, HostConfig, server};
 
+const USAGE: &str = "usage: cloudtuner-host [--manifest spin.toml] [--listen 127.0.0.1:8001] \
+     [--state-dir .spin] [--variable name=value]...
+
+Serves the app that spin.toml describes (its components built first:
+cargo build --target wasm32-wasip2 --release -p <component>...), like `spin up`.
+Variables also come from SPIN_VARIABLE_<NAME>.";
+
 fn usage() -> ! {
-    eprintln!(
-        "usage: cloudtuner-host [--manifest spin.toml] [--listen 127.0.0.1:8001] \
-         [--state-dir .spin] [--variable name=value]..."
-    );
+    eprintln!("{USAGE}");
     std::process::exit(2)
 }
 
@@ -28,6 +32,10 @@ async fn main() {
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
         match arg.as_str() {
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return;
+            }
             "--manifest" | "-f" => manifest = value().into(),
             "--listen" => listen = value(),
             "--state-dir" => state_dir = value().into(),

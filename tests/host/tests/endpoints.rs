@@ -159,6 +159,43 @@ async fn validate_reports_the_account_for_a_good_token() {
     assert!(!app.logs().contains(DEFAULT_TOKEN));
 }
 
+/// A Replicate that cannot be reached is said in words, with the host: not
+/// the runtime's debug text.
+#[tokio::test]
+async fn unreachable_providers_are_reported_in_words() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    for (base, words) in [
+        (
+            "http://no-such-host.invalid".to_string(),
+            "could not resolve the host name (no-such-host.invalid)",
+        ),
+        (
+            format!("http://127.0.0.1:{port}"),
+            "the connection was refused (127.0.0.1:",
+        ),
+    ] {
+        let (_d, app) = load(
+            spin_toml(),
+            &[
+                ("replicate_api_base", &base),
+                ("replicate_api_token", "r8_x"),
+            ],
+        );
+        let body = app
+            .request("GET", "/api/cloud/providers/replicate/validate", &[], "")
+            .await
+            .json();
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(words), "{base}: {body}");
+        assert!(
+            !error.contains("ErrorCode") && !error.contains('{'),
+            "{error}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn validate_reports_bad_missing_and_throttled_tokens_without_leaking() {
     let fake = FakeReplicate::start().await;

@@ -68,3 +68,23 @@ fn served_binary_answers_health_to_curl() {
     // State lands where Spin puts it: a SQLite file in the state dir.
     assert!(state.path().join("sqlite_key_value.db").exists());
 }
+
+#[test]
+fn the_binary_prints_its_usage_on_help_and_refuses_unknown_flags() {
+    let help = Command::new(env!("CARGO_BIN_EXE_cloudtuner-host"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("usage: cloudtuner-host") && text.contains("--listen"),
+        "{text}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_cloudtuner-host"))
+        .arg("--nope")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("usage:"));
+}
