@@ -3,7 +3,7 @@
 
 use cloudtuner_domain::jobs::listing::{ListParams, list_jobs};
 use cloudtuner_domain::jobs::store::JobStore;
-use cloudtuner_spin::{Call, Outcome, SpinHttp, json, respond};
+use cloudtuner_spin::{Call, Outcome, SpinHttp, json_bytes, respond};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -17,15 +17,14 @@ async fn run(req: &Request) -> Outcome {
     let params = ListParams::parse(&call.query())?;
     let principal = call.principal()?;
     let store = JobStore::new(&call.kv);
-    let settings = call.provider_settings();
     let body = list_jobs(
         &store,
         &SpinHttp,
-        &settings,
+        || call.provider_settings(),
         &principal,
         &params,
         call.now_ms,
     )
     .await?;
-    Ok(json(200, &body))
+    Ok(json_bytes(200, body.into_json()))
 }

@@ -27,5 +27,5 @@ mod settings;
 pub use call::{Call, allow_methods};
 pub use http::SpinHttp;
 pub use kv::{AppKv, DEFAULT_REDIS_PREFIX};
-pub use reply::{Outcome, json, render_error, respond};
+pub use reply::{Outcome, json, json_bytes, render_error, respond};
 pub use settings::{provider as provider_settings, variable};

@@ -16,11 +16,19 @@ pub fn respond(outcome: Outcome) -> Response {
 /// A JSON response; `body` is serialised straight to bytes (a JSON value or
 /// any `Serialize` view).
 pub fn json(status: u16, body: &impl serde::Serialize) -> Response {
+    json_bytes(
+        status,
+        serde_json::to_vec(body).expect("a response body serialises"),
+    )
+}
+
+/// A JSON response from a body already serialised.
+pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
         .header("cache-control", "no-store")
-        .body(serde_json::to_vec(body).expect("a response body serialises"))
+        .body(body)
         .build()
 }
 

@@ -1,5 +1,5 @@
 //! Per-request store data and the host side of Spin's interfaces: Spin key-value
-//! and variables (fermyon:spin@2.0.0), wasi:keyvalue store + atomics, WASI,
+//! and variables (fermyon:spin@2.0.0), wasi:keyvalue store + atomics + batch, WASI,
 //! wasi-http with an outbound allow-list hook, and outbound Redis (`crate::redis`).
 
 use std::collections::BTreeMap;
@@ -28,7 +28,7 @@ wasmtime::component::bindgen!({
 });
 
 use fermyon::spin::{key_value, variables};
-use wasi::keyvalue::{atomics, store};
+use wasi::keyvalue::{atomics, batch, store};
 
 /// An open Spin store: its label.
 pub struct SpinStore(String);
@@ -278,6 +278,45 @@ impl store::HostBucket for Ctx {
     fn drop(&mut self, b: Resource<Bucket>) -> wasmtime::Result<()> {
         self.table.delete(b)?;
         Ok(())
+    }
+}
+
+impl batch::Host for Ctx {
+    fn get_many(
+        &mut self,
+        b: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<crate::kv::KeyValue>, store::Error>> {
+        let label = &self.table.get(&b)?.0;
+        Ok(self.kv.get_many(label, &keys).map_err(wasi_err))
+    }
+
+    fn set_many(
+        &mut self,
+        b: Resource<Bucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let label = &self.table.get(&b)?.0;
+        for (k, v) in &key_values {
+            if let Err(e) = self.kv.set(label, k, v) {
+                return Ok(Err(wasi_err(e)));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    fn delete_many(
+        &mut self,
+        b: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let label = &self.table.get(&b)?.0;
+        for k in &keys {
+            if let Err(e) = self.kv.delete(label, k) {
+                return Ok(Err(wasi_err(e)));
+            }
+        }
+        Ok(Ok(()))
     }
 }
 

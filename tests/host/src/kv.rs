@@ -10,6 +10,14 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+/// Statements are prepared once per connection and reused, as Spin's SQLite
+/// store does (`prepare_cached`), so a host call costs what it costs there.
+const UPSERT: &str = "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+     ON CONFLICT (store, key) DO UPDATE SET value = excluded.value";
+
+/// A key and its value, as `wasi:keyvalue/batch` answers them.
+pub type KeyValue = (String, Option<Vec<u8>>);
+
 #[derive(Debug)]
 pub struct KvBackend {
     conn: Mutex<Connection>,
@@ -68,28 +76,43 @@ impl KvBackend {
     pub fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, KvFault> {
         Ok(self
             .conn()
-            .query_row(
-                "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                params![store, key],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+            .query_row(params![store, key], |r| r.get(0))
             .optional()?)
     }
 
+    /// Spin's batch read (`SELECT ... WHERE key IN (...)`): the pairs that
+    /// exist, in key order; a key that does not exist is left out, not
+    /// answered with `none`, so a guest must match pairs by key.
+    pub fn get_many(&self, store: &str, keys: &[String]) -> Result<Vec<KeyValue>, KvFault> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement (one read transaction), as Spin's `key IN rarray(...)`.
+        let marks = vec!["?"; keys.len()].join(", ");
+        let sql = format!(
+            "SELECT key, value FROM spin_key_value WHERE store = ? AND key IN ({marks}) ORDER BY key"
+        );
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let args = std::iter::once(store).chain(keys.iter().map(String::as_str));
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((r.get::<_, String>(0)?, Some(r.get::<_, Vec<u8>>(1)?)))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), KvFault> {
-        self.conn().execute(
-            "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
-            params![store, key, value],
-        )?;
+        self.conn()
+            .prepare_cached(UPSERT)?
+            .execute(params![store, key, value])?;
         Ok(())
     }
 
     pub fn delete(&self, store: &str, key: &str) -> Result<(), KvFault> {
-        self.conn().execute(
-            "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
-            params![store, key],
-        )?;
+        self.conn()
+            .prepare_cached("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+            .execute(params![store, key])?;
         Ok(())
     }
 
@@ -121,11 +144,8 @@ impl KvBackend {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let current: Option<Vec<u8>> = tx
-            .query_row(
-                "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                params![store, key],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+            .query_row(params![store, key], |r| r.get(0))
             .optional()?;
         let current = match current {
             None => 0,
@@ -138,11 +158,8 @@ impl KvBackend {
             })?),
         };
         let new = current.wrapping_add(delta);
-        tx.execute(
-            "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
-            params![store, key, new.to_le_bytes().to_vec()],
-        )?;
+        tx.prepare_cached(UPSERT)?
+            .execute(params![store, key, new.to_le_bytes().to_vec()])?;
         tx.commit()?;
         Ok(new)
     }
@@ -158,11 +175,13 @@ impl KvBackend {
     ) -> Result<SwapOutcome, KvFault> {
         match seen {
             CasSnapshot::Read(Some(old)) => {
-                let n = self.conn().execute(
-                    "UPDATE spin_key_value SET value = ?3
-                     WHERE store = ?1 AND key = ?2 AND value = ?4",
-                    params![store, key, value, old],
-                )?;
+                let n = self
+                    .conn()
+                    .prepare_cached(
+                        "UPDATE spin_key_value SET value = ?3
+                         WHERE store = ?1 AND key = ?2 AND value = ?4",
+                    )?
+                    .execute(params![store, key, value, old])?;
                 Ok(if n == 1 {
                     SwapOutcome::Swapped
                 } else {
@@ -196,6 +215,24 @@ mod tests {
         assert_eq!(kv.keys("other").unwrap(), vec!["a".to_string()]);
         kv.delete("default", "a").unwrap();
         assert!(!kv.exists("default", "a").unwrap());
+    }
+
+    #[test]
+    fn a_batch_read_answers_only_the_keys_that_exist_as_spin_does() {
+        let (_d, kv) = backend();
+        kv.set("default", "b", b"2").unwrap();
+        kv.set("default", "a", b"1").unwrap();
+        kv.set("other", "c", b"3").unwrap();
+        let keys = ["c", "b", "missing", "a"].map(String::from);
+        assert_eq!(
+            kv.get_many("default", &keys).unwrap(),
+            vec![
+                ("a".to_string(), Some(b"1".to_vec())),
+                ("b".to_string(), Some(b"2".to_vec()))
+            ],
+            "no `none` for a missing key, nothing from another store, not in the order asked"
+        );
+        assert!(kv.get_many("default", &[]).unwrap().is_empty());
     }
 
     #[test]

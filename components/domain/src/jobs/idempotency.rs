@@ -94,9 +94,14 @@ pub fn claim(
         fingerprint: fingerprint.to_string(),
         created_ms: now_ms,
     };
-    for _ in 0..MAX_CAS_ATTEMPTS {
+    let fresh_bytes = serde_json::to_vec(&fresh(now_ms)).expect("record");
+    for attempt in 0..MAX_CAS_ATTEMPTS {
+        // A new key is the common case: try creating it before reading.
+        if attempt == 0 && kv.create(&rkey, &fresh_bytes)? {
+            return Ok(Claim::New(reservation));
+        }
         let Some(raw) = kv.read_for_swap(&rkey)? else {
-            if kv.create(&rkey, &serde_json::to_vec(&fresh(now_ms)).expect("record"))? {
+            if kv.create(&rkey, &fresh_bytes)? {
                 return Ok(Claim::New(reservation));
             }
             // Another request created it meanwhile: read what it wrote.
@@ -108,8 +113,7 @@ pub fn claim(
             Some(r) => r.state == State::Released || now_ms >= r.created_ms + TTL_MS,
         };
         if reusable {
-            let new = serde_json::to_vec(&fresh(now_ms)).expect("record");
-            if kv.swap(&rkey, Some(&raw), &new)? {
+            if kv.swap(&rkey, Some(&raw), &fresh_bytes)? {
                 return Ok(Claim::New(reservation));
             }
             continue;

@@ -8,6 +8,7 @@
 //! every job is listed as if created now, oldest first (the pages keep their
 //! newest-first order by creation time), then the old values are deleted.
 
+use crate::jobs::entry::Entry;
 use crate::jobs::pages::{self, Scope};
 use crate::jobs::record::{Job, JobStatus, Slots};
 use crate::jobs::store::JobStore;
@@ -19,7 +20,7 @@ const LEGACY_ALL: &str = "jobidx:all";
 const CLAIM: &str = "jobpg:migrated";
 
 #[derive(serde::Deserialize)]
-struct Entry(
+struct OldEntry(
     String,
     #[allow(dead_code)] JobStatus,
     #[allow(dead_code)] String,
@@ -29,7 +30,7 @@ struct Entry(
 /// listed (0 when there was nothing to do or another caller is doing it).
 pub fn migrate(store: &JobStore) -> Result<usize, ApiError> {
     let kv = store.kv();
-    let Some(entries) = get_json::<Vec<Entry>>(kv, LEGACY_ALL)? else {
+    let Some(entries) = get_json::<Vec<OldEntry>>(kv, LEGACY_ALL)? else {
         return Ok(0);
     };
     if !kv.create(CLAIM, b"1")? {
@@ -37,7 +38,7 @@ pub fn migrate(store: &JobStore) -> Result<usize, ApiError> {
     }
     let mut owners = std::collections::BTreeSet::new();
     let mut moved = 0;
-    for Entry(id, ..) in entries.into_iter().rev() {
+    for OldEntry(id, ..) in entries.into_iter().rev() {
         if let Some(job) = store.get(&id)?
             && job.list_pages.is_none()
         {
@@ -68,8 +69,9 @@ fn list(store: &JobStore, job: &Job) -> Result<(), ApiError> {
             Ok(())
         })
         .map_err(|e| crate::jobs::lifecycle::update_failed(&job.job_id, e))?;
+    let entry = Entry::of(&summary);
     for scope in [Scope::All, Scope::Owner(&job.owner)] {
-        pages::put(kv, scope, slots.of(scope), &summary)?;
+        pages::put(kv, scope, slots.of(scope), &entry)?;
     }
     if !job.status.is_terminal() {
         pages::set_active(kv, &job.job_id, &job.owner, true)?;
@@ -111,7 +113,7 @@ mod tests {
         assert_eq!(migrate(&store).unwrap(), 3);
         let (list, total) = store.list(&all).unwrap();
         assert_eq!(total, 3);
-        let ids: Vec<&str> = list.iter().map(|s| s.job_id.as_str()).collect();
+        let ids: Vec<&str> = list.iter().map(|s| &*s.job_id).collect();
         assert_eq!(ids, ["old2", "old1", "old0"]);
         let alice = ListQuery {
             owner: Some("alice".into()),

@@ -5,10 +5,10 @@ use serde_json::{Value, json};
 
 use crate::auth::principal::Permission;
 use crate::auth::principal::Principal;
+use crate::jobs::entry::Entry;
 use crate::jobs::lifecycle::refresh;
 use crate::jobs::record::JobStatus;
 use crate::jobs::store::{JobStore, ListQuery};
-use crate::jobs::summary::{ListItem, Summary};
 use crate::kernel::error::ApiError;
 use crate::kernel::http::{HttpClient, param};
 use crate::providers::settings::ProviderSettings;
@@ -83,10 +83,12 @@ impl ListParams {
     }
 }
 
+/// The list page `p` asks for. `settings` is read only when `sync_active`
+/// asks for a refresh (it costs a store read).
 pub async fn list_jobs<H: HttpClient>(
     store: &JobStore<'_>,
     http: &H,
-    settings: &ProviderSettings,
+    settings: impl FnOnce() -> ProviderSettings,
     principal: &Principal,
     p: &ListParams,
     now_ms: u64,
@@ -110,7 +112,7 @@ pub async fn list_jobs<H: HttpClient>(
             .take(SYNC_ACTIVE_BUDGET)
             .map(|(id, _)| id)
             .collect();
-        let forced = settings.always_refresh();
+        let forced = settings().always_refresh();
         for id in active {
             if let Some(job) = store.get(&id)?
                 && let (_, Some(e)) = refresh(store, http, &forced, job, now_ms).await
@@ -126,51 +128,57 @@ pub async fn list_jobs<H: HttpClient>(
         limit: p.limit,
         offset: p.offset,
     };
-    let (mut jobs, mut total) = store.list(&q)?;
+    let mut items = Vec::with_capacity(p.limit * 1024);
+    let mut listed = 0;
+    let mut take = |e: &Entry| {
+        if listed > 0 {
+            items.push(b',');
+        }
+        e.write_item(now_ms, &mut items);
+        listed += 1;
+    };
+    let mut total = store.list_into(&q, &mut take)?;
     // An installation upgraded from the one-value index lists nothing until
     // its jobs are moved into pages: the first list that sees none moves them.
     if total == 0 && crate::jobs::legacy_index::migrate(store)? > 0 {
-        (jobs, total) = store.list(&q)?;
+        total = store.list_into(&q, &mut take)?;
     }
     Ok(JobList {
-        jobs,
+        items,
         total,
         limit: p.limit,
         offset: p.offset,
         sync_errors,
-        now_ms,
     })
 }
 
-/// `{"jobs": [list item...], "total", "limit", "offset", "sync_errors"}`,
-/// serialised straight from the summaries (no intermediate JSON tree).
+/// `{"jobs": [list item...], "total", "limit", "offset", "sync_errors"}`:
+/// the items are copied as the pages hold them, not rebuilt.
 pub struct JobList {
-    pub jobs: Vec<Summary>,
+    /// The list items, comma-separated JSON.
+    items: Vec<u8>,
     pub total: usize,
     pub limit: usize,
     pub offset: usize,
     pub sync_errors: Vec<Value>,
-    now_ms: u64,
 }
 
-impl serde::Serialize for JobList {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(serde::Serialize)]
-        struct View<'a> {
-            jobs: Vec<ListItem<'a>>,
-            total: usize,
-            limit: usize,
-            offset: usize,
-            sync_errors: &'a [Value],
-        }
-        View {
-            jobs: self.jobs.iter().map(|s| s.to_api(self.now_ms)).collect(),
-            total: self.total,
-            limit: self.limit,
-            offset: self.offset,
-            sync_errors: &self.sync_errors,
-        }
-        .serialize(serializer)
+impl JobList {
+    pub fn into_json(self) -> Vec<u8> {
+        let tail = json!({
+            "total": self.total,
+            "limit": self.limit,
+            "offset": self.offset,
+            "sync_errors": self.sync_errors,
+        })
+        .to_string();
+        let mut out = Vec::with_capacity(self.items.len() + tail.len() + 12);
+        out.extend_from_slice(b"{\"jobs\":[");
+        out.extend_from_slice(&self.items);
+        out.extend_from_slice(b"],");
+        // `tail` is an object: its fields follow the items.
+        out.extend_from_slice(&tail.as_bytes()[1..]);
+        out
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod configs;
 pub mod datasets;
 pub mod delivery;
+pub mod entry;
 pub mod estimate;
 pub mod idempotency;
 pub mod legacy_index;

@@ -6,28 +6,33 @@
 //! - `jobpg:<scope>:head` — [`Head`]: the page new jobs go to, how many slots
 //!   it has handed out, the jobs per provider and status (so `total` is exact
 //!   without reading a page), and the oldest page that may hold entries.
-//! - `jobpg:<scope>:<n>` — a page: at most [`PAGE_SIZE`] [`Summary`]s, newest
-//!   first. A job's page numbers are kept in its record, so an update goes
-//!   straight to its page.
+//! - `jobpg:<scope>:<n>` — a page: at most [`PAGE_SIZE`] [`Entry`]s (a job's
+//!   list item, rendered, and what filters need), newest first. A job's page
+//!   numbers are kept in its record, so an update goes straight to its page.
 //! - `jobs:active` — the ids and owners of jobs not yet finished (what the
 //!   sync refreshes), bounded by how many jobs run at once.
 //!
 //! Every value is changed by compare-and-swap ([`edit_json`]), so concurrent
 //! writers never lose each other's change; each is bounded in size (a page by
-//! `PAGE_SIZE` summaries of bounded size, the head by the provider × status
+//! `PAGE_SIZE` entries of bounded size, the head by the provider × status
 //! pairs).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::jobs::entry::Entry;
 use crate::jobs::record::{JobStatus, Slots};
 use crate::jobs::summary::Summary;
-use crate::kernel::kv::{KvError, KvStore, edit_json, get_json};
+use crate::kernel::kv::{KvError, KvStore, edit_bytes, edit_json, get_json};
 
-/// Jobs per page: a full page is ~64 × 0.5 KB, so one list of 50 reads at
-/// most two pages (the head page may be part-filled).
-pub const PAGE_SIZE: u64 = 64;
+/// Jobs per page: a full page is ~16 × 0.7 KB. A list of 50 reads the 4-5
+/// pages that hold it in one batch, so it reads little more than it shows,
+/// and a change to a job rewrites ~11 KB.
+pub const PAGE_SIZE: u64 = 16;
+
+/// Pages one read asks for at most.
+const MAX_BATCH: u64 = 32;
 
 /// Which list: every job, or one owner's.
 #[derive(Debug, Clone, Copy)]
@@ -133,15 +138,30 @@ pub fn recount(
     })
 }
 
-/// Writes `s` into its page, unless the page already has a newer revision
+/// A page's entries, read in place from its bytes.
+fn entries<'a>(key: &str, raw: &'a [u8]) -> Result<Vec<Entry<'a>>, KvError> {
+    serde_json::from_slice(raw).map_err(|e| KvError::new(format!("{key} holds invalid JSON: {e}")))
+}
+
+/// Changes one page by compare-and-swap.
+fn edit_page(kv: &dyn KvStore, key: &str, f: impl Fn(&mut Vec<Entry<'_>>)) -> Result<(), KvError> {
+    edit_bytes(kv, key, b"[]", |cur| {
+        // A page that is not JSON (never written so by us) starts over.
+        let mut page = entries(key, cur).unwrap_or_default();
+        f(&mut page);
+        serde_json::to_vec(&page).expect("a page serialises")
+    })
+}
+
+/// Writes `e` into its page, unless the page already has a newer revision
 /// of it (writers may arrive in any order).
-pub fn put(kv: &dyn KvStore, scope: Scope, page: u64, s: &Summary) -> Result<(), KvError> {
-    edit_json::<Vec<Summary>>(kv, &scope.page_key(page), |entries| {
-        match entries.iter_mut().find(|e| e.job_id == s.job_id) {
-            Some(e) if e.rev <= s.rev => *e = s.clone(),
+pub fn put(kv: &dyn KvStore, scope: Scope, page: u64, e: &Entry<'static>) -> Result<(), KvError> {
+    edit_page(kv, &scope.page_key(page), |entries| {
+        match entries.iter_mut().find(|x| x.job_id == e.job_id) {
+            Some(x) if x.rev <= e.rev => *x = e.clone(),
             Some(_) => {}
             None => {
-                entries.push(s.clone());
+                entries.push(e.clone());
                 entries.sort_by(|a, b| (b.created_ms, &b.job_id).cmp(&(a.created_ms, &a.job_id)));
             }
         }
@@ -150,80 +170,106 @@ pub fn put(kv: &dyn KvStore, scope: Scope, page: u64, s: &Summary) -> Result<(),
 
 /// Takes a deleted job out of its page and the counts.
 pub fn remove(kv: &dyn KvStore, scope: Scope, page: u64, s: &Summary) -> Result<(), KvError> {
-    edit_json::<Vec<Summary>>(kv, &scope.page_key(page), |entries| {
+    edit_page(kv, &scope.page_key(page), |entries| {
         entries.retain(|e| e.job_id != s.job_id)
     })?;
     edit_json::<Head>(kv, &scope.head_key(), |h| h.add(&s.provider, s.status, -1))
 }
 
-/// How many pages one read asks for: the head page alone when it holds the
-/// whole page asked for, else two (a part-filled head page and the one below
-/// cover a page of 50), more once a filter has to look further.
-fn batch(round: usize, head_holds_it: bool) -> u64 {
-    match round {
-        0 if head_holds_it => 1,
-        0 => 2,
-        _ => 8,
+/// How many pages one read asks for. The first read takes the pages that
+/// should hold `wanted` matches if matches are spread evenly (the head's
+/// counts say how dense they are; unfiltered, every entry matches, so it is
+/// just the pages that hold `wanted` entries); each later read takes twice
+/// as many, up to [`MAX_BATCH`].
+fn batch(round: usize, head: &Head, matching: u64, wanted: u64) -> u64 {
+    let all = head.count(None, None).max(1);
+    let entries = (wanted.saturating_mul(all)).div_ceil(matching.max(1));
+    let below = entries.saturating_sub(head.assigned);
+    let first = 1 + below.div_ceil(PAGE_SIZE);
+    first.saturating_mul(1 << round.min(5)).min(MAX_BATCH)
+}
+
+/// Which jobs of a scope a list shows (`None` = any).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter<'a> {
+    pub status: Option<JobStatus>,
+    pub provider: Option<&'a str>,
+}
+
+impl Filter<'_> {
+    fn accepts(&self, e: &Entry) -> bool {
+        self.status.is_none_or(|s| e.status == s) && self.provider.is_none_or(|p| e.provider == p)
+    }
+
+    /// How many jobs match, from the head's counts.
+    pub fn count(&self, head: &Head) -> u64 {
+        head.count(self.status, self.provider)
     }
 }
 
-/// The page `offset..offset+limit` of the summaries `keep` accepts, newest
-/// first, reading pages from the head down and stopping as soon as it has
-/// them, or has seen all `matching` there are. `every` says that `keep`
-/// accepts everything (no filter), so the head's slot count tells whether the
-/// head page alone holds the page asked for.
+/// Hands `take` the page `offset..offset+limit` of the entries `filter`
+/// accepts, newest first, reading pages from the head down and stopping as
+/// soon as it has them, or has seen all that match.
 pub fn scan(
     kv: &dyn KvStore,
     scope: Scope,
     head: &Head,
-    matching: u64,
+    filter: Filter,
     (offset, limit): (usize, usize),
-    every: bool,
-    keep: impl Fn(&Summary) -> bool,
-) -> Result<Vec<Summary>, KvError> {
-    let head_holds_it = every && head.assigned >= (offset + limit) as u64;
-    let mut out = Vec::with_capacity(limit);
-    let (mut seen, mut next, mut round) = (0u64, Some(head.page), 0);
+    mut take: impl FnMut(&Entry),
+) -> Result<(), KvError> {
+    let matching = filter.count(head);
+    let wanted = (offset + limit) as u64;
+    let (mut seen, mut taken, mut next, mut round) = (0u64, 0usize, Some(head.page), 0);
     while let Some(top) = next
-        && out.len() < limit
+        && taken < limit
         && seen < matching
     {
         let bottom = top
-            .saturating_sub(batch(round, head_holds_it) - 1)
+            .saturating_sub(batch(round, head, matching, wanted) - 1)
             .max(head.oldest);
         let keys: Vec<String> = (bottom..=top).rev().map(|p| scope.page_key(p)).collect();
         for (key, raw) in keys.iter().zip(kv.get_many(&keys)?) {
             let Some(raw) = raw else { continue };
-            let page: Vec<Summary> = serde_json::from_slice(&raw)
-                .map_err(|e| KvError::new(format!("{key} holds invalid JSON: {e}")))?;
-            for s in page.into_iter().filter(|s| keep(s)) {
+            for e in entries(key, &raw)?.iter().filter(|e| filter.accepts(e)) {
                 seen += 1;
-                if seen as usize > offset && out.len() < limit {
-                    out.push(s);
+                if seen as usize > offset && taken < limit {
+                    take(e);
+                    taken += 1;
                 }
             }
         }
         next = (bottom > head.oldest).then(|| bottom - 1);
         round += 1;
     }
-    Ok(out)
+    Ok(())
 }
 
-/// The oldest summaries first (for retention), from at most `max_pages`
+/// The oldest entries first (for retention), from at most `max_pages`
 /// pages; pages found empty below the head are skipped from then on.
-pub fn oldest(kv: &dyn KvStore, scope: Scope, max_pages: u64) -> Result<Vec<Summary>, KvError> {
+pub fn oldest(
+    kv: &dyn KvStore,
+    scope: Scope,
+    max_pages: u64,
+) -> Result<Vec<Entry<'static>>, KvError> {
     let h = head(kv, scope)?;
     let mut out = Vec::new();
     // Empty pages at the bottom (below the head) never fill again: skip them
     // from then on.
     let mut bottom = h.oldest;
     let top = h.page.min(h.oldest + max_pages.saturating_sub(1));
-    for p in h.oldest..=top {
-        let page: Vec<Summary> = get_json(kv, &scope.page_key(p))?.unwrap_or_default();
+    let keys: Vec<String> = (h.oldest..=top).map(|p| scope.page_key(p)).collect();
+    for ((p, key), raw) in (h.oldest..=top).zip(&keys).zip(kv.get_many(&keys)?) {
+        let raw = raw.unwrap_or_default();
+        let page = if raw.is_empty() {
+            Vec::new()
+        } else {
+            entries(key, &raw)?
+        };
         if page.is_empty() && p < h.page && p == bottom {
             bottom = p + 1;
         }
-        out.extend(page.into_iter().rev());
+        out.extend(page.into_iter().rev().map(Entry::into_owned));
     }
     if bottom > h.oldest {
         edit_json::<Head>(kv, &scope.head_key(), |h| h.oldest = h.oldest.max(bottom))?;
@@ -249,63 +295,12 @@ pub fn set_active(kv: &dyn KvStore, id: &str, owner: &str, active: bool) -> Resu
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
-
     use super::*;
     use crate::jobs::record::Job;
     use crate::jobs::store::tests::job;
     use crate::jobs::store::{JobStore, ListQuery};
+    use crate::kernel::counting::CountingKv;
     use crate::kernel::kv::MemoryKv;
-
-    /// Counts what goes through the store: reads, and the values and bytes
-    /// written.
-    #[derive(Default)]
-    struct Counting {
-        kv: MemoryKv,
-        reads: Cell<usize>,
-        writes: Cell<usize>,
-        written: Cell<usize>,
-    }
-
-    impl Counting {
-        fn reset(&self) {
-            self.reads.set(0);
-            self.writes.set(0);
-            self.written.set(0);
-        }
-        fn wrote(&self, bytes: usize) {
-            self.writes.set(self.writes.get() + 1);
-            self.written.set(self.written.get() + bytes);
-        }
-    }
-
-    impl KvStore for Counting {
-        fn get(&self, k: &str) -> Result<Option<Vec<u8>>, KvError> {
-            self.reads.set(self.reads.get() + 1);
-            self.kv.get(k)
-        }
-        fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
-            self.reads.set(self.reads.get() + 1);
-            keys.iter().map(|k| self.kv.get(k)).collect()
-        }
-        fn set(&self, k: &str, v: &[u8]) -> Result<(), KvError> {
-            self.wrote(v.len());
-            self.kv.set(k, v)
-        }
-        fn delete(&self, k: &str) -> Result<(), KvError> {
-            self.kv.delete(k)
-        }
-        fn exists(&self, k: &str) -> Result<bool, KvError> {
-            self.kv.exists(k)
-        }
-        fn increment(&self, k: &str, d: i64) -> Result<i64, KvError> {
-            self.kv.increment(k, d)
-        }
-        fn swap(&self, k: &str, seen: Option<&[u8]>, new: &[u8]) -> Result<bool, KvError> {
-            self.wrote(new.len());
-            self.kv.swap(k, seen, new)
-        }
-    }
 
     fn jobs(store: &JobStore, n: usize) {
         for i in 0..n {
@@ -329,30 +324,40 @@ mod tests {
         }
     }
 
-    fn ids(list: &[Summary]) -> Vec<&str> {
-        list.iter().map(|s| s.job_id.as_str()).collect()
+    fn ids<'a>(list: &'a [Entry]) -> Vec<&'a str> {
+        list.iter().map(|s| &*s.job_id).collect()
     }
 
     #[test]
-    fn a_list_page_reads_the_head_and_at_most_two_pages_whatever_the_total() {
+    fn a_list_page_reads_the_head_and_one_batch_of_what_it_shows_whatever_the_total() {
+        let mut read = Vec::new();
         for n in [100, 1_000] {
-            let kv = Counting::default();
+            let kv = CountingKv::default();
             let store = JobStore::new(&kv);
             jobs(&store, n);
             kv.reset();
             let (list, total) = store.list(&q(50, 0)).unwrap();
             assert_eq!((list.len(), total), (50, n));
-            assert_eq!(list[0].job_id, format!("j{:05}", n - 1), "newest first");
+            assert_eq!(&*list[0].job_id, format!("j{:05}", n - 1), "newest first");
             assert_eq!(
-                kv.reads.get(),
-                2,
+                (kv.count("get"), kv.count("get_many"), kv.total()),
+                (1, 1, 2),
                 "{n} jobs: the head, then one batch of pages"
             );
+            let entry = serde_json::to_vec(&list[0]).unwrap().len();
+            read.push((kv.read_bytes(), entry));
             // A later page is still exact, and in order.
             let (page, _) = store.list(&q(50, 30)).unwrap();
             let want: Vec<String> = (n - 80..n - 30).rev().map(|i| format!("j{i:05}")).collect();
             assert_eq!(ids(&page), want);
         }
+        // What was read is the 50 entries shown, less than a page more, and
+        // the head.
+        assert!(
+            read.iter()
+                .all(|&(bytes, entry)| bytes < (50 + PAGE_SIZE as usize) * entry + 1024),
+            "{read:?}"
+        );
     }
 
     #[test]
@@ -406,7 +411,7 @@ mod tests {
         // that the change must not touch.
         let mut seen = Vec::new();
         for n in [200, 1_000] {
-            let kv = Counting::default();
+            let kv = CountingKv::default();
             let store = JobStore::new(&kv);
             jobs(&store, n);
             kv.reset();
@@ -416,7 +421,7 @@ mod tests {
                     Ok(())
                 })
                 .unwrap();
-            seen.push((kv.writes.get(), kv.written.get()));
+            seen.push(kv.writes());
         }
         let (small, large) = (seen[0], seen[1]);
         assert_eq!(
@@ -425,7 +430,8 @@ mod tests {
         );
         assert_eq!(small.0, large.0, "the same values are written: {seen:?}");
         assert!(
-            large.1 <= small.1 + 1024 && large.1 < 64 * 1024,
+            // Two pages of entries under 1 KB each, the record and two heads.
+            large.1 <= small.1 + 1024 && large.1 < (2 * PAGE_SIZE as usize + 8) * 1024,
             "bytes do not grow with the number of jobs: {seen:?}"
         );
     }
@@ -436,7 +442,7 @@ mod tests {
         let store = JobStore::new(&kv);
         let mut j: Job = job("j", "alice");
         store.create(&mut j).unwrap();
-        let old = Summary::of(&store.get("j").unwrap().unwrap());
+        let old = Entry::of(&Summary::of(&store.get("j").unwrap().unwrap()));
         store
             .update::<()>("j", |j| {
                 j.transition(JobStatus::Running, 2).map_err(drop)?;

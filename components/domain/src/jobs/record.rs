@@ -215,7 +215,7 @@ impl Job {
     pub fn duration_seconds(&self, now_ms: u64) -> Option<f64> {
         let start = self.started_ms?;
         let end = self.completed_ms.unwrap_or(now_ms);
-        Some(end.saturating_sub(start) as f64 / 1000.0)
+        Some(crate::kernel::clock::seconds_between(start, end))
     }
 
     /// The API view (SimpleTuner's job shape). Secrets in the config are

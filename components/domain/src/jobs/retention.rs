@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use crate::jobs::store::JobStore;
 
 pub const DAY_MS: u64 = 24 * 3600 * 1000;
-/// List pages examined per pass, oldest first (64 jobs each).
-pub const SCAN_PAGES: u64 = 4;
+/// List pages examined per pass, oldest first (16 jobs each), in one read.
+pub const SCAN_PAGES: u64 = 16;
 /// Jobs deleted per pass at most.
 pub const PRUNE_BATCH: usize = 50;
 
@@ -162,7 +162,7 @@ mod tests {
             .unwrap()
             .0
             .into_iter()
-            .map(|s| s.job_id)
+            .map(|s| s.job_id.into_owned())
             .collect();
         assert_eq!(left, ["recent", "old-running"]);
         let mut keys = kv.keys();

@@ -14,7 +14,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::billing::metrics::{Outcome, Settlement};
-use crate::jobs::pages::{self, Scope};
+use crate::jobs::entry::Entry;
+use crate::jobs::pages::{self, Filter, Scope};
 use crate::jobs::record::{Job, JobStatus, Slots};
 use crate::jobs::summary::Summary;
 use crate::kernel::error::ApiError;
@@ -70,8 +71,9 @@ impl<'a> JobStore<'a> {
         };
         job.list_pages = Some(slots);
         set_json(self.kv, &job_key(&job.job_id), job)?;
+        let entry = Entry::of(&summary);
         for scope in [Scope::All, Scope::Owner(&job.owner)] {
-            pages::put(self.kv, scope, slots.of(scope), &summary)?;
+            pages::put(self.kv, scope, slots.of(scope), &entry)?;
         }
         if !job.status.is_terminal() {
             pages::set_active(self.kv, &job.job_id, &job.owner, true)?;
@@ -144,12 +146,12 @@ impl<'a> JobStore<'a> {
     /// Puts a changed job's summary in its pages; a status change also moves
     /// its count, and a finished job leaves the active set.
     fn relist(&self, job: &Job, was: JobStatus) -> Result<(), ApiError> {
-        let summary = Summary::of(job);
         let Some(slots) = job.list_pages else {
             return Ok(()); // not listed (a record from before the paged index)
         };
+        let entry = Entry::of(&Summary::of(job));
         for scope in [Scope::All, Scope::Owner(&job.owner)] {
-            pages::put(self.kv, scope, slots.of(scope), &summary)?;
+            pages::put(self.kv, scope, slots.of(scope), &entry)?;
             if was != job.status {
                 pages::recount(self.kv, scope, &job.provider, was, job.status)?;
             }
@@ -200,32 +202,30 @@ impl<'a> JobStore<'a> {
     }
 
     /// The oldest jobs first, from at most `max_pages` pages (for retention).
-    pub fn oldest(&self, max_pages: u64) -> Result<Vec<Summary>, ApiError> {
+    pub fn oldest(&self, max_pages: u64) -> Result<Vec<Entry<'static>>, ApiError> {
         Ok(pages::oldest(self.kv, Scope::All, max_pages)?)
     }
 
     /// Newest first; `total` counts every match, not just this page. Reads
     /// the scope's head (exact counts) and the pages that hold the page asked
     /// for, never a job record.
-    pub fn list(&self, q: &ListQuery) -> Result<(Vec<Summary>, usize), ApiError> {
+    pub fn list(&self, q: &ListQuery) -> Result<(Vec<Entry<'static>>, usize), ApiError> {
+        let mut out = Vec::new();
+        let total = self.list_into(q, |e| out.push(e.clone().into_owned()))?;
+        Ok((out, total))
+    }
+
+    /// [`JobStore::list`] handing each entry to `take` as it is read (in
+    /// place, borrowing the page); returns the total.
+    pub fn list_into(&self, q: &ListQuery, take: impl FnMut(&Entry)) -> Result<usize, ApiError> {
         let scope = scope(q.owner.as_deref());
         let head = pages::head(self.kv, scope)?;
-        let total = head.count(q.status, q.provider.as_deref());
-        let every = q.status.is_none() && q.provider.is_none();
-        let keep = |s: &Summary| {
-            q.status.is_none_or(|st| s.status == st)
-                && q.provider.as_deref().is_none_or(|p| s.provider == p)
+        let filter = Filter {
+            status: q.status,
+            provider: q.provider.as_deref(),
         };
-        let jobs = pages::scan(
-            self.kv,
-            scope,
-            &head,
-            total,
-            (q.offset, q.limit),
-            every,
-            keep,
-        )?;
-        Ok((jobs, total as usize))
+        pages::scan(self.kv, scope, &head, filter, (q.offset, q.limit), take)?;
+        Ok(filter.count(&head) as usize)
     }
 
     pub fn set_logs(&self, id: &str, text: &str) -> Result<(), ApiError> {
@@ -433,7 +433,7 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(total, 5);
         assert_eq!(
-            jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>(),
+            jobs.iter().map(|j| &*j.job_id).collect::<Vec<_>>(),
             ["j4", "j3"]
         );
         let (jobs, total) = store
@@ -451,7 +451,7 @@ pub(crate) mod tests {
                 ..Default::default()
             })
             .unwrap();
-        assert_eq!((total, jobs[0].job_id.as_str()), (1, "j3"));
+        assert_eq!((total, &*jobs[0].job_id), (1, "j3"));
         let (jobs, _) = store
             .list(&ListQuery {
                 limit: 2,

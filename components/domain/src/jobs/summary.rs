@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::jobs::progress::Progress;
 use crate::jobs::record::{Job, JobStatus};
-use crate::kernel::clock::rfc3339;
+use crate::kernel::clock::{rfc3339, seconds_between};
 
 /// Text fields are cut to this many characters in a summary (the full text
 /// is in the job record), so a page of summaries has a known upper size.
@@ -88,15 +88,26 @@ impl Summary {
         }
     }
 
-    fn duration_seconds(&self, now_ms: u64) -> Option<f64> {
-        let start = self.started_ms?;
-        let end = self.completed_ms.unwrap_or(now_ms);
-        Some(end.saturating_sub(start) as f64 / 1000.0)
+    /// Since when the job has been running, if it has started and not
+    /// finished: its list item's `duration_seconds` grows until then, so it
+    /// is added when the item is read, not when it is stored.
+    pub fn running_since_ms(&self) -> Option<u64> {
+        self.started_ms.filter(|_| self.completed_ms.is_none())
+    }
+
+    fn duration(&self) -> Duration {
+        match (self.started_ms, self.completed_ms) {
+            (Some(_), None) => Duration::AtRead,
+            (Some(start), Some(end)) => Duration::Known(Some(seconds_between(start, end))),
+            (None, _) => Duration::Known(None),
+        }
     }
 
     /// A list item: the single-job view's fields that a list shows, by the
     /// same names (see `Job::to_api`), serialised straight from the summary.
-    pub fn to_api(&self, now_ms: u64) -> ListItem<'_> {
+    /// A running job's `duration_seconds` is left for the reader to add
+    /// ([`Summary::running_since_ms`]).
+    pub fn item(&self) -> ListItem<'_> {
         ListItem {
             job_id: &self.job_id,
             job_type: "cloud",
@@ -115,7 +126,7 @@ impl Summary {
             user_id: &self.owner,
             is_terminal: self.status.is_terminal(),
             is_active: !self.status.is_terminal(),
-            duration_seconds: self.duration_seconds(now_ms),
+            duration_seconds: self.duration(),
             progress: self.progress.as_ref().map(|p| ProgressView {
                 stage: p.stage.as_deref(),
                 step: p.step,
@@ -157,9 +168,33 @@ pub struct ListItem<'a> {
     pub user_id: &'a str,
     pub is_terminal: bool,
     pub is_active: bool,
-    pub duration_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Duration::at_read")]
+    pub duration_seconds: Duration,
     pub progress: Option<ProgressView<'a>>,
     pub metadata: Metadata<'a>,
+}
+
+/// A list item's `duration_seconds`: known when the item is made (`null`
+/// before the job starts, fixed once it ends), or added when it is read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Duration {
+    Known(Option<f64>),
+    AtRead,
+}
+
+impl Duration {
+    fn at_read(&self) -> bool {
+        *self == Duration::AtRead
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Duration::Known(secs) => secs.serialize(serializer),
+            Duration::AtRead => serializer.serialize_none(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -10,6 +10,12 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Seconds from `start_ms` to `end_ms` (0 if it ends before it starts), as
+/// `duration_seconds` shows them.
+pub fn seconds_between(start_ms: u64, end_ms: u64) -> f64 {
+    end_ms.saturating_sub(start_ms) as f64 / 1000.0
+}
+
 /// `2026-11-28T15:10:00.123Z`.
 pub fn rfc3339(ms: u64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

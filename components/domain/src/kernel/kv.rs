@@ -262,14 +262,31 @@ pub fn edit_json<T: serde::Serialize + serde::de::DeserializeOwned + Default>(
     mut f: impl FnMut(&mut T),
 ) -> Result<(), KvError> {
     let initial = serde_json::to_vec(&T::default()).map_err(|e| KvError::new(e.to_string()))?;
-    create_once(kv, key, &initial)?;
-    update::<()>(kv, key, |cur| {
+    edit_bytes(kv, key, &initial, |cur| {
         let mut v: T = serde_json::from_slice(cur).unwrap_or_default();
         f(&mut v);
-        Ok(serde_json::to_vec(&v).expect("value serialises"))
+        serde_json::to_vec(&v).expect("value serialises")
     })
-    .map(|_| ())
-    .map_err(|e| match e {
+}
+
+/// [`edit_json`] for values read in place: `f` gets the current bytes (so it
+/// may parse them borrowing) and returns the new ones.
+pub fn edit_bytes(
+    kv: &dyn KvStore,
+    key: &str,
+    initial: &[u8],
+    mut f: impl FnMut(&[u8]) -> Vec<u8>,
+) -> Result<(), KvError> {
+    // Most edits find the value there: create it only when it is missing
+    // (one store operation fewer per edit than checking first).
+    let edited = match update::<()>(kv, key, |cur| Ok(f(cur))) {
+        Err(UpdateError::Missing) => {
+            create_once(kv, key, initial)?;
+            update::<()>(kv, key, |cur| Ok(f(cur)))
+        }
+        edited => edited,
+    };
+    edited.map(|_| ()).map_err(|e| match e {
         UpdateError::Store(e) if e.kind == KvErrorKind::Unsupported => e,
         e => KvError::new(format!("cannot update {key}: {e:?}")),
     })

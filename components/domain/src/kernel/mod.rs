@@ -2,6 +2,8 @@
 //! the error shape and secret handling. Imports nothing else of the crate.
 
 pub mod clock;
+#[cfg(test)]
+pub mod counting;
 pub mod error;
 pub mod http;
 pub mod kv;

@@ -37,13 +37,25 @@ impl SpinKv {
         if let Some(b) = self.bucket.get() {
             return Ok(b);
         }
-        let b = keyvalue::store::open("default").map_err(|e| KvError::new(format!("{e:?}")))?;
+        let b = keyvalue::store::open("default").map_err(|e| KvError::new(in_words(&e)))?;
         Ok(self.bucket.get_or_init(|| b))
     }
 }
 
 fn kv_err(e: spin_sdk::key_value::Error) -> KvError {
     KvError::new(e.to_string())
+}
+
+/// A `wasi:keyvalue` error as an operator reads it.
+fn in_words(e: &keyvalue::store::Error) -> String {
+    match e {
+        keyvalue::store::Error::NoSuchStore => "the key-value store `default` does not exist".into(),
+        keyvalue::store::Error::AccessDenied => {
+            "this component may not use the key-value store `default` (key_value_stores in spin.toml)"
+                .into()
+        }
+        keyvalue::store::Error::Other(m) => m.clone(),
+    }
 }
 
 impl KvStore for SpinKv {
@@ -61,12 +73,27 @@ impl KvStore for SpinKv {
     }
     fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
         keyvalue::atomics::increment(self.bucket()?, key, delta)
-            .map_err(|e| KvError::new(format!("{e:?}")))
+            .map_err(|e| KvError::new(in_words(&e)))
+    }
+    /// One host call (`wasi:keyvalue/batch`, one query on Spin's SQLite) for
+    /// several keys. Spin answers only the keys that exist, in its own order,
+    /// so values are matched back to the keys asked for.
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        if keys.len() < 2 {
+            return keys.iter().map(|k| self.get(k)).collect();
+        }
+        let mut found: std::collections::HashMap<String, Vec<u8>> =
+            keyvalue::batch::get_many(self.bucket()?, keys)
+                .map_err(|e| KvError::new(in_words(&e)))?
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect();
+        Ok(keys.iter().map(|k| found.remove(k)).collect())
     }
     fn read_for_swap(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let cas = keyvalue::atomics::Cas::new(self.bucket()?, key)
-            .map_err(|e| KvError::new(format!("{e:?}")))?;
-        let current = cas.current().map_err(|e| KvError::new(format!("{e:?}")))?;
+            .map_err(|e| KvError::new(in_words(&e)))?;
+        let current = cas.current().map_err(|e| KvError::new(in_words(&e)))?;
         *self.cas.borrow_mut() = Some(Guarded {
             key: key.to_string(),
             seen: current.clone(),
@@ -88,7 +115,7 @@ impl KvStore for SpinKv {
                     Ok(()) => Ok(true),
                     Err(keyvalue::atomics::CasError::CasFailed(_)) => Ok(false),
                     Err(keyvalue::atomics::CasError::StoreError(e)) => {
-                        Err(KvError::new(format!("{e:?}")))
+                        Err(KvError::new(in_words(&e)))
                     }
                 }
             }

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use super::*;
 use crate::billing::limits::limit_status;
 use crate::jobs::store::ListQuery;
+use crate::kernel::counting::CountingKv;
 use crate::kernel::http::Method;
-use crate::kernel::kv::MemoryKv;
 use crate::kernel::scripted::{Reply, ScriptedHttp, block_on};
 use crate::providers::catalog::{DEFAULT_PROFILE, find_profile};
 use crate::providers::settings::LimitAction;
@@ -16,7 +16,7 @@ use crate::providers::settings::LimitAction;
 const NOW: u64 = 1_800_000_000_000;
 
 struct World {
-    kv: MemoryKv,
+    kv: CountingKv,
     http: ScriptedHttp,
     settings: ProviderSettings,
     principal: Principal,
@@ -37,7 +37,7 @@ impl World {
         );
         http.on(Method::Post, "/v1/predictions", create);
         World {
-            kv: MemoryKv::default(),
+            kv: CountingKv::default(),
             http,
             settings: ProviderSettings {
                 api_base: "http://replicate.test".into(),
@@ -189,4 +189,41 @@ fn a_bad_dataset_is_refused_before_anything_is_written() {
     assert!(w.http.requests().is_empty(), "no provider call");
     assert_eq!(w.spend(), 0.0);
     assert_eq!(w.submit(body("k")).status, 201, "the key was released");
+}
+
+/// What a submit asks of the store (as Spin's embedded store's calls):
+/// - the estimate's duration statistics (1 read) and the spend reservation
+///   for the month, everyone's and the caller's (2 increments);
+/// - the job listed: a slot from each scope's head (2 CAS edits of 2 calls),
+///   the record (1 write), its entry in each scope's page (2 edits) and the
+///   active set (1 edit);
+/// - the upload signing key and the cached trainer version (2 reads);
+/// - the intent completed, then the prediction applied (2 record edits),
+///   which relists it: a page and a head per scope (4 edits);
+/// - whether anyone subscribed to its notifications (1 read).
+///
+/// An idempotency key adds its creation (3 calls on the embedded store, one
+/// `SET NX` on Redis) and two writes: the job it names before the provider
+/// call, and that it is done after.
+#[test]
+fn a_submit_costs_a_known_number_of_store_operations() {
+    let w = World::new(vec![created(), created(), created()]);
+    // The first submit also looks the trainer's version up and caches it.
+    assert_eq!(w.submit(body("warm")).status, 201);
+    for (key, most) in [(None, 29), (Some("k2"), 34)] {
+        w.kv.reset();
+        let mut b = body(key.unwrap_or_default());
+        if key.is_none() {
+            b.as_object_mut().unwrap().remove("idempotency_key");
+        }
+        let before = w.http.requests().len();
+        assert_eq!(w.submit(b).status, 201);
+        assert_eq!(w.http.requests().len() - before, 1, "one provider call");
+        assert!(
+            w.kv.total() <= most,
+            "{key:?}: {:?}\n{}",
+            w.kv.ops(),
+            w.kv.trace().join("\n")
+        );
+    }
 }
