@@ -139,7 +139,7 @@ impl StoredSettings {
     /// The API view: no token, only whether one is set and its last four.
     pub fn to_api(&self, variable_token_set: bool) -> Value {
         let token = self.api_token.as_deref();
-        json!({
+        let mut view = json!({
             "provider": "replicate",
             "config": {
                 "public_url": self.public_url,
@@ -163,7 +163,16 @@ impl StoredSettings {
                     "last4": token.map(|t| t.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect::<String>()),
                 },
             },
-        })
+        });
+        // No amount set: leave it out rather than send `null`, which
+        // SimpleTuner's CLI cannot format (`cost-limit show` reads it with a
+        // default of 0).
+        if self.cost_limit_amount.is_none()
+            && let Some(config) = view["config"].as_object_mut()
+        {
+            config.remove("cost_limit_amount");
+        }
+        view
     }
 }
 
@@ -339,6 +348,19 @@ mod tests {
             .unwrap();
         assert_eq!(h100["cost_per_hour"], 7.2);
         assert_eq!(h100["cost_per_second"], 0.002);
+    }
+
+    #[test]
+    fn an_unset_cost_limit_amount_is_left_out_not_null() {
+        let fresh = StoredSettings::default().to_api(false);
+        assert_eq!(fresh["config"]["cost_limit_enabled"], false);
+        assert!(
+            fresh["config"].get("cost_limit_amount").is_none(),
+            "{fresh}"
+        );
+        let kv = MemoryKv::default();
+        let s = update(&kv, &json!({"cost_limit_amount": 12.5})).unwrap();
+        assert_eq!(s.to_api(false)["config"]["cost_limit_amount"], 12.5);
     }
 
     #[test]
