@@ -193,6 +193,14 @@ impl FakeReplicate {
         }));
     }
 
+    /// Stops what [`FakeReplicate::auto_tick`] and [`FakeReplicate::auto_advance`]
+    /// started: the clock stands still and no webhook is sent from then on.
+    pub fn stop_background(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+
     /// Runs the fake clock faster than real time: `secs` more every `every`
     /// (for browser tests that watch jobs move).
     pub fn auto_advance(&mut self, every: Duration, secs: u64) {

@@ -16,7 +16,8 @@
 //!
 //! Run: `cargo bench -p cloudtuner-testhost --bench side_by_side` (components
 //! built first; needs `wrk`). `ROUNDS=n` (default 2) and `SECS=n` (default
-//! 10) per measurement; `ST_REFERENCE=dir` if the reference is elsewhere.
+//! 10) per measurement; `ST_REFERENCE=dir` if the reference is elsewhere; `ONLY=growth` for
+//! the growth figures alone.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -318,8 +319,22 @@ fn start_reference(port: u16, state: &Path, n: usize) -> Option<(u32, String)> {
     Some((pid, v["jobs"][0]["job_id"].as_str()?.to_string()))
 }
 
-/// Growth: list-50 at `n` jobs (submitted through the API, left queued).
-async fn list_at(fake: &FakeReplicate, n: usize) -> Wrk {
+/// A fake Replicate with the trainer models; its clock stands still unless
+/// told otherwise.
+async fn trainer_fake() -> FakeReplicate {
+    let fake = FakeReplicate::start().await;
+    for p in ["h100", "l40s"] {
+        fake.add_model("simpletuner", &format!("advanced-trainer-{p}"));
+    }
+    fake
+}
+
+/// Growth: list-50 at `n` jobs (submitted through the API, left queued). A
+/// fake of its own whose clock stands still, so no job moves and no webhook
+/// arrives while it is measured (a ticking fake with 10,000 predictions
+/// would both compete for the CPU and start jobs mid-measurement).
+async fn list_at(n: usize) -> Wrk {
+    let fake = &trainer_fake().await;
     let state = tempfile::tempdir().unwrap();
     let app = start_cloudtuner(fake, state.path()).await;
     let addr = app.addr();
@@ -349,12 +364,10 @@ async fn list_at(fake: &FakeReplicate, n: usize) -> Wrk {
     wrk(&url, true)
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let mut fake = FakeReplicate::start().await;
-    for p in ["h100", "l40s"] {
-        fake.add_model("simpletuner", &format!("advanced-trainer-{p}"));
-    }
+/// The side-by-side rounds at 1,000 jobs: GET job, list-50 and the floor on
+/// both servers, alternating.
+async fn side_by_side() {
+    let mut fake = trainer_fake().await;
     fake.auto_advance(Duration::from_millis(50), 20);
     fake.auto_tick(Duration::from_millis(50));
     let n = 1_000;
@@ -365,6 +378,10 @@ async fn main() {
     let started = Instant::now();
     let job = seed_through_api(&fake, addr, n).await;
     eprintln!("  done in {:.0} s", started.elapsed().as_secs_f64());
+    // Idle from here: the fake's clock and webhooks stop, so nothing but the
+    // measured requests runs in the app's process (a list or a read of a
+    // job calls no provider).
+    fake.stop_background();
 
     let st_state = tempfile::tempdir().unwrap();
     let st_port = free_addr().port();
@@ -423,11 +440,18 @@ async fn main() {
             );
         }
     }
-    drop(ct);
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    // `ONLY=growth` skips the side-by-side rounds (and SimpleTuner).
+    if std::env::var("ONLY").as_deref() != Ok("growth") {
+        side_by_side().await;
+    }
     println!("list-50 as the number of jobs grows (cloudtuner, jobs submitted through the API)");
     let mut base = None;
     for n in [100, 1_000, 10_000] {
-        let w = list_at(&fake, n).await;
+        let w = list_at(n).await;
         let b = *base.get_or_insert(w.rps);
         println!(
             "  {n:>6} jobs: {}  ({:.2}x the 100-job rate)",

@@ -1,0 +1,154 @@
+//! SimpleTuner's own CLI (`simpletuner cloud ...`, 4.10.1 from PyPI, unmodified, installed by
+//! `tests/simpletuner-cli/install.sh`) against the served app and the fake Replicate: the commands
+//! a user runs, their exit codes, and the lines they print.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use cloudtuner_testhost::workspace_root;
+use common::{PASSWORD, SUBMIT, TestApp, post_json};
+use serde_json::json;
+
+/// Installs the CLI once (it stays in the user's cache) and returns its virtualenv.
+fn install_cli() -> PathBuf {
+    let script = workspace_root().join("tests/simpletuner-cli/install.sh");
+    let out = Command::new(&script)
+        .output()
+        .expect("run tests/simpletuner-cli/install.sh");
+    assert!(
+        out.status.success(),
+        "installing SimpleTuner's CLI from PyPI failed (it needs Python 3.11+ with pip and \
+         access to PyPI):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+struct Cli {
+    bin: PathBuf,
+    port: String,
+    key: String,
+    /// The CLI writes `./debug.log` wherever it runs.
+    scratch: tempfile::TempDir,
+}
+
+impl Cli {
+    /// Runs `simpletuner <args>`: (exit code, stdout and stderr).
+    async fn run(&self, args: &[&str]) -> (i32, String) {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args)
+            .current_dir(self.scratch.path())
+            .env("SIMPLETUNER_HOST", "127.0.0.1")
+            .env("SIMPLETUNER_PORT", &self.port)
+            .env("SIMPLETUNER_API_KEY", &self.key)
+            .env("SIMPLETUNER_SKIP_TORCH", "1")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env(
+                "PYTHONPATH",
+                workspace_root().join("tests/simpletuner-cli/stubs"),
+            );
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .unwrap()
+            .expect("run simpletuner");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    }
+}
+
+/// The first admin, signed in, and an API key of theirs for the CLI.
+async fn api_key(t: &TestApp) -> String {
+    let anon = t.app.anonymous();
+    let r = post_json(
+        &anon,
+        "/api/cloud/auth/setup",
+        &json!({"username": "root", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let session = r.json()["token"].as_str().unwrap().to_string();
+    let user = anon.with_header("authorization", &format!("Bearer {session}"));
+    let r = post_json(&user, "/api/cloud/auth/api-keys", &json!({"name": "cli"})).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["key"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simpletuners_cli_lists_shows_and_sets_what_users_ask() {
+    let venv = tokio::task::spawn_blocking(install_cli).await.unwrap();
+    let t = TestApp::builder().served().start().await;
+    let key = api_key(&t).await;
+    let cli = Cli {
+        bin: venv.join("bin/simpletuner"),
+        port: t.url.rsplit(':').next().unwrap().to_string(),
+        key: key.clone(),
+        scratch: tempfile::tempdir().unwrap(),
+    };
+
+    // A fresh installation has no cost limit amount: `show` prints $0.00.
+    let (code, out) = cli.run(&["cloud", "cost-limit", "show"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Enabled: False") && out.contains("Amount:  $0.00"),
+        "{out}"
+    );
+    let (code, out) = cli
+        .run(&[
+            "cloud",
+            "cost-limit",
+            "set",
+            "--amount",
+            "25",
+            "--period",
+            "daily",
+        ])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = cli.run(&["cloud", "cost-limit", "show"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Enabled: True") && out.contains("Amount:  $25.00") && out.contains("daily"),
+        "{out}"
+    );
+
+    // A job submitted with the same key is listed and read by the CLI.
+    let keyed = t.app.anonymous().with_header("x-api-key", &key);
+    let r = post_json(
+        &keyed,
+        SUBMIT,
+        &json!({"config": {"--max_train_steps": 10}, "config_name": "cli-check"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["job_id"].as_str().unwrap().to_string();
+    let (code, out) = cli.run(&["cloud", "jobs", "list"]).await;
+    assert_eq!(code, 0, "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&id[..12]))
+        .unwrap_or_else(|| panic!("no row for {id}:\n{out}"));
+    assert!(
+        row.contains("cli-check") && row.contains("replicate"),
+        "{row}"
+    );
+    assert!(out.contains("Total: 1 jobs"), "{out}");
+    let (code, out) = cli.run(&["cloud", "jobs", "get", &id]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&id), "{out}");
+
+    // A bad key is refused, and the CLI says so.
+    let stranger = Cli {
+        key: "stk_not_a_key".into(),
+        bin: cli.bin.clone(),
+        port: cli.port.clone(),
+        scratch: tempfile::tempdir().unwrap(),
+    };
+    let (code, out) = stranger.run(&["cloud", "jobs", "list"]).await;
+    assert_ne!(code, 0, "{out}");
+}
