@@ -1,10 +1,12 @@
 //! `GET/PUT /api/cloud/providers/{provider}` (alias `.../{provider}/config`),
 //! admin only: default profile, version override, prices, cost limits, public
-//! URL and the write-only Replicate token.
+//! URL and the write-only Replicate token; and `PUT/DELETE
+//! .../{provider}/token`, the token alone as SimpleTuner's CLI sets it.
 
 use cloudtuner_domain::auth::principal::Permission;
 use cloudtuner_domain::providers::settings::{StoredSettings, known_provider, update};
-use cloudtuner_spin::{Call, Outcome, json, respond, variable};
+use cloudtuner_domain::providers::token;
+use cloudtuner_spin::{Call, Outcome, allow_methods, json, respond, variable};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -14,9 +16,27 @@ fn handle(req: Request) -> Response {
 }
 
 fn run(req: &Request) -> Outcome {
-    let call = Call::new(req, &["GET", "PUT", "PATCH"])?;
+    let token_route = req
+        .header("spin-matched-route")
+        .and_then(|v| v.as_str())
+        .is_some_and(|r| r.ends_with("/token"));
+    let methods: &[&str] = if token_route {
+        &["PUT", "DELETE"]
+    } else {
+        &["GET", "PUT", "PATCH"]
+    };
+    allow_methods(req, methods)?;
+    let call = Call::any_method(req)?;
     call.principal_with(Permission::AdminConfig)?;
     known_provider(&call.path_param("provider")?)?;
+    if token_route {
+        let answer = if call.is("DELETE") {
+            token::delete(&call.kv)?
+        } else {
+            token::put(&call.kv, &call.json()?)?
+        };
+        return Ok(json(200, &answer));
+    }
     let variable_token = variable("replicate_api_token").is_some();
     let settings = if call.is("GET") {
         StoredSettings::load(&call.kv)?

@@ -284,6 +284,9 @@ fn rows() -> Vec<Row> {
         row("/api/cloud/providers/:provider", "GET", ADMIN_ONLY),
         row("/api/cloud/providers/:provider", "PUT", ADMIN_ONLY),
         row("/api/cloud/providers/:provider/config", "GET", ADMIN_ONLY),
+        // Set, then forgotten at once, so later rows see the token as before.
+        row("/api/cloud/providers/:provider/token", "PUT", ADMIN_ONLY),
+        row("/api/cloud/providers/:provider/token", "DELETE", ADMIN_ONLY),
         row("/api/cloud/metrics/cost-limit", "GET", AUTHED_200),
         row("/api/cloud/cost-limit/status", "GET", AUTHED_200),
         row("/api/metrics", "GET", AUTHED_200),
@@ -420,6 +423,7 @@ async fn prepare(w: &World, r: &Row) -> (String, Value) {
         ("/api/cloud/jobs/submit", _) => json!({"config": {"y": 1}}),
         ("/api/cloud/notifications", "POST") => json!({"url": "https://hooks.example.com/x"}),
         ("/api/cloud/providers/:provider", "PUT") => json!({"cost_limit_period": "monthly"}),
+        ("/api/cloud/providers/:provider/token", "PUT") => json!({"api_token": "r8_matrix"}),
         ("/api/cloud/cost-estimate", _) => json!({"config": {"--max_train_steps": 100}}),
         (_, "PUT") => json!({"config": {"z": 1}}),
         _ => Value::Null,

@@ -142,6 +142,40 @@ async fn simpletuners_cli_lists_shows_and_sets_what_users_ask() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&id), "{out}");
 
+    // The token alone, set and deleted as the CLI does it; never answered back.
+    let (code, out) = cli
+        .run(&[
+            "cloud",
+            "config",
+            "set-token",
+            "--token",
+            "r8_from_the_cli_4321",
+        ])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("API token saved successfully."), "{out}");
+    let token = async || {
+        let r = t
+            .app
+            .request("GET", "/api/cloud/providers/replicate/config", &[], "")
+            .await;
+        assert!(!r.text().contains("r8_from_the_cli"), "{}", r.text());
+        r.json()["config"]["api_token"].clone()
+    };
+    let shown = token().await;
+    assert_eq!(
+        (shown["source"].as_str(), shown["last4"].as_str()),
+        (Some("settings"), Some("4321"))
+    );
+    let (code, out) = cli.run(&["cloud", "config", "delete-token"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("API token deleted successfully."), "{out}");
+    assert_eq!(
+        token().await["source"],
+        "variable",
+        "the variable applies again"
+    );
+
     // A bad key is refused, and the CLI says so.
     let stranger = Cli {
         key: "stk_not_a_key".into(),

@@ -4,3 +4,4 @@
 pub mod catalog;
 pub mod replicate;
 pub mod settings;
+pub mod token;
