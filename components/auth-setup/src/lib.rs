@@ -1,9 +1,13 @@
 //! `/api/cloud/auth/setup`: `GET` says whether the first admin is still to be
 //! created; `POST {"username", "password"}` creates it exactly once (409 after)
-//! and signs it in.
+//! and signs it in. SimpleTuner's CLI names the same things
+//! `GET /api/auth/setup/status`, `POST /api/auth/setup/first-admin` (its
+//! `email` and `display_name` are not kept: users here have neither) and
+//! `GET /api/users/meta/auth-status`.
 
 use cloudtuner_domain::auth::login::{LoginRequest, login};
 use cloudtuner_domain::auth::sessions::SESSION_TTL_MS;
+use cloudtuner_domain::auth::setup_status;
 use cloudtuner_domain::auth::users::UserStore;
 use cloudtuner_spin::{Call, Outcome, json, respond};
 use serde_json::json as j;
@@ -16,11 +20,23 @@ fn handle(req: Request) -> Response {
 }
 
 fn run(req: &Request) -> Outcome {
-    let call = Call::new(req, &["GET", "POST"])?;
+    let route = req
+        .header("spin-matched-route")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let methods: &[&str] = match route.as_str() {
+        "/api/auth/setup/status" | "/api/users/meta/auth-status" => &["GET"],
+        "/api/auth/setup/first-admin" => &["POST"],
+        _ => &["GET", "POST"],
+    };
+    let call = Call::new(req, methods)?;
     let users = UserStore::new(&call.kv);
+    if route == "/api/users/meta/auth-status" {
+        return Ok(json(200, &setup_status::auth_status(&users)?));
+    }
     if call.is("GET") {
-        let needs = users.needs_setup()?;
-        return Ok(json(200, &j!({"needs_setup": needs, "has_admin": !needs})));
+        return Ok(json(200, &setup_status::setup(&users)?));
     }
     let form = LoginRequest::from_body(&call.json()?);
     let admin = users.setup_first_admin(&form.username, &form.password, call.now_ms)?;

@@ -208,6 +208,9 @@ fn rows() -> Vec<Row> {
         row("/docs/...", "GET", PUBLIC_200),
         row("/api/cloud/auth/setup", "GET", PUBLIC_200),
         row("/api/cloud/auth/setup", "POST", [409; 8]),
+        row("/api/auth/setup/status", "GET", PUBLIC_200),
+        row("/api/auth/setup/first-admin", "POST", [409; 8]),
+        row("/api/users/meta/auth-status", "GET", PUBLIC_200),
         // Login ignores headers: the body's wrong password is what counts.
         row("/api/cloud/auth/login", "POST", [401; 8]),
         row("/api/auth/login", "POST", [401; 8]),
@@ -411,7 +414,9 @@ async fn prepare(w: &World, r: &Row) -> (String, Value) {
         (route, _) => route.to_string(),
     };
     let body = match (r.route, r.method) {
-        ("/api/cloud/auth/setup", _) => json!({"username": "again", "password": PASSWORD}),
+        ("/api/cloud/auth/setup" | "/api/auth/setup/first-admin", _) => {
+            json!({"username": "again", "password": PASSWORD})
+        }
         // A new unknown username each time keeps the brute-force lock out of it.
         (route, _) if route.ends_with("/login") => {
             json!({"username": format!("nobody{}", rand_suffix()), "password": "wrong password!"})

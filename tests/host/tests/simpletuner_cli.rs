@@ -62,16 +62,16 @@ impl Cli {
     }
 }
 
-/// The first admin, signed in, and an API key of theirs for the CLI.
+/// An API key of the first admin's (who signs in with `PASSWORD`), for the CLI.
 async fn api_key(t: &TestApp) -> String {
     let anon = t.app.anonymous();
     let r = post_json(
         &anon,
-        "/api/cloud/auth/setup",
+        "/api/cloud/auth/login",
         &json!({"username": "root", "password": PASSWORD}),
     )
     .await;
-    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.status, 200, "{}", r.text());
     let session = r.json()["token"].as_str().unwrap().to_string();
     let user = anon.with_header("authorization", &format!("Bearer {session}"));
     let r = post_json(&user, "/api/cloud/auth/api-keys", &json!({"name": "cli"})).await;
@@ -83,10 +83,48 @@ async fn api_key(t: &TestApp) -> String {
 async fn simpletuners_cli_lists_shows_and_sets_what_users_ask() {
     let venv = tokio::task::spawn_blocking(install_cli).await.unwrap();
     let t = TestApp::builder().served().start().await;
+    let port = t.url.rsplit(':').next().unwrap().to_string();
+    let bin = venv.join("bin/simpletuner");
+
+    // Headless set-up, as the CLI does it: status, the first admin, status.
+    let anonymous = Cli {
+        bin: bin.clone(),
+        port: port.clone(),
+        key: String::new(),
+        scratch: tempfile::tempdir().unwrap(),
+    };
+    let (code, out) = anonymous.run(&["auth", "status"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Authentication is NOT configured"), "{out}");
+    let setup = [
+        "auth",
+        "setup",
+        "--email",
+        "root@example.com",
+        "--username",
+        "root",
+        "--password",
+        PASSWORD,
+    ];
+    let (code, out) = anonymous.run(&setup).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Admin account created successfully!"), "{out}");
+    assert!(out.contains("Username:  root"), "{out}");
+    let (code, out) = anonymous.run(&setup).await;
+    assert_eq!(code, 1, "a second set-up is refused: {out}");
+    assert!(
+        out.contains("Setup already completed") && out.contains("1 user(s)"),
+        "{out}"
+    );
+    let (code, out) = anonymous.run(&["auth", "status"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Authentication is ENABLED"), "{out}");
+    assert!(out.contains("Users configured:     1"), "{out}");
+
     let key = api_key(&t).await;
     let cli = Cli {
-        bin: venv.join("bin/simpletuner"),
-        port: t.url.rsplit(':').next().unwrap().to_string(),
+        bin,
+        port,
         key: key.clone(),
         scratch: tempfile::tempdir().unwrap(),
     };

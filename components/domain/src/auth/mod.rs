@@ -7,4 +7,5 @@ pub mod login;
 pub mod login_guard;
 pub mod principal;
 pub mod sessions;
+pub mod setup_status;
 pub mod users;

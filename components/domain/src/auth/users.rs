@@ -146,6 +146,12 @@ impl<'a> UserStore<'a> {
         Ok(user)
     }
 
+    /// How many users exist (one read of the index).
+    pub fn count(&self) -> Result<usize, ApiError> {
+        let ids: Vec<String> = get_json(self.kv, INDEX)?.unwrap_or_default();
+        Ok(ids.len())
+    }
+
     pub fn list(&self) -> Result<Vec<User>, ApiError> {
         let ids: Vec<String> = get_json(self.kv, INDEX)?.unwrap_or_default();
         let mut out = Vec::new();
