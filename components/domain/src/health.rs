@@ -2,22 +2,27 @@
 
 use serde_json::{Value, json};
 
-use crate::kernel::kv::{KvStore, check_cas};
+use std::time::Instant;
+
+use crate::kernel::kv::{KvError, KvStore, check_cas};
 
 /// The key the health check writes and reads back (one key, overwritten).
 pub const PROBE_KEY: &str = "sys:health";
+/// When the installation first answered a health check (written once).
+pub const FIRST_SEEN_KEY: &str = "sys:first-seen";
 
 pub struct Health {
     pub healthy: bool,
     pub body: Value,
 }
 
-/// `components` lists the app's components (from the manifest at build time)
+/// `deployed` lists the app's components (from the manifest at build time)
 /// so an operator sees what is deployed; `store` says which store serves them
 /// (`embedded` or `redis`). `kv` is checked with a write + read, and its
 /// compare-and-swap with [`check_cas`] (a store whose CAS does not hold would
 /// lose updates: unhealthy, with the cause and the fix).
-pub fn check(kv: &dyn KvStore, store: &str, components: &[&str], now_unix_ms: u64) -> Health {
+pub fn check(kv: &dyn KvStore, store: &str, deployed: &[&str], now_unix_ms: u64) -> Health {
+    let started = Instant::now();
     let stamp = now_unix_ms.to_string();
     let kv_result = kv
         .set(PROBE_KEY, stamp.as_bytes())
@@ -33,66 +38,110 @@ pub fn check(kv: &dyn KvStore, store: &str, components: &[&str], now_unix_ms: u6
         ),
         Err(e) => (false, e.to_string()),
     };
+    let kv_ms = elapsed_ms(started);
     // Only worth asking once the store answers at all.
+    let started = Instant::now();
     let (cas_ok, cas_message) = match kv_ok.then(|| check_cas(kv)) {
         None => (false, NOT_CHECKED.to_string()),
         Some(Ok(())) => (true, "compare-and-swap holds".to_string()),
         Some(Err(e)) => (false, e.message),
     };
-    report(
-        (kv_ok, kv_message),
-        (cas_ok, cas_message),
+    let cas_ms = kv_ok.then(|| elapsed_ms(started));
+    let mut health = report(
+        [
+            Probe::new("key_value_store", kv_ok, kv_message, Some(kv_ms)),
+            Probe::new("key_value_atomics", cas_ok, cas_message, cas_ms),
+        ],
         store,
-        components,
+        deployed,
         now_unix_ms,
-    )
+    );
+    if kv_ok && let Ok(since) = first_seen(kv, now_unix_ms) {
+        health.body["uptime_seconds"] = json!(now_unix_ms.saturating_sub(since) / 1000);
+    }
+    health
+}
+
+/// When this installation first answered a health check (kept once in the
+/// store). Spin instances live for one request, so there is no process
+/// uptime to report; this is the installation's.
+fn first_seen(kv: &dyn KvStore, now_unix_ms: u64) -> Result<u64, KvError> {
+    let parse = |v: Option<Vec<u8>>| v.and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok());
+    if let Some(t) = parse(kv.get(FIRST_SEEN_KEY)?) {
+        return Ok(t);
+    }
+    kv.create(FIRST_SEEN_KEY, now_unix_ms.to_string().as_bytes())?;
+    Ok(parse(kv.get(FIRST_SEEN_KEY)?).unwrap_or(now_unix_ms))
+}
+
+fn elapsed_ms(since: Instant) -> f64 {
+    (since.elapsed().as_secs_f64() * 1e5).round() / 100.0
 }
 
 /// The report when the store could not even be opened (a shared Redis that
 /// is down): unhealthy, saying why.
-pub fn store_unreachable(
-    error: &str,
-    store: &str,
-    components: &[&str],
-    now_unix_ms: u64,
-) -> Health {
+pub fn store_unreachable(error: &str, store: &str, deployed: &[&str], now_unix_ms: u64) -> Health {
     report(
-        (false, error.to_string()),
-        (false, NOT_CHECKED.to_string()),
+        [
+            Probe::new("key_value_store", false, error.to_string(), None),
+            Probe::new("key_value_atomics", false, NOT_CHECKED.to_string(), None),
+        ],
         store,
-        components,
+        deployed,
         now_unix_ms,
     )
 }
 
 const NOT_CHECKED: &str = "not checked: the store does not answer";
 
-fn report(
-    (kv_ok, kv_message): (bool, String),
-    (cas_ok, cas_message): (bool, String),
-    store: &str,
-    components: &[&str],
-    now_unix_ms: u64,
-) -> Health {
-    let healthy = kv_ok && cas_ok;
+/// One thing the health check tried: SimpleTuner's component shape.
+struct Probe {
+    name: &'static str,
+    ok: bool,
+    message: String,
+    latency_ms: Option<f64>,
+}
+
+impl Probe {
+    fn new(name: &'static str, ok: bool, message: String, latency_ms: Option<f64>) -> Self {
+        Probe {
+            name,
+            ok,
+            message,
+            latency_ms,
+        }
+    }
+
+    fn status(&self) -> &'static str {
+        if self.ok { "healthy" } else { "unhealthy" }
+    }
+}
+
+/// `components` is SimpleTuner's list of checks (`{name, status, message,
+/// latency_ms}`, what its CLI's `cloud status` prints); `checks` is the same
+/// without timings, as the first version answered; `deployed_components`
+/// names the app's components.
+fn report(probes: [Probe; 2], store: &str, deployed: &[&str], now_unix_ms: u64) -> Health {
+    let healthy = probes.iter().all(|p| p.ok);
     let status = if healthy { "healthy" } else { "unhealthy" };
-    let check = |ok: bool| if ok { "healthy" } else { "unhealthy" };
     Health {
         healthy,
         body: json!({
             "status": status,
             "version": crate::VERSION,
             "store": store,
-            "components": components,
-            "checks": [{
-                "name": "key_value_store",
-                "status": check(kv_ok),
-                "message": kv_message,
-            }, {
-                "name": "key_value_atomics",
-                "status": check(cas_ok),
-                "message": cas_message,
-            }],
+            "components": probes.iter().map(|p| json!({
+                "name": p.name,
+                "status": p.status(),
+                "message": p.message,
+                "latency_ms": p.latency_ms,
+            })).collect::<Vec<_>>(),
+            "checks": probes.iter().map(|p| json!({
+                "name": p.name,
+                "status": p.status(),
+                "message": p.message,
+            })).collect::<Vec<_>>(),
+            "deployed_components": deployed,
             "timestamp_ms": now_unix_ms,
         }),
     }
@@ -212,10 +261,26 @@ mod tests {
 
     #[test]
     fn healthy_when_store_round_trips() {
-        let h = check(&MemoryKv::default(), "embedded", &["health"], 42);
+        let kv = MemoryKv::default();
+        let h = check(&kv, "embedded", &["health"], 42_000);
         assert!(h.healthy);
         assert_eq!(h.body["status"], "healthy");
-        assert_eq!(h.body["components"][0], "health");
+        assert_eq!(h.body["deployed_components"][0], "health");
+        assert_eq!(h.body["uptime_seconds"], 0);
+        // SimpleTuner's shape: every check with its status and latency.
+        let first = &h.body["components"][0];
+        assert_eq!(
+            (first["name"].as_str(), first["status"].as_str()),
+            (Some("key_value_store"), Some("healthy"))
+        );
+        assert!(
+            first["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+            "{first}"
+        );
+        assert_eq!(h.body["components"][1]["name"], "key_value_atomics");
+        // Uptime counts from the installation's first check, not the instance's.
+        let later = check(&kv, "embedded", &["health"], 102_000);
+        assert_eq!(later.body["uptime_seconds"], 60);
     }
 
     /// A store that misbehaves as told: `stale_probe` answers the health probe

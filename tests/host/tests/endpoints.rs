@@ -17,7 +17,7 @@ async fn health_reports_components_and_checks_the_store() {
     let body = r.json();
     assert_eq!(body["status"], "healthy");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
-    let listed: BTreeSet<String> = body["components"]
+    let listed: BTreeSet<String> = body["deployed_components"]
         .as_array()
         .unwrap()
         .iter()
@@ -26,6 +26,10 @@ async fn health_reports_components_and_checks_the_store() {
     let declared: BTreeSet<String> = app.manifest().component.keys().cloned().collect();
     assert_eq!(listed, declared);
     assert_eq!(body["checks"][0]["status"], "healthy");
+    // SimpleTuner's shape, which its CLI's `cloud status` prints.
+    assert_eq!(body["components"][0]["name"], "key_value_store");
+    assert!(body["components"][0]["latency_ms"].is_number(), "{body}");
+    assert!(body["uptime_seconds"].is_u64(), "{body}");
     // Spin's SQLite store (the host reproduces its CAS): compare-and-swap holds.
     assert_eq!(body["checks"][1]["name"], "key_value_atomics");
     assert_eq!(body["checks"][1]["status"], "healthy", "{body}");

@@ -129,6 +129,20 @@ async fn simpletuners_cli_lists_shows_and_sets_what_users_ask() {
         scratch: tempfile::tempdir().unwrap(),
     };
 
+    // `cloud status` prints the health components (it crashed on a list of
+    // names before); Replicate's status page is not asked from here.
+    let (code, out) = cli.run(&["cloud", "status"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Overall Status: [+] HEALTHY"), "{out}");
+    assert!(
+        out.contains("[+] key_value_store: wrote and read back a probe"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[+] key_value_atomics: compare-and-swap holds"),
+        "{out}"
+    );
+
     // A fresh installation has no cost limit amount: `show` prints $0.00.
     let (code, out) = cli.run(&["cloud", "cost-limit", "show"]).await;
     assert_eq!(code, 0, "{out}");
