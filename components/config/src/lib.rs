@@ -1,5 +1,6 @@
 //! `GET/PUT/DELETE /api/cloud/configs/{name}`: one saved training config
-//! (`config` + `dataloader_config`) that submit can load by name.
+//! (`config` + `dataloader_config`) that submit can load by name; and
+//! `GET /api/configs/{name}`, the same config in SimpleTuner's shape.
 
 use cloudtuner_domain::jobs::configs::{ConfigStore, not_found, validate_name};
 use cloudtuner_spin::{Call, Outcome, json, respond};
@@ -13,7 +14,16 @@ fn handle(req: Request) -> Response {
 }
 
 fn run(req: &Request) -> Outcome {
-    let call = Call::new(req, &["GET", "PUT", "DELETE"])?;
+    let simpletuner_shape = req
+        .header("spin-matched-route")
+        .and_then(|v| v.as_str())
+        .is_some_and(|r| r.starts_with("/api/configs/"));
+    let methods: &[&str] = if simpletuner_shape {
+        &["GET"]
+    } else {
+        &["GET", "PUT", "DELETE"]
+    };
+    let call = Call::new(req, methods)?;
     let principal = call.principal()?;
     let name = call.path_param("name")?;
     validate_name(&name)?;
@@ -21,6 +31,10 @@ fn run(req: &Request) -> Outcome {
     let method = call.method();
     principal.require(store.permission_for(&method, &principal.id, &name)?)?;
     match method.as_str() {
+        "GET" if simpletuner_shape => Ok(json(
+            200,
+            &store.load(&principal.id, &name)?.to_simpletuner(),
+        )),
         "GET" => Ok(json(
             200,
             &j!({"config": store.load(&principal.id, &name)?.to_api()}),

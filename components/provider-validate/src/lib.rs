@@ -1,4 +1,5 @@
-//! `GET /api/cloud/providers/replicate/validate`: asks Replicate who the
+//! `GET /api/cloud/providers/replicate/validate` (and SimpleTuner's CLI name
+//! for it, `/api/cloud/replicate/validate`): asks Replicate who the
 //! configured token belongs to. The token never leaves this component except in
 //! the Authorization header to Replicate.
 

@@ -245,6 +245,7 @@ fn rows() -> Vec<Row> {
         ),
         row("/api/cloud/providers", "GET", AUTHED_200),
         row("/api/cloud/providers/replicate/validate", "GET", ADMIN_ONLY),
+        row("/api/cloud/replicate/validate", "GET", ADMIN_ONLY),
         row(
             "/api/cloud/jobs/submit",
             "POST",
@@ -318,6 +319,11 @@ fn rows() -> Vec<Row> {
         // Configs are per owner: alice's config does not exist for others.
         row(
             "/api/cloud/configs/:name",
+            "GET",
+            [401, 200, 404, 404, 404, 403, 401, 401],
+        ),
+        row(
+            "/api/configs/:name",
             "GET",
             [401, 200, 404, 404, 404, 403, 401, 401],
         ),

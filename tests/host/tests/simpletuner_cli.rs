@@ -194,6 +194,35 @@ async fn simpletuners_cli_lists_shows_and_sets_what_users_ask() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&id), "{out}");
 
+    // `jobs submit --dry-run` previews a saved config: SimpleTuner's shape of
+    // it, whose token is valid, the hardware and a rough cost.
+    let r = keyed
+        .request(
+            "PUT",
+            "/api/cloud/configs/cli-dry",
+            &[("content-type", "application/json")],
+            json!({"config": {"--model_family": "flux", "--max_train_steps": 1000}}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let (code, out) = cli
+        .run(&["cloud", "jobs", "submit", "cli-dry", "--dry-run"])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Model Family:    flux") && out.contains("Max Steps:       1000"),
+        "{out}"
+    );
+    assert!(out.contains("[REPLICATE] Authenticated as:"), "{out}");
+    assert!(
+        out.contains("Available Hardware:") && out.contains("Est. Cost:"),
+        "{out}"
+    );
+    let (code, out) = cli
+        .run(&["cloud", "jobs", "submit", "no-such-config", "--dry-run"])
+        .await;
+    assert_ne!(code, 0, "{out}");
+
     // The token alone, set and deleted as the CLI does it; never answered back.
     let (code, out) = cli
         .run(&[

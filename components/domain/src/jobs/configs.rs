@@ -3,7 +3,7 @@
 //! sorted name list `cfgidx:<owner>` (created race-free, changed by CAS).
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::auth::principal::Permission;
 use crate::jobs::record::redact;
@@ -22,6 +22,20 @@ pub struct SavedConfig {
 }
 
 impl SavedConfig {
+    /// SimpleTuner's `GET /api/configs/{name}` shape, which its CLI's `cloud
+    /// jobs submit --dry-run` reads: the config's keys without their leading
+    /// `--`, with the dataloader inside; secrets redacted as in [`Self::to_api`].
+    pub fn to_simpletuner(&self) -> Value {
+        let mut flat = Map::new();
+        if let Value::Object(config) = redact(&self.config) {
+            for (k, v) in config {
+                flat.insert(k.trim_start_matches("--").to_string(), v);
+            }
+        }
+        flat.insert("dataloader_config".into(), redact(&self.dataloader_config));
+        json!({"name": self.name, "config": flat})
+    }
+
     pub fn to_api(&self) -> Value {
         json!({
             "name": self.name,
@@ -207,6 +221,27 @@ impl<'a> ConfigStore<'a> {
 mod tests {
     use super::*;
     use crate::kernel::kv::MemoryKv;
+
+    #[test]
+    fn simpletuners_shape_has_keys_without_dashes_and_the_dataloader_inside() {
+        let kv = MemoryKv::default();
+        let store = ConfigStore::new(&kv);
+        let (saved, _) = store
+            .put(
+                "a",
+                "flux-lora",
+                json!({"--model_family": "flux", "--max_train_steps": 10, "--hub_token": "hf_secret"}),
+                json!([{"id": "cats"}]),
+                1,
+            )
+            .unwrap();
+        let v = saved.to_simpletuner();
+        assert_eq!(v["name"], "flux-lora");
+        assert_eq!(v["config"]["model_family"], "flux");
+        assert_eq!(v["config"]["max_train_steps"], 10);
+        assert_eq!(v["config"]["dataloader_config"][0]["id"], "cats");
+        assert!(!v.to_string().contains("hf_secret"), "{v}");
+    }
 
     #[test]
     fn put_get_list_delete_per_owner() {
