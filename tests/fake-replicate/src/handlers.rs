@@ -135,7 +135,12 @@ pub(crate) async fn handle(state: Shared, req: Request<Incoming>) -> Result<Resp
             })
             .is_some_and(|t| s.tokens.iter().any(|k| k == t))
     };
-    let resp = if !authorized {
+    // Replicate's status page (replicatestatus.com) is public; the fake
+    // serves its summary beside the API.
+    let public = method == "GET" && path == "/api/v1/summary";
+    let resp = if public {
+        json_resp(200, &lock(&state).status_summary)
+    } else if !authorized {
         problem(
             401,
             "Unauthenticated",

@@ -94,6 +94,11 @@ impl FakeReplicate {
         self.with(|s| s.tokens.push(token.to_string()));
     }
 
+    /// What the status page summary (`GET /api/v1/summary`) answers.
+    pub fn set_status_summary(&self, summary: Value) {
+        self.with(|s| s.status_summary = summary);
+    }
+
     pub fn set_account(&self, account: Value) {
         self.with(|s| s.account = account);
     }

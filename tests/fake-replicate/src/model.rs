@@ -107,6 +107,8 @@ pub(crate) struct State {
     pub base: String,
     pub tokens: Vec<String>,
     pub account: Value,
+    /// What Replicate's status page answers at `/api/v1/summary`.
+    pub status_summary: Value,
     pub webhook_secret: String,
     pub models: BTreeMap<String, Vec<Version>>,
     pub predictions: Vec<Prediction>,
@@ -207,6 +209,12 @@ impl State {
         Self {
             base,
             tokens: vec![crate::DEFAULT_TOKEN.to_string()],
+            status_summary: json!({
+                "page_url": "https://www.replicatestatus.com",
+                "ongoing_incidents": [],
+                "in_progress_maintenances": [],
+                "scheduled_maintenances": [],
+            }),
             account: json!({
                 "type": "user",
                 "username": "fake-user",

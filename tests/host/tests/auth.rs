@@ -246,6 +246,7 @@ fn rows() -> Vec<Row> {
         row("/api/cloud/providers", "GET", AUTHED_200),
         row("/api/cloud/providers/replicate/validate", "GET", ADMIN_ONLY),
         row("/api/cloud/replicate/validate", "GET", ADMIN_ONLY),
+        row("/api/cloud/replicate/status", "GET", AUTHED_200),
         row(
             "/api/cloud/jobs/submit",
             "POST",

@@ -130,7 +130,7 @@ async fn simpletuners_cli_lists_shows_and_sets_what_users_ask() {
     };
 
     // `cloud status` prints the health components (it crashed on a list of
-    // names before); Replicate's status page is not asked from here.
+    // names before) and Replicate's status page (the fake serves it).
     let (code, out) = cli.run(&["cloud", "status"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Overall Status: [+] HEALTHY"), "{out}");
@@ -142,6 +142,17 @@ async fn simpletuners_cli_lists_shows_and_sets_what_users_ask() {
         out.contains("[+] key_value_atomics: compare-and-swap holds"),
         "{out}"
     );
+    assert!(out.contains("[+] All systems operational"), "{out}");
+    t.fake.set_status_summary(json!({
+        "page_url": "https://www.replicatestatus.com",
+        "ongoing_incidents": [{"name": "Delayed GPU queues"}],
+        "in_progress_maintenances": [],
+        "scheduled_maintenances": [{"name": "Network upgrade"}],
+    }));
+    let (code, out) = cli.run(&["cloud", "status"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("[!] 1 ongoing incident(s)"), "{out}");
+    assert!(out.contains("[i] 1 scheduled maintenance(s)"), "{out}");
 
     // A fresh installation has no cost limit amount: `show` prints $0.00.
     let (code, out) = cli.run(&["cloud", "cost-limit", "show"]).await;

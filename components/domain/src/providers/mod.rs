@@ -4,4 +4,5 @@
 pub mod catalog;
 pub mod replicate;
 pub mod settings;
+pub mod status_page;
 pub mod token;

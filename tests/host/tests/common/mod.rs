@@ -109,6 +109,7 @@ pub(crate) fn cloudtuner(fake: &FakeReplicate) -> (tempfile::TempDir, App) {
         spin_toml(),
         &[
             ("replicate_api_base", url.as_str()),
+            ("replicate_status_base", url.as_str()),
             ("replicate_api_token", fake_replicate::DEFAULT_TOKEN),
         ],
     )
@@ -222,6 +223,7 @@ impl TestAppBuilder {
             .unwrap_or_default();
         let mut config = base_config(spin_toml(), state.path())
             .variable("replicate_api_base", fake.url())
+            .variable("replicate_status_base", fake.url())
             .mount("/datasets", datasets.path());
         if !url.is_empty() {
             config = config.variable("public_url", url.clone());
