@@ -9,7 +9,7 @@ use cloudtuner_domain::auth::login::{LoginRequest, login};
 use cloudtuner_domain::auth::sessions::SESSION_TTL_MS;
 use cloudtuner_domain::auth::setup_status;
 use cloudtuner_domain::auth::users::UserStore;
-use cloudtuner_spin::{Call, Outcome, json, respond};
+use cloudtuner_spin::{Call, Outcome, json, matched_route, respond};
 use serde_json::json as j;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -20,11 +20,7 @@ fn handle(req: Request) -> Response {
 }
 
 fn run(req: &Request) -> Outcome {
-    let route = req
-        .header("spin-matched-route")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
+    let route = matched_route(req);
     let methods: &[&str] = match route.as_str() {
         "/api/auth/setup/status" | "/api/users/meta/auth-status" => &["GET"],
         "/api/auth/setup/first-admin" => &["POST"],

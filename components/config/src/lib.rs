@@ -3,7 +3,7 @@
 //! `GET /api/configs/{name}`, the same config in SimpleTuner's shape.
 
 use cloudtuner_domain::jobs::configs::{ConfigStore, not_found, validate_name};
-use cloudtuner_spin::{Call, Outcome, json, respond};
+use cloudtuner_spin::{Call, Outcome, json, matched_route, respond};
 use serde_json::json as j;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -14,10 +14,7 @@ fn handle(req: Request) -> Response {
 }
 
 fn run(req: &Request) -> Outcome {
-    let simpletuner_shape = req
-        .header("spin-matched-route")
-        .and_then(|v| v.as_str())
-        .is_some_and(|r| r.starts_with("/api/configs/"));
+    let simpletuner_shape = matched_route(req).starts_with("/api/configs/");
     let methods: &[&str] = if simpletuner_shape {
         &["GET"]
     } else {

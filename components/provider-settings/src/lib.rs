@@ -6,7 +6,7 @@
 use cloudtuner_domain::auth::principal::Permission;
 use cloudtuner_domain::providers::settings::{StoredSettings, known_provider, update};
 use cloudtuner_domain::providers::token;
-use cloudtuner_spin::{Call, Outcome, allow_methods, json, respond, variable};
+use cloudtuner_spin::{Call, Outcome, allow_methods, json, matched_route, respond, variable};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -16,10 +16,7 @@ fn handle(req: Request) -> Response {
 }
 
 fn run(req: &Request) -> Outcome {
-    let token_route = req
-        .header("spin-matched-route")
-        .and_then(|v| v.as_str())
-        .is_some_and(|r| r.ends_with("/token"));
+    let token_route = matched_route(req).ends_with("/token");
     let methods: &[&str] = if token_route {
         &["PUT", "DELETE"]
     } else {

@@ -24,6 +24,16 @@ pub fn allow_methods(req: &Request, methods: &[&str]) -> Result<(), ApiError> {
     }
 }
 
+/// The route pattern Spin matched (`spin-matched-route`, e.g.
+/// `/api/cloud/providers/:provider/token`), for a component that serves
+/// several routes and must pick its methods before [`Call::new`].
+pub fn matched_route(req: &Request) -> String {
+    req.header("spin-matched-route")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
 pub struct Call<'a> {
     pub req: &'a Request,
     pub kv: AppKv,

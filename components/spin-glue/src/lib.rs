@@ -24,7 +24,7 @@ mod kv;
 mod reply;
 mod settings;
 
-pub use call::{Call, allow_methods};
+pub use call::{Call, allow_methods, matched_route};
 pub use http::SpinHttp;
 pub use kv::{AppKv, DEFAULT_REDIS_PREFIX};
 pub use reply::{Outcome, json, json_bytes, render_error, respond};

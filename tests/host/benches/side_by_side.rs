@@ -399,28 +399,23 @@ async fn side_by_side() {
         env_num("SECS", 10)
     );
     let ours = |path: &str| format!("http://{addr}{path}");
+    let theirs = |path: &str| wrk(&format!("http://127.0.0.1:{st_port}{path}"), false);
     let rounds = env_num("ROUNDS", 2);
     for round in 1..=rounds {
         println!("round {round}");
         let get = wrk(&ours(&format!("/api/cloud/jobs/{job}")), true);
         println!("  cloudtuner  {}", show("GET job", &get));
-        let st_get = reference.as_ref().map(|(_, id)| {
-            wrk(
-                &format!("http://127.0.0.1:{st_port}/api/cloud/jobs/{id}"),
-                false,
-            )
-        });
+        let st_get = reference
+            .as_ref()
+            .map(|(_, id)| theirs(&format!("/api/cloud/jobs/{id}")));
         if let Some(w) = &st_get {
             println!("  SimpleTuner {}", show("GET job", w));
         }
         let list = wrk(&ours("/api/cloud/jobs?limit=50"), true);
         println!("  cloudtuner  {}", show("list-50", &list));
-        let st_list = reference.as_ref().map(|_| {
-            wrk(
-                &format!("http://127.0.0.1:{st_port}/api/cloud/jobs?limit=50"),
-                false,
-            )
-        });
+        let st_list = reference
+            .as_ref()
+            .map(|_| theirs("/api/cloud/jobs?limit=50"));
         if let Some(w) = &st_list {
             println!("  SimpleTuner {}", show("list-50", w));
         }

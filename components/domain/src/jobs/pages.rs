@@ -202,14 +202,15 @@ impl Filter<'_> {
     }
 
     /// How many jobs match, from the head's counts.
-    pub fn count(&self, head: &Head) -> u64 {
+    fn count(&self, head: &Head) -> u64 {
         head.count(self.status, self.provider)
     }
 }
 
 /// Hands `take` the page `offset..offset+limit` of the entries `filter`
 /// accepts, newest first, reading pages from the head down and stopping as
-/// soon as it has them, or has seen all that match.
+/// soon as it has them, or has seen all that match. Returns how many match
+/// in all (from the head's counts).
 pub fn scan(
     kv: &dyn KvStore,
     scope: Scope,
@@ -217,7 +218,7 @@ pub fn scan(
     filter: Filter,
     (offset, limit): (usize, usize),
     mut take: impl FnMut(&Entry),
-) -> Result<(), KvError> {
+) -> Result<u64, KvError> {
     let matching = filter.count(head);
     let wanted = (offset + limit) as u64;
     let (mut seen, mut taken, mut next, mut round) = (0u64, 0usize, Some(head.page), 0);
@@ -242,7 +243,7 @@ pub fn scan(
         next = (bottom > head.oldest).then(|| bottom - 1);
         round += 1;
     }
-    Ok(())
+    Ok(matching)
 }
 
 /// The oldest entries first (for retention), from at most `max_pages`
@@ -260,11 +261,9 @@ pub fn oldest(
     let top = h.page.min(h.oldest + max_pages.saturating_sub(1));
     let keys: Vec<String> = (h.oldest..=top).map(|p| scope.page_key(p)).collect();
     for ((p, key), raw) in (h.oldest..=top).zip(&keys).zip(kv.get_many(&keys)?) {
-        let raw = raw.unwrap_or_default();
-        let page = if raw.is_empty() {
-            Vec::new()
-        } else {
-            entries(key, &raw)?
+        let page = match &raw {
+            Some(raw) => entries(key, raw)?,
+            None => Vec::new(),
         };
         if page.is_empty() && p < h.page && p == bottom {
             bottom = p + 1;

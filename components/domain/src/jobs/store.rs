@@ -224,8 +224,8 @@ impl<'a> JobStore<'a> {
             status: q.status,
             provider: q.provider.as_deref(),
         };
-        pages::scan(self.kv, scope, &head, filter, (q.offset, q.limit), take)?;
-        Ok(filter.count(&head) as usize)
+        let total = pages::scan(self.kv, scope, &head, filter, (q.offset, q.limit), take)?;
+        Ok(total as usize)
     }
 
     pub fn set_logs(&self, id: &str, text: &str) -> Result<(), ApiError> {
