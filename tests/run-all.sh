@@ -23,10 +23,13 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 # Debian's chromium (browser tests, driven by playwright-core: never a browser
-# download) and redis-server (the scale-out tests and the suite's Redis pass).
+# download), redis-server (the scale-out tests and the suite's Redis pass).
 packages=()
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 command -v redis-server >/dev/null || packages+=(redis-server)
+# curl and jq: the README's shell blocks run verbatim in a test.
+command -v curl >/dev/null || packages+=(curl)
+command -v jq >/dev/null || packages+=(jq)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "==> apt-get install ${packages[*]}"

@@ -37,6 +37,12 @@ page.on("response", (r) => { if (process.env.UI_DEBUG) console.log(`  ${r.reques
   // Expected refusals are 401 (before sign-in) and the blocked submit (402).
   if (r.status() >= 500) problems.push(`HTTP ${r.status()} ${r.url()}`);
 });
+// Log streams the UI opened: the job view follows a running job's logs over SSE.
+const logStreams = [];
+page.on("response", (r) => {
+  const m = /\/api\/cloud\/jobs\/([^/]+)\/logs\/stream\?offset=\d+$/.exec(r.url());
+  if (m) logStreams.push({ job: decodeURIComponent(m[1]), status: r.status() });
+});
 const shot = (name) => page.screenshot({ path: join(OUT, `${name}.png`), fullPage: true });
 const alertText = () => page.locator("#alerts").innerText();
 
@@ -44,6 +50,12 @@ try {
   step("first run: create the admin");
   await page.goto(BASE);
   await page.waitForURL(/#\/setup/);
+  const navHidden = async (where) => {
+    check(!(await page.locator("#nav").isVisible()), `no navigation on the ${where} screen`);
+    check(!(await page.getByRole("button", { name: "Sign out" }).isVisible()), `no "Sign out" on the ${where} screen`);
+  };
+  await navHidden("setup");
+  await page.getByText("At least 12 characters.").waitFor(); // the server's rule, not 8
   await page.getByLabel("Username").fill("ada");
   await page.getByLabel("Password").fill("correct horse battery");
   await page.getByRole("button", { name: "Create admin" }).click();
@@ -59,6 +71,7 @@ try {
   step("sign out, a wrong password is explained, sign in");
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.waitForURL(/#\/login/);
+  await navHidden("sign-in");
   await page.getByLabel("Username").fill("ada");
   await page.getByLabel("Password").fill("wrong password");
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -124,8 +137,14 @@ try {
   await page.getByLabel("Run name").fill("ui-to-cancel");
   await page.getByRole("button", { name: "Submit job" }).click();
   await page.getByText("Job submitted").waitFor();
+  const secondHref = await page.getByRole("link", { name: "open it" }).getAttribute("href");
+  const secondId = decodeURIComponent(secondHref.split("/").pop());
   await page.getByRole("link", { name: "open it" }).click();
   await page.locator('h1 [data-status="running"]').waitFor({ timeout: 30000 });
+  step("a running job's logs arrive over the event stream");
+  const before = (await page.locator("pre.logs").innerText()).length;
+  await page.waitForFunction((n) => document.querySelector("pre.logs").innerText.length > n && /step \d+\/5000/.test(document.querySelector("pre.logs").innerText), before, { timeout: 30000 });
+  check(logStreams.some((r) => r.status === 200 && r.job === secondId), `the logs were followed over /logs/stream (${JSON.stringify(logStreams)})`);
   await page.getByRole("button", { name: "Cancel job" }).click();
   await page.getByRole("dialog").waitFor();
   await page.getByRole("dialog").getByRole("button", { name: "Cancel job" }).click();

@@ -23,9 +23,11 @@ mod http;
 mod kv;
 mod reply;
 mod settings;
+mod stream;
 
 pub use call::{Call, allow_methods, matched_route};
 pub use http::SpinHttp;
 pub use kv::{AppKv, DEFAULT_REDIS_PREFIX};
 pub use reply::{Outcome, json, json_bytes, render_error, respond};
 pub use settings::{provider as provider_settings, variable};
+pub use stream::{EventStream, answer, open_event_stream, sleep_ms};

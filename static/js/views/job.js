@@ -51,7 +51,7 @@ function lossChart(history) {
 }
 
 export async function jobView(id) {
-  const state = { timer: null, stopped: false, offset: 0, logText: "", key: "" };
+  const state = { timer: null, stopped: false, offset: 0, logText: "", key: "", stream: null };
   const path = paths.job(id);
   const title = h("h1", {}, "Job");
   const facts = h("div", { class: "panel" });
@@ -283,6 +283,27 @@ export async function jobView(id) {
     }
   }
 
+  // New log lines arrive as server-sent events while the job runs. A stream
+  // lasts the server's request limit, then EventSource reconnects by itself
+  // from the last line's id; if streaming fails, polling takes over again.
+  function followLogs() {
+    const source = new EventSource(`${path}/logs/stream?offset=${state.offset}`);
+    state.stream = source;
+    source.onmessage = (e) => {
+      state.logText += `${e.data}\n`;
+      state.offset = Number(e.lastEventId) || state.offset;
+      renderLogs();
+    };
+    const end = () => {
+      source.close();
+      if (state.stream === source) state.stream = null;
+    };
+    source.addEventListener("done", end);
+    source.onerror = () => {
+      if (source.readyState === EventSource.CLOSED) end();
+    };
+  }
+
   async function refresh() {
     clearTimeout(state.timer);
     if (state.stopped) return;
@@ -298,15 +319,18 @@ export async function jobView(id) {
         renderOutputs(job);
       }
       if (refresh_error) alertBox(`Replicate could not be asked for news: ${refresh_error}`, "warn");
-      const l = await get(`${path}/logs?offset=${state.offset}`);
-      if (l.offset !== state.offset) state.logText = "";
-      if (l.logs) {
-        state.logText += l.logs;
-        renderLogs();
-      } else if (!state.logText) {
-        renderLogs();
+      if (!state.stream) {
+        const l = await get(`${path}/logs?offset=${state.offset}`);
+        if (l.offset !== state.offset) state.logText = "";
+        if (l.logs) {
+          state.logText += l.logs;
+          renderLogs();
+        } else if (!state.logText) {
+          renderLogs();
+        }
+        state.offset = l.next_offset;
+        if (active && !state.stopped) followLogs();
       }
-      state.offset = l.next_offset;
     } catch (e) {
       alertBox(e.message);
       if (e.status === 404) return;
@@ -320,6 +344,7 @@ export async function jobView(id) {
     stop: () => {
       state.stopped = true;
       clearTimeout(state.timer);
+      state.stream?.close();
     },
   };
 }

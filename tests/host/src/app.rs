@@ -142,8 +142,8 @@ pub fn compile(path: &Path) -> Result<Component, HostError> {
     static MEMO: OnceLock<Mutex<HashMap<[u8; 32], Component>>> = OnceLock::new();
     let bytes = std::fs::read(path).map_err(|e| {
         HostError::Component(format!(
-            "cannot read {} ({e}); build the components first \
-             (cargo build --target wasm32-wasip2 --release)",
+            "cannot read {} ({e}); build the components first: \
+             cloudtuner-host --build (or spin build) runs spin.toml's build commands",
             path.display()
         ))
     })?;
@@ -523,6 +523,31 @@ impl App {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> TestResponse {
+        let resp = self
+            .request_streaming(method, path_and_query, headers, body)
+            .await;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes().to_vec())
+            .unwrap_or_default();
+        TestResponse {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// Test convenience: one request, its body left to read as it streams
+    /// (server-sent events), frame by frame.
+    pub async fn request_streaming(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> http::Response<Body> {
         let mut builder = http::Request::builder()
             .method(method)
             .uri(path_and_query)
@@ -536,18 +561,7 @@ impl App {
             }
         }
         let req = builder.body(Full::new(body.into())).expect("valid request");
-        let resp = self.handle(req, "127.0.0.1:50000".parse().unwrap()).await;
-        let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes().to_vec())
-            .unwrap_or_default();
-        TestResponse {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-        }
+        self.handle(req, "127.0.0.1:50000".parse().unwrap()).await
     }
 
     /// Fires the cron export of every component with a `[[trigger.cron]]` (or

@@ -8,6 +8,7 @@
 //! this host exists so tests can drive the real `.wasm` components.
 
 pub mod app;
+pub mod build;
 pub mod cron;
 pub mod ctx;
 pub mod kv;
@@ -17,7 +18,7 @@ pub mod redis;
 pub mod router;
 pub mod server;
 
-pub use app::{App, HostConfig, TestResponse};
+pub use app::{App, Body, HostConfig, TestResponse};
 
 #[derive(Debug, Clone)]
 pub enum HostError {

@@ -1,20 +1,27 @@
 //! `cloudtuner-host`: serve the app from `spin.toml` without Spin.
 //!
 //! ```text
-//! cloudtuner-host [--manifest spin.toml] [--listen 127.0.0.1:8001] [--state-dir .spin]
-//!                 [--variable name=value]...
+//! cloudtuner-host [--build] [--manifest spin.toml] [--listen 127.0.0.1:8001]
+//!                 [--state-dir .spin] [--variable name=value]...
 //! ```
 //! Variables also come from `SPIN_VARIABLE_<NAME>`, as with `spin up`.
 
 use std::path::PathBuf;
 
-use cloudtuner_testhost::{App, HostConfig, server};
+use cloudtuner_testhost::manifest::Manifest;
+use cloudtuner_testhost::{App, HostConfig, build, server};
 
-const USAGE: &str = "usage: cloudtuner-host [--manifest spin.toml] [--listen 127.0.0.1:8001] \
+const USAGE: &str =
+    "usage: cloudtuner-host [--build] [--manifest spin.toml] [--listen 127.0.0.1:8001] \
      [--state-dir .spin] [--variable name=value]...
 
-Serves the app that spin.toml describes (its components built first:
-cargo build --target wasm32-wasip2 --release -p <component>...), like `spin up`.
+Serves the app that spin.toml describes, like `spin up`, on machines without Spin.
+  --build       first run the components' build commands from spin.toml (as
+                `spin up --build` does; adds the wasm32-wasip2 target if missing)
+  --manifest    the app's spin.toml (default: ./spin.toml)
+  --listen      address to serve (default: 127.0.0.1:8001)
+  --state-dir   where the key-value store lives (default: .spin)
+  --variable    an application variable, name=value (repeatable)
 Variables also come from SPIN_VARIABLE_<NAME>.";
 
 fn usage() -> ! {
@@ -28,6 +35,7 @@ async fn main() {
     let mut listen = "127.0.0.1:8001".to_string();
     let mut state_dir = PathBuf::from(".spin");
     let mut vars = Vec::new();
+    let mut build_first = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
@@ -36,6 +44,7 @@ async fn main() {
                 println!("{USAGE}");
                 return;
             }
+            "--build" => build_first = true,
             "--manifest" | "-f" => manifest = value().into(),
             "--listen" => listen = value(),
             "--state-dir" => state_dir = value().into(),
@@ -45,6 +54,19 @@ async fn main() {
                 vars.push((k.to_string(), val.to_string()));
             }
             _ => usage(),
+        }
+    }
+    if build_first {
+        let dir = manifest
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let built = Manifest::load(&manifest)
+            .map_err(|e| e.to_string())
+            .and_then(|m| build::run(dir, &build::plan(&m)));
+        if let Err(e) = built {
+            eprintln!("cloudtuner-host: {e}");
+            std::process::exit(1);
         }
     }
     let mut config = HostConfig::new(manifest, &state_dir).variables_from_env();

@@ -63,7 +63,11 @@ impl World {
 }
 
 async fn world() -> World {
-    let test = TestApp::builder().start().await;
+    // Log streams of running jobs end after 1 s, not 25.
+    let test = TestApp::builder()
+        .var("log_stream_seconds", "1")
+        .start()
+        .await;
     let (fake, app) = (&test.fake, test.app.clone());
     fake.set_default_script(Script::training(2, 1000, 100, Outcome::Aborted));
     let r = call(
@@ -260,6 +264,11 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "/api/cloud/jobs/:id/logs",
+            "GET",
+            [401, 200, 404, 200, 200, 200, 401, 401],
+        ),
+        row(
+            "/api/cloud/jobs/:id/logs/stream",
             "GET",
             [401, 200, 404, 200, 200, 200, 401, 401],
         ),

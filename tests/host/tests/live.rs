@@ -478,3 +478,135 @@ async fn a_webhook_with_megabytes_of_logs_is_accepted_and_the_tail_kept() {
     assert!(logs["logs"].as_str().unwrap().len() <= 768 * 1024);
     assert!(logs["next_offset"].as_u64().unwrap() > 5_000_000);
 }
+
+/// Reads server-sent events from a streamed body until `until` holds for the
+/// text so far (or the body ends); fails after 20 s.
+async fn read_events(
+    body: &mut cloudtuner_testhost::Body,
+    text: &mut String,
+    until: impl Fn(&str) -> bool,
+) {
+    use http_body_util::BodyExt;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !until(text) {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("no such event within 20 s; got:\n{text}"));
+        match frame {
+            Some(Ok(f)) => {
+                if let Some(data) = f.data_ref() {
+                    text.push_str(std::str::from_utf8(data).unwrap());
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
+fn data_lines(events: &str) -> Vec<&str> {
+    events
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect()
+}
+
+#[tokio::test]
+async fn log_streams_send_lines_as_they_arrive_then_the_final_status_and_resume_by_offset() {
+    let t = TestApp::builder().start().await;
+    t.fake.push_script(Script::training(
+        2,
+        3,
+        10,
+        Outcome::Failed {
+            error: "CUDA out of memory".into(),
+        },
+    ));
+    let id = t.submit(&json!({"config": {"--max_train_steps": 3}})).await;
+    t.fake.advance(12); // booted, and step 1 written
+    let path = format!("/api/cloud/jobs/{id}/logs/stream");
+    let resp = t
+        .app
+        .request_streaming("GET", &path, &[("accept", "text/event-stream")], "")
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    let mut text = String::new();
+    read_events(&mut body, &mut text, |t| t.contains("step 1/3")).await;
+    assert_eq!(
+        data_lines(&text),
+        [
+            "Loading model...",
+            "Preprocessing dataset: 12 images",
+            "Warming up",
+            "epoch 1/1 step 1/3 lr=1e-4 loss=0.4545"
+        ]
+    );
+    assert!(!text.contains("event: done"), "the job is still running");
+    // New output reaches the open stream (it is streamed, not buffered).
+    t.fake.advance(10);
+    read_events(&mut body, &mut text, |t| t.contains("step 2/3")).await;
+    t.fake.advance(30);
+    read_events(&mut body, &mut text, |t| t.contains("event: done")).await;
+    assert!(
+        text.ends_with("data: Traceback: training crashed\n\nevent: done\ndata: failed\n\n"),
+        "{text}"
+    );
+    use http_body_util::BodyExt;
+    assert!(body.frame().await.is_none(), "the stream ends after done");
+
+    // A reconnect with the id of the second line gets only what followed it.
+    let second_id = text
+        .split("\n\n")
+        .nth(1)
+        .and_then(|e| e.strip_prefix("id: "))
+        .and_then(|e| e.split('\n').next())
+        .unwrap()
+        .to_string();
+    let again = t
+        .app
+        .request("GET", &path, &[("last-event-id", &second_id)], "")
+        .await;
+    let lines = data_lines(again.text().as_str())
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    assert_eq!(lines[0], "Warming up", "{}", again.text());
+    assert_eq!(lines.last().unwrap(), "failed");
+    let by_query = t
+        .app
+        .request("GET", &format!("{path}?offset={second_id}"), &[], "")
+        .await;
+    assert_eq!(by_query.text(), again.text());
+    let bad = t
+        .app
+        .request("GET", &format!("{path}?offset=x"), &[], "")
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    let missing = t
+        .app
+        .request("GET", "/api/cloud/jobs/nope/logs/stream", &[], "")
+        .await;
+    assert_eq!(missing.status, 404);
+}
+
+#[tokio::test]
+async fn a_log_stream_whose_time_is_up_says_how_to_resume() {
+    let t = TestApp::builder()
+        .var("log_stream_seconds", "1")
+        .start()
+        .await;
+    t.fake.push_script(Script::stuck());
+    let id = t.submit(&json!({"config": {"--max_train_steps": 3}})).await;
+    let started = std::time::Instant::now();
+    let r = t
+        .app
+        .request("GET", &format!("/api/cloud/jobs/{id}/logs/stream"), &[], "")
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let text = r.text();
+    assert!(text.contains("retry: 2000\nevent: reconnect\n"), "{text}");
+    assert!(text.contains("reconnect with offset=0"), "{text}");
+    assert!(!text.contains("event: done"), "{text}");
+}

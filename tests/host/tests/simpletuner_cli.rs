@@ -278,3 +278,158 @@ async fn simpletuners_cli_lists_shows_and_sets_what_users_ask() {
     let (code, out) = stranger.run(&["cloud", "jobs", "list"]).await;
     assert_ne!(code, 0, "{out}");
 }
+
+/// The CLI for the first admin of a served app (created through the API).
+async fn admin_cli(t: &TestApp) -> Cli {
+    let venv = tokio::task::spawn_blocking(install_cli).await.unwrap();
+    let r = post_json(
+        &t.app.anonymous(),
+        "/api/cloud/auth/setup",
+        &json!({"username": "root", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    Cli {
+        bin: venv.join("bin/simpletuner"),
+        port: t.url.rsplit(':').next().unwrap().to_string(),
+        key: api_key(t).await,
+        scratch: tempfile::tempdir().unwrap(),
+    }
+}
+
+/// The value after `label` on the line that has it (`  Job ID: abc` → `abc`).
+fn field<'a>(out: &'a str, label: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simpletuners_cli_submits_follows_cancels_retries_deletes_and_configures() {
+    use fake_replicate::{Outcome, Script};
+    let mut t = TestApp::builder().served().start().await;
+    let cli = admin_cli(&t).await;
+    let keyed = t.app.anonymous().with_header("x-api-key", &cli.key);
+    let r = keyed
+        .request(
+            "PUT",
+            "/api/cloud/configs/cli-run",
+            &[("content-type", "application/json")],
+            json!({"config": {"--model_family": "flux", "--max_train_steps": 3}}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // Submit a saved config; the job trains to the end at the fake.
+    t.fake.push_script(Script::training(
+        1,
+        3,
+        1,
+        Outcome::Succeeded {
+            output: json!("https://replicate.delivery/x/lora.safetensors"),
+        },
+    ));
+    let (code, out) = cli
+        .run(&[
+            "cloud",
+            "jobs",
+            "submit",
+            "cli-run",
+            "--idempotency-key",
+            "cli-1",
+        ])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Job submitted successfully!"), "{out}");
+    let done_id = field(&out, "Job ID:").to_string();
+    assert_eq!(field(&out, "Status:"), "queued", "{out}");
+    // The same idempotency key returns the same job.
+    let (code, again) = cli
+        .run(&[
+            "cloud",
+            "jobs",
+            "submit",
+            "cli-run",
+            "--idempotency-key",
+            "cli-1",
+        ])
+        .await;
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(field(&again, "Job ID:"), done_id);
+    assert!(again.contains("Returned existing job"), "{again}");
+
+    // `simpletuner jobs logs --follow` reads the SSE stream to the end.
+    t.fake
+        .auto_advance(std::time::Duration::from_millis(200), 1);
+    let (code, out) = cli.run(&["jobs", "logs", &done_id, "--follow"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Loading model..."), "{out}");
+    assert!(out.contains("epoch 1/1 step 3/3"), "{out}");
+    assert!(out.contains("Training complete"), "{out}");
+    assert!(out.contains("--- Job completed ---"), "{out}");
+    let (code, out) = cli.run(&["cloud", "jobs", "logs", &done_id]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Training complete"), "{out}");
+
+    // A second run: cancelled, retried (the CLI re-submits its config), deleted.
+    t.fake.push_script(Script::stuck());
+    let (code, out) = cli.run(&["cloud", "jobs", "submit", "cli-run"]).await;
+    assert_eq!(code, 0, "{out}");
+    let cancel_id = field(&out, "Job ID:").to_string();
+    let (code, out) = cli.run(&["cloud", "jobs", "cancel", &cancel_id]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("Job {cancel_id} cancelled successfully.")),
+        "{out}"
+    );
+    assert_eq!(common::job(&t.app, &cancel_id).await["status"], "cancelled");
+    t.fake.push_script(Script::stuck());
+    let (code, out) = cli.run(&["cloud", "jobs", "retry", &cancel_id]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Retrying job with config 'cli-run'"), "{out}");
+    let retried = field(&out, "New Job ID:").to_string();
+    assert_ne!(retried, cancel_id);
+    assert_eq!(
+        common::job(&t.app, &retried).await["config_name"],
+        "cli-run"
+    );
+    // Deleting an active job is refused in words the CLI shows; a finished one goes.
+    let (code, out) = cli
+        .run(&["cloud", "jobs", "delete", &retried, "--force"])
+        .await;
+    assert_ne!(code, 0, "{out}");
+    let (code, out) = cli
+        .run(&["cloud", "jobs", "delete", &cancel_id, "--force"])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("Job {cancel_id} deleted successfully.")),
+        "{out}"
+    );
+    let gone = t
+        .app
+        .request("GET", &format!("/api/cloud/jobs/{cancel_id}"), &[], "")
+        .await;
+    assert_eq!(gone.status, 404);
+
+    // Provider settings, set and shown; the token is never printed.
+    let (code, out) = cli
+        .run(&["cloud", "config", "set", "hardware_profile", "l40s"])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Configuration updated: hardware_profile = l40s"),
+        "{out}"
+    );
+    let (code, out) = cli.run(&["cloud", "config", "show"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Configuration for replicate:"), "{out}");
+    assert!(out.contains("  hardware_profile: l40s"), "{out}");
+    assert!(out.contains("  api_token: ***"), "{out}");
+    let (code, out) = cli
+        .run(&["cloud", "config", "set", "hardware_profile", "gpu-nope"])
+        .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("Invalid hardware profile"), "{out}");
+}

@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod legacy_index;
 pub mod lifecycle;
 pub mod listing;
+pub mod log_stream;
 pub mod outputs;
 pub mod pages;
 pub mod progress;
