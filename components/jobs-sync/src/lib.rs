@@ -5,7 +5,7 @@
 
 use cloudtuner_domain::auth::principal::Permission;
 use cloudtuner_domain::jobs::store::JobStore;
-use cloudtuner_domain::jobs::sync::{SyncReport, scheduled_pass};
+use cloudtuner_domain::jobs::sync::{self, SyncReport, scheduled_pass};
 use cloudtuner_domain::kernel::clock::now_ms;
 use cloudtuner_domain::kernel::error::ApiError;
 use cloudtuner_spin::{AppKv, Call, Outcome, SpinHttp, json, respond, variable};
@@ -27,12 +27,14 @@ async fn run(req: &Request) -> Outcome {
 async fn pass(kv: &AppKv) -> SyncReport {
     let settings = cloudtuner_spin::provider_settings(kv);
     let retention_days = variable("retention_days");
+    let budget = sync::budget(variable("sync_request_budget").as_deref());
     let store = JobStore::new(kv);
     scheduled_pass(
         &store,
         &SpinHttp,
         &settings,
         retention_days.as_deref(),
+        budget,
         now_ms(),
     )
     .await

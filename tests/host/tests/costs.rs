@@ -312,3 +312,59 @@ async fn spend_and_metrics_report_what_the_jobs_cost() {
     assert!(e["upload_error"].as_str().unwrap().contains("dogs"), "{e}");
     assert!(e["estimated_cost_usd"].as_f64().is_some());
 }
+
+/// Issue 14, defect 1: a job finished under a weekly limit still counts after
+/// the limit switches to daily (or monthly, or per user): every window counts it.
+#[tokio::test]
+async fn spend_survives_a_change_of_the_limit_period() {
+    let t = TestApp::builder().start().await;
+    let (fake, app) = (&t.fake, &t.app);
+    let r = put_settings(
+        app,
+        json!({"cost_limit_enabled": true, "cost_limit_amount": 1000, "cost_limit_period": "weekly"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    fake.push_script(Script::training(
+        5,
+        3,
+        10,
+        Outcome::Succeeded {
+            output: json!("https://x/y.tar"),
+        },
+    ));
+    let r = post_json(
+        app,
+        SUBMIT,
+        &json!({"config": {"--max_train_steps": 3}, "hardware_profile": "h100-x8"}),
+    )
+    .await;
+    let job = finish(app, fake, r.json()["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "completed");
+    let cost = job["cost_usd"].as_f64().unwrap();
+    assert!(cost > 0.0);
+    for (period, scope) in [
+        ("daily", "global"),
+        ("monthly", "global"),
+        ("weekly", "user"),
+        ("daily", "user"),
+    ] {
+        // A limit just above what was spent: the warning must fire on the real spend.
+        let r = put_settings(
+            app,
+            json!({"cost_limit_period": period, "cost_limit_scope": scope,
+                   "cost_limit_amount": cost * 1.1}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let status = app
+            .request("GET", "/api/cloud/metrics/cost-limit", &[], "")
+            .await
+            .json();
+        assert!(
+            (status["current_spend"].as_f64().unwrap() - cost).abs() < 0.006,
+            "{period}/{scope}: {status} vs {cost}"
+        );
+        assert_eq!(status["is_warning"], true, "{period}/{scope}: {status}");
+    }
+}

@@ -610,3 +610,107 @@ async fn a_log_stream_whose_time_is_up_says_how_to_resume() {
     assert!(text.contains("reconnect with offset=0"), "{text}");
     assert!(!text.contains("event: done"), "{text}");
 }
+
+/// Issue 14, defect 2: one sync pass brings every active job up to date (60
+/// here, 57 of them finished at Replicate with no webhook), from Replicate's
+/// list, with far fewer requests than jobs.
+#[tokio::test]
+async fn one_sync_pass_updates_every_active_job_from_replicates_list() {
+    let l = live().await;
+    l.fake.drop_webhooks(true);
+    for i in 0..60 {
+        l.fake.push_script(if i % 20 == 7 {
+            Script::stuck()
+        } else {
+            Script::training(
+                1,
+                2,
+                1,
+                Outcome::Succeeded {
+                    output: json!("https://replicate.delivery/x/lora.safetensors"),
+                },
+            )
+        });
+    }
+    let mut ids = Vec::new();
+    for _ in 0..60 {
+        ids.push(submit(&l.app).await);
+    }
+    l.fake.advance(60);
+    let before = l.fake.requests().len();
+    let r = l.app.request("POST", "/api/cloud/jobs/sync", &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let requests = l.fake.requests()[before..].to_vec();
+    let report = r.json();
+    println!(
+        "one sync pass over 60 active jobs (57 finished): {} Replicate requests \
+         ({} list pages, {} prediction GETs), report {report}",
+        requests.len(),
+        requests
+            .iter()
+            .filter(|q| q.path.starts_with("/v1/predictions?") || q.path == "/v1/predictions")
+            .count(),
+        requests
+            .iter()
+            .filter(|q| q.path.starts_with("/v1/predictions/"))
+            .count(),
+    );
+    assert_eq!(report["updated"], 57, "{report}");
+    assert_eq!(report["errors"], json!([]), "{report}");
+    assert_eq!(report["skipped"], 0, "{report}");
+    assert!(
+        requests.len() <= 25,
+        "within the default budget: {}",
+        requests.len()
+    );
+    assert_eq!(report["provider_requests"], requests.len());
+    let completed = l
+        .app
+        .request("GET", "/api/cloud/jobs?status=completed&limit=100", &[], "")
+        .await
+        .json();
+    assert_eq!(completed["total"], 57, "{completed}");
+    // Each finished job has its real cost, and its logs (fetched now, or on
+    // the first read of a job whose logs the budget left for later).
+    let done = job(&l.app, &ids[0]).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["cost_estimated"], false);
+    let last = &ids[59];
+    let logs = l
+        .app
+        .request("GET", &format!("/api/cloud/jobs/{last}/logs"), &[], "")
+        .await
+        .json();
+    assert!(
+        logs["logs"].as_str().unwrap().contains("Training complete"),
+        "{logs}"
+    );
+    // A small budget reports what it left for the next pass.
+    let small = TestApp::builder()
+        .var("refresh_after_ms", "3600000")
+        .var("sync_request_budget", "1")
+        .served()
+        .start()
+        .await;
+    small.fake.set_page_size(2);
+    small.fake.set_default_script(Script::training(
+        1,
+        2,
+        1,
+        Outcome::Failed {
+            error: "boom".into(),
+        },
+    ));
+    for _ in 0..4 {
+        submit(&small.app).await;
+    }
+    small.fake.advance(30);
+    let r = small
+        .app
+        .request("POST", "/api/cloud/jobs/sync", &[], "")
+        .await;
+    let report = r.json();
+    assert_eq!(report["provider_requests"], 1, "{report}");
+    assert_eq!(report["updated"], 2, "one page of two: {report}");
+    assert_eq!(report["skipped"], 2, "{report}");
+}

@@ -36,6 +36,18 @@ pub(super) fn spend_keys(period: Period, ms: u64, owner: &str) -> [String; 2] {
     [format!("spend:{w}:all"), format!("spend:{w}:u:{owner}")]
 }
 
+const PERIODS: [Period; 3] = [Period::Daily, Period::Weekly, Period::Monthly];
+
+/// Every window a job at `ms` counts in: its day, ISO week and month, for
+/// everyone and for its owner. A job reserves (and settles) in all six, so a
+/// limit whose period changes later still sees every job of its window.
+fn every_spend_key(ms: u64, owner: &str) -> Vec<String> {
+    PERIODS
+        .iter()
+        .flat_map(|p| spend_keys(*p, ms, owner))
+        .collect()
+}
+
 /// What a job reserved, kept on the job so it can be settled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reservation {
@@ -64,18 +76,20 @@ pub fn reserve(
     est_usd: f64,
     now_ms: u64,
 ) -> Result<Check, ApiError> {
-    let keys = spend_keys(s.cost_limit_period, now_ms, owner);
     let m = micros(est_usd);
-    let after_all = kv.increment(&keys[0], m)?;
-    let after_user = kv.increment(&keys[1], m)?;
-    let after = match s.cost_limit_scope {
-        LimitScope::Global => after_all,
-        LimitScope::User => after_user,
-    };
-    let reservation = Reservation {
-        keys: keys.to_vec(),
-        micros: m,
-    };
+    let keys = every_spend_key(now_ms, owner);
+    let active = &spend_keys(s.cost_limit_period, now_ms, owner)[match s.cost_limit_scope {
+        LimitScope::Global => 0,
+        LimitScope::User => 1,
+    }];
+    let mut after = 0;
+    for k in &keys {
+        let total = kv.increment(k, m)?;
+        if k == active {
+            after = total;
+        }
+    }
+    let reservation = Reservation { keys, micros: m };
     let limit = match (s.cost_limit_enabled, s.cost_limit_amount) {
         (true, Some(a)) => a,
         _ => {
@@ -217,6 +231,51 @@ mod tests {
         assert_eq!(window(Period::Daily, ms), "2026-11-28");
         assert_eq!(window(Period::Weekly, ms), "2026-W48");
         assert_eq!(window(Period::Monthly, ms), "2026-11");
+    }
+
+    #[test]
+    fn every_window_counts_every_job_whichever_period_was_active() {
+        let kv = MemoryKv::default();
+        let ms = 1_795_879_207_000; // 2026-11-28
+        let weekly = StoredSettings {
+            cost_limit_period: Period::Weekly,
+            ..limited(10.0, LimitAction::Warn)
+        };
+        let Check::Allowed { reservation, .. } = reserve(&kv, &weekly, "a", 1.0, ms).unwrap()
+        else {
+            panic!("a warn limit allows")
+        };
+        // The job ends costing $3.50 (settlement adjusts every reserved window).
+        for k in &reservation.keys {
+            kv.increment(k, micros(3.5) - reservation.micros).unwrap();
+        }
+        for period in PERIODS {
+            for scope in [LimitScope::Global, LimitScope::User] {
+                let s = StoredSettings {
+                    cost_limit_period: period,
+                    cost_limit_scope: scope,
+                    cost_limit_amount: Some(4.0),
+                    ..weekly.clone()
+                };
+                let status = limit_status(&kv, &s, "a", ms).unwrap();
+                assert_eq!(status["current_spend"], 3.5, "{period:?} {scope:?}");
+                assert_eq!(status["is_warning"], true, "{period:?} {scope:?}");
+            }
+        }
+        let other = limit_status(
+            &kv,
+            &StoredSettings {
+                cost_limit_scope: LimitScope::User,
+                ..weekly.clone()
+            },
+            "b",
+            ms,
+        )
+        .unwrap();
+        assert_eq!(
+            other["current_spend"], 0.0,
+            "another user's window is theirs"
+        );
     }
 
     #[test]

@@ -75,6 +75,7 @@ fn output_url(output: &Value) -> Option<String> {
 /// returns whether it was applied.
 pub fn apply_prediction(job: &mut Job, p: &Value, now_ms: u64) -> bool {
     job.refreshed_ms = Some(now_ms);
+    let was_terminal = job.status.is_terminal();
     let provider_status = p.get("status").and_then(Value::as_str).unwrap_or("");
     let target = JobStatus::from_replicate(provider_status);
     if let Some(t) = target
@@ -129,6 +130,11 @@ pub fn apply_prediction(job: &mut Job, p: &Value, now_ms: u64) -> bool {
             }
         }
     }
+    if p.get("logs").is_some() {
+        job.logs_pending = false;
+    } else if job.status.is_terminal() && !was_terminal {
+        job.logs_pending = true;
+    }
     if let Some(logs) = p.get("logs").and_then(Value::as_str) {
         job.progress = Some(crate::jobs::progress::parse(
             logs,
@@ -178,7 +184,9 @@ pub async fn refresh<H: HttpClient>(
     let Some(pid) = job.prediction_id.clone() else {
         return (job, None);
     };
-    if job.status.is_terminal() || !stale {
+    // A job that ended from a list answer still needs its final logs, however
+    // recently it was refreshed.
+    if !job.logs_pending && (job.status.is_terminal() || !stale) {
         return (job, None);
     }
     let client = match ReplicateClient::new(http, &settings.api_base, &settings.token) {

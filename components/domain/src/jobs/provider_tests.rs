@@ -171,7 +171,13 @@ fn the_sync_adopts_a_prediction_whose_create_answer_was_lost() {
             ], "next": null}),
         )],
     );
-    let report = block_on(sync::run(&JobStore::new(&kv), &http, &settings(), NOW));
+    let report = block_on(sync::run(
+        &JobStore::new(&kv),
+        &http,
+        &settings(),
+        sync::DEFAULT_BUDGET,
+        NOW,
+    ));
     assert_eq!(report.adopted, 1, "{:?}", report.errors);
     let adopted = JobStore::new(&kv).get("j2").unwrap().unwrap();
     assert_eq!(adopted.prediction_id.as_deref(), Some("p9"));

@@ -187,6 +187,10 @@ pub struct Job {
     /// The job's page in each list scope (see `jobs::pages`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list_pages: Option<Slots>,
+    /// Ended from a list answer of Replicate's, which carries no logs: the
+    /// next refresh (a read, or the next sync within its budget) fetches them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logs_pending: bool,
     #[serde(default)]
     pub extra: Map<String, Value>,
 }

@@ -403,6 +403,7 @@ pub(crate) mod tests {
             idempotency_record: None,
             rev: 0,
             list_pages: None,
+            logs_pending: false,
             extra: Default::default(),
         }
     }

@@ -1,29 +1,46 @@
-//! One sync pass (cron, or `POST /api/cloud/jobs/sync`): refresh active jobs
-//! from Replicate, adopt predictions whose create answer was lost, and fail
-//! jobs whose prediction never appeared.
+//! One sync pass (cron, or `POST /api/cloud/jobs/sync`): bring every active
+//! job up to date with Replicate, adopt predictions whose create answer was
+//! lost, and fail jobs whose prediction never appeared.
 //!
-//! Budget per pass: at most [`REFRESH_BATCH`] prediction GETs (least recently
-//! refreshed first) plus at most [`LIST_PAGES`] pages of `GET /v1/predictions`
-//! (only when a job awaits adoption) — 23 outbound requests. Fermyon Cloud
-//! allows 500 per hour per app, so schedule a pass every 5 minutes (276/h at
-//! most), and each pass stays far below its 30 s request limit. Due user
-//! notifications (at most 20 a pass) are delivered at the end of a pass.
+//! Replicate's list (`GET /v1/predictions`, 100 a page, newest first) tells
+//! the status, metrics and output of many predictions per request, so a pass
+//! reads pages back only as far as the oldest active job and applies what
+//! changed from them: 60 active jobs cost one request, not 60. It then GETs
+//! (for logs and progress) the jobs that changed, then those it could not see
+//! in the pages it read, then running ones least recently refreshed, while
+//! its request budget lasts (`sync_request_budget`, [`DEFAULT_BUDGET`]: with a
+//! pass every 5 minutes, 12 × 25 = 300 requests an hour, under Fermyon Cloud's
+//! 500). What the budget left out is reported (`skipped`) and comes next pass.
+//! Due user notifications (at most 20 a pass) are delivered at the end.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::jobs::lifecycle::{apply_prediction, refresh};
-use crate::jobs::record::JobStatus;
+use crate::jobs::record::{Job, JobStatus};
 use crate::jobs::store::JobStore;
+use crate::kernel::clock::parse_rfc3339_ms;
 use crate::kernel::http::HttpClient;
 use crate::providers::catalog::{TRAINER_OWNER, TRAINER_PREFIX};
 use crate::providers::replicate::ReplicateClient;
 use crate::providers::settings::ProviderSettings;
 
-pub const REFRESH_BATCH: usize = 20;
-pub const LIST_PAGES: usize = 3;
+/// Outbound requests one pass may make unless `sync_request_budget` says otherwise.
+pub const DEFAULT_BUDGET: usize = 25;
+/// The most an operator may allow (a pass must stay within a 30 s request).
+pub const MAX_BUDGET: usize = 200;
 /// A job whose prediction has not shown up after this is failed.
 pub const ADOPT_WINDOW_MS: u64 = 15 * 60 * 1000;
+/// Provider and server clocks may disagree by this much: list pages are read
+/// this far past the oldest active job's creation.
+const CLOCK_SLACK_MS: u64 = 5 * 60 * 1000;
+
+/// The request budget an operator configured, within 1 ..= [`MAX_BUDGET`].
+pub fn budget(configured: Option<&str>) -> usize {
+    configured
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(DEFAULT_BUDGET, |b| b.clamp(1, MAX_BUDGET))
+}
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct SyncReport {
@@ -35,6 +52,13 @@ pub struct SyncReport {
     pub notifications_failed: usize,
     /// Finished jobs deleted by retention ([`crate::jobs::retention`]).
     pub pruned: usize,
+    /// Requests this pass made to Replicate, and the most it could.
+    pub provider_requests: usize,
+    pub request_budget: usize,
+    /// Active jobs whose news the budget left for the next pass.
+    pub skipped: usize,
+    /// Ended jobs whose final logs wait for a later fetch.
+    pub logs_pending: usize,
     pub errors: Vec<Value>,
 }
 
@@ -54,6 +78,10 @@ impl SyncReport {
             "notifications_sent": self.notifications_sent,
             "notifications_failed": self.notifications_failed,
             "pruned": self.pruned,
+            "provider_requests": self.provider_requests,
+            "request_budget": self.request_budget,
+            "skipped": self.skipped,
+            "logs_pending": self.logs_pending,
             "errors": self.errors,
         })
     }
@@ -67,9 +95,10 @@ pub async fn scheduled_pass<H: HttpClient>(
     http: &H,
     settings: &ProviderSettings,
     retention_days: Option<&str>,
+    request_budget: usize,
     now_ms: u64,
 ) -> SyncReport {
-    let mut report = run(store, http, settings, now_ms).await;
+    let mut report = run(store, http, settings, request_budget, now_ms).await;
     report.add_retention(crate::jobs::retention::run(store, retention_days, now_ms));
     report
 }
@@ -84,46 +113,31 @@ pub async fn run<H: HttpClient>(
     store: &JobStore<'_>,
     http: &H,
     settings: &ProviderSettings,
+    request_budget: usize,
     now_ms: u64,
 ) -> SyncReport {
-    let mut report = SyncReport::default();
+    let mut report = SyncReport {
+        request_budget,
+        ..SyncReport::default()
+    };
     // An upgraded installation's jobs are listed (and so synced) from here on.
     if let Err(e) = crate::jobs::legacy_index::migrate(store) {
         report.errors.push(json!({"error": e.message}));
     }
-    let active: Vec<String> = match store.active() {
-        Ok(active) => active.into_iter().map(|(id, _)| id).collect(),
-        Err(e) => {
-            report.errors.push(json!({"error": e.message}));
-            return report;
+    match store.active() {
+        Ok(active) => {
+            let ids: Vec<String> = active.into_iter().map(|(id, _)| id).collect();
+            if !ids.is_empty() {
+                let mut pass = Pass {
+                    store,
+                    settings,
+                    now_ms,
+                    report: &mut report,
+                };
+                pass.jobs(http, ids).await;
+            }
         }
-    };
-    let mut with_prediction = Vec::new();
-    let mut orphans = Vec::new();
-    for id in active {
-        match store.get(&id) {
-            Ok(Some(job)) if job.prediction_id.is_some() => with_prediction.push(job),
-            Ok(Some(job)) if job.input_sha256.is_some() => orphans.push(job),
-            Ok(_) => {}
-            Err(e) => report
-                .errors
-                .push(json!({"job_id": id, "error": e.message})),
-        }
-    }
-    with_prediction.sort_by_key(|j| j.refreshed_ms.unwrap_or(0));
-    let forced = settings.always_refresh();
-    for job in with_prediction.into_iter().take(REFRESH_BATCH) {
-        let (id, before) = (job.job_id.clone(), (job.status, job.progress.clone()));
-        let (after, error) = refresh(store, http, &forced, job, now_ms).await;
-        report.synced += 1;
-        if let Some(e) = error {
-            report.errors.push(json!({"job_id": id, "error": e}));
-        } else if (after.status, after.progress) != before {
-            report.updated += 1;
-        }
-    }
-    if !orphans.is_empty() {
-        adopt(store, http, settings, orphans, now_ms, &mut report).await;
+        Err(e) => report.errors.push(json!({"error": e.message})),
     }
     let (sent, failed) = crate::notify::deliver_due(store.kv(), http, now_ms).await;
     report.notifications_sent = sent;
@@ -131,80 +145,236 @@ pub async fn run<H: HttpClient>(
     report
 }
 
-async fn adopt<H: HttpClient>(
-    store: &JobStore<'_>,
-    http: &H,
-    settings: &ProviderSettings,
-    mut orphans: Vec<crate::jobs::record::Job>,
+/// What one pass knows about the active jobs as it reads the list.
+#[derive(Default)]
+struct Found {
+    /// Status changed at Replicate (applied from the list): GET for logs.
+    changed: Vec<Job>,
+    /// Seen, unchanged, still running: GET for progress if budget remains.
+    running: Vec<Job>,
+    /// Not in the pages read: GET to learn anything.
+    unseen: Vec<Job>,
+    /// No prediction id yet: matched by the hash of the input we sent.
+    orphans: Vec<Job>,
+    /// The pages reached back past every active job (or the list's end).
+    covered: bool,
+}
+
+struct Pass<'s, 'r> {
+    store: &'s JobStore<'s>,
+    settings: &'s ProviderSettings,
     now_ms: u64,
-    report: &mut SyncReport,
-) {
-    let client = match ReplicateClient::new(http, &settings.api_base, &settings.token) {
-        Ok(c) => c,
-        Err(e) => {
-            report.errors.push(json!({"error": e.message()}));
-            return;
+    report: &'r mut SyncReport,
+}
+
+impl Pass<'_, '_> {
+    fn spend(&mut self) -> bool {
+        if self.report.provider_requests >= self.report.request_budget {
+            return false;
         }
-    };
-    let mut next: Option<String> = None;
-    for _ in 0..LIST_PAGES {
-        let (page, more) = match client.list_predictions(next.as_deref()).await {
-            Ok(x) => x,
-            Err(e) => {
-                report.errors.push(json!({"error": e.message()}));
-                return;
+        self.report.provider_requests += 1;
+        true
+    }
+
+    fn error(&mut self, job_id: Option<&str>, message: impl Into<String>) {
+        let message = message.into();
+        self.report.errors.push(match job_id {
+            Some(id) => json!({"job_id": id, "error": message}),
+            None => json!({"error": message}),
+        });
+    }
+
+    async fn jobs<H: HttpClient>(&mut self, http: &H, ids: Vec<String>) {
+        let mut found = Found::default();
+        for id in ids {
+            match self.store.get(&id) {
+                Ok(Some(job)) if job.prediction_id.is_some() => found.unseen.push(job),
+                Ok(Some(job)) if job.input_sha256.is_some() => found.orphans.push(job),
+                Ok(_) => {}
+                Err(e) => self.error(Some(&id), e.message),
             }
+        }
+        let client = match ReplicateClient::new(http, &self.settings.api_base, &self.settings.token)
+        {
+            Ok(c) => c,
+            Err(e) => return self.error(None, e.message()),
         };
-        for p in page.iter().filter(|p| is_trainer(p)) {
-            let Some(input) = p.get("input") else {
+        self.read_list(&client, &mut found).await;
+        self.abandon(&found);
+        let Found {
+            changed,
+            mut running,
+            mut unseen,
+            ..
+        } = found;
+        unseen.sort_by_key(|j| j.refreshed_ms.unwrap_or(0));
+        running.sort_by_key(|j| j.refreshed_ms.unwrap_or(0));
+        let forced = self.settings.always_refresh();
+        // (job, counted as updated already, its news unknown without a GET)
+        let queue = changed
+            .into_iter()
+            .map(|j| (j, true, false))
+            .chain(unseen.into_iter().map(|j| (j, false, true)))
+            .chain(running.into_iter().map(|j| (j, false, false)));
+        for (job, counted, unknown) in queue {
+            if !self.spend() {
+                self.report.skipped += usize::from(unknown);
+                self.report.logs_pending += usize::from(job.logs_pending);
                 continue;
-            };
-            let sha = hex::encode(Sha256::digest(input.to_string().as_bytes()));
-            let Some(pos) = orphans
-                .iter()
-                .position(|j| j.input_sha256.as_deref() == Some(&sha))
-            else {
-                continue;
-            };
-            let job = orphans.remove(pos);
-            // A list item has no logs; the next refresh brings them.
-            let adopted = store.update::<()>(&job.job_id, |j| {
-                if j.prediction_id.is_none() {
-                    j.prediction_id = p.get("id").and_then(Value::as_str).map(str::to_string);
-                    j.error_message = None;
-                    apply_prediction(j, p, now_ms);
-                }
-                Ok(())
-            });
-            match adopted {
-                Ok(_) => report.adopted += 1,
-                Err(e) => report
-                    .errors
-                    .push(json!({"job_id": job.job_id, "error": format!("{e:?}")})),
             }
-        }
-        if orphans.is_empty() {
-            return;
-        }
-        match more {
-            Some(url) => next = Some(url),
-            None => break,
+            let (id, before) = (job.job_id.clone(), (job.status, job.progress.clone()));
+            let (after, error) = refresh(self.store, http, &forced, job, self.now_ms).await;
+            self.report.synced += 1;
+            match error {
+                Some(e) => self.error(Some(&id), e),
+                None if !counted && (after.status, after.progress) != before => {
+                    self.report.updated += 1
+                }
+                None => {}
+            }
         }
     }
-    for job in orphans
-        .into_iter()
-        .filter(|j| now_ms >= j.created_ms + ADOPT_WINDOW_MS)
-    {
-        let failed = store.update::<()>(&job.job_id, |j| {
-            if j.prediction_id.is_none() && !j.status.is_terminal() {
-                j.error_message =
-                    Some("Replicate never confirmed this job's prediction; submit it again".into());
-                let _ = j.transition(JobStatus::Failed, now_ms);
+
+    /// Reads list pages newest first until every active job was seen, the
+    /// pages reach back past the oldest one, or the budget is spent; applies
+    /// each change it sees.
+    async fn read_list<H: HttpClient>(
+        &mut self,
+        client: &ReplicateClient<'_, H>,
+        found: &mut Found,
+    ) {
+        let oldest = found
+            .unseen
+            .iter()
+            .chain(&found.orphans)
+            .map(|j| j.created_ms)
+            .min()
+            .unwrap_or(self.now_ms);
+        let mut next: Option<String> = None;
+        while !(found.unseen.is_empty() && found.orphans.is_empty()) {
+            if !self.spend() {
+                return;
+            }
+            let (page, more) = match client.list_predictions(next.as_deref()).await {
+                Ok(x) => x,
+                Err(e) => return self.error(None, e.message()),
+            };
+            let mut reached = false;
+            for p in &page {
+                self.seen(p, found);
+                let created = p
+                    .get("created_at")
+                    .and_then(Value::as_str)
+                    .and_then(parse_rfc3339_ms);
+                reached |= created.is_some_and(|c| c + CLOCK_SLACK_MS < oldest);
+            }
+            match more {
+                Some(url) if !reached => next = Some(url),
+                _ => {
+                    found.covered = true;
+                    return;
+                }
+            }
+        }
+        found.covered = true;
+    }
+
+    /// One list item: an active job's news, or an orphan's prediction.
+    fn seen(&mut self, p: &Value, found: &mut Found) {
+        let id = p.get("id").and_then(Value::as_str);
+        if let Some(pos) = found
+            .unseen
+            .iter()
+            .position(|j| j.prediction_id.as_deref() == id)
+        {
+            let job = found.unseen.remove(pos);
+            let status = p.get("status").and_then(Value::as_str);
+            if status == job.provider_status.as_deref() {
+                if !job.status.is_terminal() {
+                    found.running.push(job);
+                }
+                return;
+            }
+            match self.store.update::<()>(&job.job_id, |j| {
+                apply_prediction(j, p, self.now_ms);
+                Ok(())
+            }) {
+                Ok(updated) => {
+                    self.report.updated += 1;
+                    found.changed.push(updated);
+                }
+                Err(e) => self.error(Some(&job.job_id), format!("{e:?}")),
+            }
+            return;
+        }
+        if found.orphans.is_empty() || !is_trainer(p) {
+            return;
+        }
+        let Some(input) = p.get("input") else {
+            return;
+        };
+        let sha = hex::encode(Sha256::digest(input.to_string().as_bytes()));
+        let Some(pos) = found
+            .orphans
+            .iter()
+            .position(|j| j.input_sha256.as_deref() == Some(&sha))
+        else {
+            return;
+        };
+        let job = found.orphans.remove(pos);
+        // A list item has no logs; a later refresh brings them.
+        let adopted = self.store.update::<()>(&job.job_id, |j| {
+            if j.prediction_id.is_none() {
+                j.prediction_id = id.map(str::to_string);
+                j.error_message = None;
+                apply_prediction(j, p, self.now_ms);
             }
             Ok(())
         });
-        if failed.is_ok() {
-            report.abandoned += 1;
+        match adopted {
+            Ok(_) => self.report.adopted += 1,
+            Err(e) => self.error(Some(&job.job_id), format!("{e:?}")),
         }
+    }
+
+    /// Fails the orphans whose prediction never appeared: only once the pages
+    /// read reach back past them, so a spent budget abandons nothing.
+    fn abandon(&mut self, found: &Found) {
+        if !found.covered {
+            self.report.skipped += found.orphans.len();
+            return;
+        }
+        for job in found
+            .orphans
+            .iter()
+            .filter(|j| self.now_ms >= j.created_ms + ADOPT_WINDOW_MS)
+        {
+            let failed = self.store.update::<()>(&job.job_id, |j| {
+                if j.prediction_id.is_none() && !j.status.is_terminal() {
+                    j.error_message = Some(
+                        "Replicate never confirmed this job's prediction; submit it again".into(),
+                    );
+                    let _ = j.transition(JobStatus::Failed, self.now_ms);
+                }
+                Ok(())
+            });
+            if failed.is_ok() {
+                self.report.abandoned += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_budget_is_bounded() {
+        assert_eq!(budget(None), DEFAULT_BUDGET);
+        assert_eq!(budget(Some("x")), DEFAULT_BUDGET);
+        assert_eq!(budget(Some("0")), 1);
+        assert_eq!(budget(Some("5000")), MAX_BUDGET);
+        assert_eq!(budget(Some(" 40 ")), 40);
     }
 }

@@ -303,6 +303,7 @@ fn new_job<H: HttpClient>(ctx: &SubmitContext<'_, H>, req: &Request, uploading: 
         idempotency_record: None,
         rev: 0,
         list_pages: None,
+        logs_pending: false,
         extra: Map::new(),
     }
 }
