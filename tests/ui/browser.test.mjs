@@ -150,12 +150,21 @@ try {
   await page.getByRole("dialog").getByRole("button", { name: "Cancel job" }).click();
   await page.locator('h1 [data-status="cancelled"]').waitFor();
 
+  step("re-run the cancelled job: attempt 2 of it");
+  await page.getByRole("button", { name: "Re-run" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Re-run" }).click();
+  await page.waitForURL((u) => u.hash.startsWith("#/job/") && !u.hash.includes(secondId));
+  const rerunId = decodeURIComponent(page.url().split("/").pop());
+  await page.getByText("2, re-run of").waitFor();
+  await page.locator('h1 [data-status="running"]').waitFor({ timeout: 30000 });
+  await shot("job-rerun");
+
   step("delete the finished first job (with confirmation)");
   await page.goto(`${BASE}/#/job/${encodeURIComponent(firstId)}`);
   await page.getByRole("button", { name: "Delete job" }).click();
   await page.getByRole("dialog").getByRole("button", { name: "Delete job" }).click();
   await page.waitForURL(/#\/jobs$/);
-  await page.getByText("ui-to-cancel").waitFor();
+  await page.locator(`li[data-job="${rerunId}"]`).getByText(/attempt 2/).waitFor();
   check((await page.locator(`li[data-job="${firstId}"]`).count()) === 0, "deleted job gone from the list");
 
   step("settings: create an API key (shown once) and revoke it");
@@ -186,10 +195,10 @@ try {
 
   step("keyboard: the first Tab reaches the skip link, Enter moves to the content");
   await page.goto(`${BASE}/#/jobs`);
-  await page.getByText("ui-to-cancel").waitFor();
+  await page.getByText("ui-to-cancel").first().waitFor();
   // A fresh page load leaves focus at the document start; in-app navigation moves it to the heading.
   await page.reload();
-  await page.getByText("ui-to-cancel").waitFor();
+  await page.getByText("ui-to-cancel").first().waitFor();
   await page.keyboard.press("Tab");
   check(await page.evaluate(() => document.activeElement?.textContent) === "Skip to content", "skip link first in tab order");
   await page.keyboard.press("Enter");
@@ -206,7 +215,7 @@ try {
   step("phone width: the job list still reads");
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(`${BASE}/#/jobs`);
-  await page.getByText("ui-to-cancel").waitFor();
+  await page.getByText("ui-to-cancel").first().waitFor();
   await shot("job-list-phone");
 } catch (e) {
   problems.push(e.stack || String(e));

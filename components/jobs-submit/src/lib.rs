@@ -1,11 +1,8 @@
 //! `POST /api/cloud/jobs/submit?provider=replicate`: submit a training job.
 //! Local datasets are read from the read-only `/datasets` mount.
 
-use std::path::Path;
-
-use cloudtuner_domain::jobs::datasets::GUEST_MOUNT;
-use cloudtuner_domain::jobs::submit::{SubmitContext, submit};
-use cloudtuner_spin::{Call, Outcome, SpinHttp, json, respond, variable};
+use cloudtuner_domain::jobs::submit::submit;
+use cloudtuner_spin::{Call, Outcome, SubmitInputs, json, respond};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -17,19 +14,13 @@ async fn handle(req: Request) -> Response {
 async fn run(req: &Request) -> Outcome {
     let call = Call::new(req, &["POST"])?;
     let principal = call.principal()?;
-    let (stored, settings) = call.settings()?;
-    let hf_token = variable("hf_token");
-    let ctx = SubmitContext {
-        kv: &call.kv,
-        http: &SpinHttp,
-        settings: &settings,
-        principal: &principal,
-        hf_token: hf_token.as_deref(),
-        datasets_root: Path::new(GUEST_MOUNT),
-        stored: &stored,
-        now_ms: call.now_ms,
-    };
+    let inputs = SubmitInputs::load(&call)?;
     let provider = call.query_param("provider");
-    let out = submit(&ctx, provider.as_deref(), call.body()).await;
+    let out = submit(
+        &inputs.context(&call, &principal),
+        provider.as_deref(),
+        call.body(),
+    )
+    .await;
     Ok(json(out.status, &out.body))
 }

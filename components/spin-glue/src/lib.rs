@@ -24,6 +24,7 @@ mod kv;
 mod reply;
 mod settings;
 mod stream;
+mod submit;
 
 pub use call::{Call, allow_methods, matched_route};
 pub use http::SpinHttp;
@@ -31,3 +32,4 @@ pub use kv::{AppKv, DEFAULT_REDIS_PREFIX};
 pub use reply::{Outcome, json, json_bytes, render_error, respond};
 pub use settings::{provider as provider_settings, variable};
 pub use stream::{EventStream, answer, open_event_stream, sleep_ms};
+pub use submit::SubmitInputs;

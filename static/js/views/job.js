@@ -16,6 +16,7 @@ import {
 } from "../ui.js";
 
 const ACTIVE = new Set(["pending", "uploading", "queued", "running"]);
+const RERUNNABLE = new Set(["failed", "cancelled"]);
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
 
 function lossChart(history) {
@@ -131,6 +132,15 @@ export async function jobView(id) {
         ),
         h("dt", {}, "Hardware"),
         h("dd", {}, j.hardware_type),
+        j.attempt > 1 && [
+          h("dt", {}, "Attempt"),
+          h(
+            "dd",
+            {},
+            `${j.attempt}, re-run of `,
+            h("a", { href: `#/job/${encodeURIComponent(j.retry_of)}`, class: "mono" }, j.retry_of.slice(0, 8)),
+          ),
+        ],
         h("dt", {}, "Config"),
         h("dd", {}, j.config_name || "inline"),
         h("dt", {}, "Cost"),
@@ -193,6 +203,7 @@ export async function jobView(id) {
       ACTIVE.has(j.status)
         ? h("button", { type: "button", class: "danger", onclick: () => cancel(j) }, "Cancel job")
         : h("button", { type: "button", class: "secondary", onclick: () => remove(j) }, "Delete job"),
+      RERUNNABLE.has(j.status) && h("button", { type: "button", onclick: () => rerun(j) }, "Re-run"),
     );
   }
 
@@ -245,6 +256,26 @@ export async function jobView(id) {
       ),
     );
     outputs.replaceChildren(...items);
+  }
+
+  // One idempotency key per job view: a double click re-runs once.
+  const rerunKey = crypto.randomUUID();
+  async function rerun(j) {
+    if (
+      !(await confirmDialog(
+        "Re-run this job?",
+        `A new job (attempt ${(j.attempt || 1) + 1}) trains the same config, datasets and hardware again, and is billed again.`,
+        "Re-run",
+      ))
+    )
+      return;
+    try {
+      const r = await post(`${path}/retry`, { idempotency_key: rerunKey });
+      toast(`Re-run submitted (attempt ${(j.attempt || 1) + 1})`);
+      location.hash = `#/job/${encodeURIComponent(r.job_id)}`;
+    } catch (e) {
+      alertBox(`Could not re-run: ${e.message}`);
+    }
   }
 
   async function cancel(j) {

@@ -47,7 +47,11 @@ function jobRow(j) {
       "div",
       {},
       h("a", { class: "name", href: `#/job/${encodeURIComponent(j.job_id)}` }, jobName(j)),
-      h("div", { class: "meta" }, `${j.hardware_type} · ${ago(j.created_at)}`),
+      h(
+        "div",
+        { class: "meta" },
+        `${j.hardware_type} · ${ago(j.created_at)}${j.attempt > 1 ? ` · attempt ${j.attempt}` : ""}`,
+      ),
     ),
     progress,
     h("div", {}, statusBadge(j.status)),

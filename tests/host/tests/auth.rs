@@ -272,6 +272,12 @@ fn rows() -> Vec<Row> {
             "GET",
             [401, 200, 404, 200, 200, 200, 401, 401],
         ),
+        // The job is still running: whoever may see it and submit is told it cannot re-run yet.
+        row(
+            "/api/cloud/jobs/:id/retry",
+            "POST",
+            [401, 409, 404, 409, 409, 409, 401, 401],
+        ),
         row(
             "/api/cloud/jobs/:id/cancel",
             "POST",

@@ -37,6 +37,8 @@ async fn the_ui_runs_the_whole_flow_in_chromium() {
         },
     ));
     fake.push_script(Script::training(4, 5000, 5, Outcome::Aborted));
+    // Job 3 re-runs job 2 and runs on.
+    fake.push_script(Script::training(4, 5000, 5, Outcome::Aborted));
     fake.auto_tick(Duration::from_millis(250));
 
     // No Replicate token: the UI's guided setup stores it.

@@ -829,3 +829,152 @@ async fn a_bad_retention_setting_is_reported_by_the_sync_and_deletes_nothing() {
         r.text()
     );
 }
+
+/// Issue 14, item 4: a failed job re-runs as attempt 2 (same config, datasets
+/// and hardware), a re-run of that as attempt 3 of the same first job; active
+/// and completed jobs are refused, others' jobs are not found, and the
+/// Idempotency-Key header makes a retried re-run return the same attempt.
+#[tokio::test]
+async fn a_failed_job_re_runs_as_its_next_attempt() {
+    let s = setup().await;
+    let mut body = inline_body();
+    body["hardware_profile"] = json!("l40s");
+    s.fake.push_script(Script::training(
+        1,
+        2,
+        1,
+        Outcome::Failed {
+            error: "CUDA out of memory".into(),
+        },
+    ));
+    let r = post_json(&s.app, SUBMIT, &body).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let first = r.json()["job_id"].as_str().unwrap().to_string();
+    let retry = |id: &str| format!("/api/cloud/jobs/{id}/retry");
+    // Still active: not yet.
+    let early = post_json(&s.app, &retry(&first), &json!({})).await;
+    assert_eq!(early.status, 409, "{}", early.text());
+    assert_eq!(
+        early.json()["details"]["allowed_states"],
+        json!(["failed", "cancelled"])
+    );
+    s.fake.advance(30);
+    assert_eq!(common::job(&s.app, &first).await["status"], "failed");
+
+    s.fake.push_script(Script::stuck());
+    let r = s
+        .app
+        .request(
+            "POST",
+            &retry(&first),
+            &[("idempotency-key", "rerun-1")],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["success"], true);
+    assert_eq!(
+        r.json()["data_uploaded"],
+        true,
+        "the dataset is packaged again"
+    );
+    let second = r.json()["job_id"].as_str().unwrap().to_string();
+    let again = s
+        .app
+        .request(
+            "POST",
+            &retry(&first),
+            &[("idempotency-key", "rerun-1")],
+            "",
+        )
+        .await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["job_id"], second.as_str());
+    assert_eq!(again.json()["idempotent_hit"], true);
+
+    let j2 = common::job(&s.app, &second).await;
+    assert_eq!(
+        (j2["attempt"].as_u64(), j2["retry_of"].as_str()),
+        (Some(2), Some(first.as_str()))
+    );
+    assert_eq!(j2["first_job"], first.as_str());
+    assert_eq!(j2["metadata"]["hardware_profile"], "l40s");
+    assert_eq!(j2["metadata"]["tracker_run_name"], "api-test-run");
+    // The trainer got the same config and a zip of the same files.
+    let creates: Vec<Value> = s
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1/predictions")
+        .map(|r| r.json().unwrap())
+        .collect();
+    assert_eq!(creates.len(), 2);
+    assert_eq!(
+        creates[0]["input"]["config_json"],
+        creates[1]["input"]["config_json"]
+    );
+    assert_eq!(creates[0]["version"], creates[1]["version"]);
+    assert_eq!(s.fake.file_ids().len(), 2);
+
+    // Cancelled, then re-run again: attempt 3 of the same first job.
+    let r = post_json(
+        &s.app,
+        &format!("/api/cloud/jobs/{second}/cancel"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    s.fake.push_script(Script::stuck());
+    let r = post_json(
+        &s.app,
+        &retry(&second),
+        &json!({"idempotency_key": "rerun-2"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let third = r.json()["job_id"].as_str().unwrap().to_string();
+    let j3 = common::job(&s.app, &third).await;
+    assert_eq!(
+        (j3["attempt"].as_u64(), j3["retry_of"].as_str()),
+        (Some(3), Some(second.as_str()))
+    );
+    assert_eq!(j3["first_job"], first.as_str());
+    // The list shows attempts too.
+    let (_, list) = get(&s.app, "/api/cloud/jobs?limit=10").await;
+    let item = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_id"] == third.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (item["attempt"].as_u64(), item["retry_of"].as_str()),
+        (Some(3), Some(second.as_str()))
+    );
+    let first_item = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_id"] == first.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            first_item["attempt"].as_u64(),
+            first_item["retry_of"].clone()
+        ),
+        (Some(1), Value::Null)
+    );
+
+    // Nobody else's job, and bad bodies, are refused in words.
+    let r = post_json(&s.app, &retry("no-such-job"), &json!({})).await;
+    assert_eq!(r.status, 404);
+    let r = post_json(&s.app, &retry(&first), &json!({"config": {}})).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("config"),
+        "{}",
+        r.text()
+    );
+}

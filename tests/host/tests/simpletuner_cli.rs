@@ -394,6 +394,19 @@ async fn simpletuners_cli_submits_follows_cancels_retries_deletes_and_configures
         common::job(&t.app, &retried).await["config_name"],
         "cli-run"
     );
+    // `simpletuner jobs retry` asks the server to re-run: attempt 2 of the cancelled job.
+    t.fake.push_script(Script::stuck());
+    let (code, out) = cli.run(&["jobs", "retry", &cancel_id]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Job resubmitted successfully!"), "{out}");
+    let attempt = common::job(&t.app, field(&out, "New Job ID:")).await;
+    assert_eq!(
+        (attempt["attempt"].as_u64(), attempt["retry_of"].as_str()),
+        (Some(2), Some(cancel_id.as_str()))
+    );
+    let (code, out) = cli.run(&["jobs", "retry", &retried]).await;
+    assert_ne!(code, 0, "an active job cannot re-run: {out}");
+    assert!(out.contains("cannot re-run job"), "{out}");
     // Deleting an active job is refused in words the CLI shows; a finished one goes.
     let (code, out) = cli
         .run(&["cloud", "jobs", "delete", &retried, "--force"])

@@ -17,6 +17,7 @@ pub mod pages;
 pub mod progress;
 pub mod record;
 pub mod retention;
+pub mod retry;
 pub mod store;
 pub mod submit;
 pub mod summary;

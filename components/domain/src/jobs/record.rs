@@ -129,6 +129,15 @@ pub struct Slots {
     pub owner: u64,
 }
 
+/// A re-run's place among its attempts: the job it re-ran, the first job of
+/// the chain (so a list can group attempts), and its attempt number (2, 3, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    pub retry_of: String,
+    pub first_job: String,
+    pub attempt: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub job_id: String,
@@ -191,6 +200,9 @@ pub struct Job {
     /// next refresh (a read, or the next sync within its budget) fetches them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub logs_pending: bool,
+    /// Which attempt of a training this is, when it re-runs another job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<Lineage>,
     #[serde(default)]
     pub extra: Map<String, Value>,
 }
@@ -212,6 +224,11 @@ impl Job {
 
     /// When the job ended (its last change if the provider gave no time);
     /// meaningful for finished jobs.
+    /// 1 for a first run, then 2, 3, ... for its re-runs.
+    pub fn attempt(&self) -> u32 {
+        self.lineage.as_ref().map_or(1, |l| l.attempt)
+    }
+
     pub fn ended_ms(&self) -> u64 {
         self.completed_ms.unwrap_or(self.updated_ms)
     }
@@ -231,6 +248,9 @@ impl Job {
             "provider": self.provider,
             "status": self.status.as_str(),
             "config_name": self.config_name,
+            "attempt": self.attempt(),
+            "retry_of": self.lineage.as_ref().map(|l| l.retry_of.as_str()),
+            "first_job": self.lineage.as_ref().map(|l| l.first_job.as_str()),
             "created_at": rfc3339(self.created_ms),
             "started_at": self.started_ms.map(rfc3339),
             "completed_at": self.completed_ms.map(rfc3339),

@@ -404,6 +404,7 @@ pub(crate) mod tests {
             rev: 0,
             list_pages: None,
             logs_pending: false,
+            lineage: None,
             extra: Default::default(),
         }
     }

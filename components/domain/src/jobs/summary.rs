@@ -50,6 +50,11 @@ pub struct Summary {
     pub tracker_run_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+    /// A re-run's attempt number and the job it re-ran (first runs: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
 }
 
 fn cut(s: &Option<String>) -> Option<String> {
@@ -85,6 +90,8 @@ impl Summary {
                 p.stage = cut(&p.stage);
                 p
             }),
+            attempt: job.lineage.as_ref().map(|l| l.attempt),
+            retry_of: job.lineage.as_ref().map(|l| l.retry_of.clone()),
         }
     }
 
@@ -114,6 +121,8 @@ impl Summary {
             provider: &self.provider,
             status: self.status.as_str(),
             config_name: self.config_name.as_deref(),
+            attempt: self.attempt.unwrap_or(1),
+            retry_of: self.retry_of.as_deref(),
             created_at: rfc3339(self.created_ms),
             started_at: self.started_ms.map(rfc3339),
             completed_at: self.completed_ms.map(rfc3339),
@@ -156,6 +165,8 @@ pub struct ListItem<'a> {
     pub provider: &'a str,
     pub status: &'static str,
     pub config_name: Option<&'a str>,
+    pub attempt: u32,
+    pub retry_of: Option<&'a str>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub completed_at: Option<String>,

@@ -21,7 +21,7 @@ use crate::billing::estimate::{Estimate, estimate};
 use crate::billing::limits::{self, Check};
 use crate::jobs::datasets::{self, Archive};
 use crate::jobs::idempotency::{self, Begun, Reservation};
-use crate::jobs::record::{Job, JobStatus};
+use crate::jobs::record::{Job, JobStatus, Lineage};
 use crate::jobs::store::JobStore;
 use crate::kernel::error::ApiError;
 use crate::kernel::http::HttpClient;
@@ -104,7 +104,19 @@ pub async fn submit<H: HttpClient>(
     provider: Option<&str>,
     raw: &[u8],
 ) -> Submitted {
-    run(ctx, provider, raw)
+    run(ctx, provider, raw, None)
+        .await
+        .unwrap_or_else(|r| fail(&r.error, r.job.as_ref()))
+}
+
+/// A submit of `raw` that records the new job as an attempt of an earlier
+/// one (`POST /jobs/{id}/retry`).
+pub(crate) async fn submit_attempt<H: HttpClient>(
+    ctx: &SubmitContext<'_, H>,
+    raw: &[u8],
+    lineage: Lineage,
+) -> Submitted {
+    run(ctx, Some(PROVIDER), raw, Some(lineage))
         .await
         .unwrap_or_else(|r| fail(&r.error, r.job.as_ref()))
 }
@@ -113,6 +125,7 @@ async fn run<H: HttpClient>(
     ctx: &SubmitContext<'_, H>,
     provider: Option<&str>,
     raw: &[u8],
+    lineage: Option<Lineage>,
 ) -> Result<Submitted, Refused> {
     ctx.principal.require(Permission::JobSubmit)?;
     let req = parse(
@@ -153,7 +166,7 @@ async fn run<H: HttpClient>(
         key,
         spend: None,
     };
-    let recorded = match record(ctx, &store, &req, &mut taken) {
+    let recorded = match record(ctx, &store, &req, &mut taken, lineage) {
         Ok(r) => r,
         Err(e) => {
             taken.give_back();
@@ -224,6 +237,7 @@ fn record<H: HttpClient>(
     store: &JobStore,
     req: &Request,
     taken: &mut Taken,
+    lineage: Option<Lineage>,
 ) -> Result<Recorded, ApiError> {
     // Bad datasets are the caller's error: refuse before recording anything.
     let archive = datasets::package(ctx.datasets_root, &req.dataloader)?;
@@ -247,6 +261,7 @@ fn record<H: HttpClient>(
     job.cost_per_second = Some(rate);
     job.reservation = Some(spend);
     job.idempotency_record = taken.key.as_ref().map(|r| r.record_key().to_string());
+    job.lineage = lineage;
     store.create(&mut job)?;
     Ok(Recorded {
         job,
@@ -304,6 +319,7 @@ fn new_job<H: HttpClient>(ctx: &SubmitContext<'_, H>, req: &Request, uploading: 
         rev: 0,
         list_pages: None,
         logs_pending: false,
+        lineage: None,
         extra: Map::new(),
     }
 }

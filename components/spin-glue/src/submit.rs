@@ -1,0 +1,50 @@
+//! What a submit needs from Spin, shared by the routes that submit
+//! (`/jobs/submit` and `/jobs/:id/retry`): settings, the Hugging Face token
+//! and the read-only datasets mount.
+
+use std::path::Path;
+
+use cloudtuner_domain::auth::principal::Principal;
+use cloudtuner_domain::jobs::datasets::GUEST_MOUNT;
+use cloudtuner_domain::jobs::submit::SubmitContext;
+use cloudtuner_domain::kernel::error::ApiError;
+use cloudtuner_domain::providers::settings::{ProviderSettings, StoredSettings};
+
+use crate::call::Call;
+use crate::http::SpinHttp;
+use crate::settings::variable;
+
+pub struct SubmitInputs {
+    stored: StoredSettings,
+    settings: ProviderSettings,
+    hf_token: Option<String>,
+}
+
+impl SubmitInputs {
+    pub fn load(call: &Call) -> Result<Self, ApiError> {
+        let (stored, settings) = call.settings()?;
+        Ok(SubmitInputs {
+            stored,
+            settings,
+            hf_token: variable("hf_token"),
+        })
+    }
+
+    /// The domain's submit context for `principal`'s request.
+    pub fn context<'a>(
+        &'a self,
+        call: &'a Call,
+        principal: &'a Principal,
+    ) -> SubmitContext<'a, SpinHttp> {
+        SubmitContext {
+            kv: &call.kv,
+            http: &SpinHttp,
+            settings: &self.settings,
+            principal,
+            hf_token: self.hf_token.as_deref(),
+            datasets_root: Path::new(GUEST_MOUNT),
+            stored: &self.stored,
+            now_ms: call.now_ms,
+        }
+    }
+}
