@@ -135,12 +135,15 @@ try {
   step("a second job: cancel it (with confirmation)");
   await page.goto(`${BASE}/#/train`);
   await page.getByLabel("Run name").fill("ui-to-cancel");
+  await page.getByLabel("Deadline (minutes)").fill("600");
+  await page.getByText(/At most \$[\d.]+ with the 600-minute deadline/).waitFor();
   await page.getByRole("button", { name: "Submit job" }).click();
   await page.getByText("Job submitted").waitFor();
   const secondHref = await page.getByRole("link", { name: "open it" }).getAttribute("href");
   const secondId = decodeURIComponent(secondHref.split("/").pop());
   await page.getByRole("link", { name: "open it" }).click();
   await page.locator('h1 [data-status="running"]').waitFor({ timeout: 30000 });
+  await page.getByText("600 minutes after submit").waitFor();
   step("a running job's logs arrive over the event stream");
   const before = (await page.locator("pre.logs").innerText()).length;
   await page.waitForFunction((n) => document.querySelector("pre.logs").innerText.length > n && /step \d+\/5000/.test(document.querySelector("pre.logs").innerText), before, { timeout: 30000 });

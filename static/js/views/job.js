@@ -132,6 +132,10 @@ export async function jobView(id) {
         ),
         h("dt", {}, "Hardware"),
         h("dd", {}, j.hardware_type),
+        j.max_runtime_minutes && [
+          h("dt", {}, "Deadline"),
+          h("dd", {}, `${j.max_runtime_minutes} minutes after submit (${when(j.deadline_at)})`),
+        ],
         j.attempt > 1 && [
           h("dt", {}, "Attempt"),
           h(

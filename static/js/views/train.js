@@ -79,6 +79,11 @@ export async function trainView() {
       ),
     ),
   );
+  const [deadlineField, deadline] = field(
+    "Deadline (minutes)",
+    h("input", { type: "number", min: 1, max: 10080, step: 1, inputmode: "numeric", placeholder: "none" }),
+    "Replicate stops the job (and its billing) this long after submit, even if this server is down; the spending limit counts the job at this worst case. Empty: no deadline (Replicate's own limit still applies).",
+  );
   const [deliveryField, delivery] = field(
     "Get the model back via",
     h(
@@ -134,13 +139,14 @@ export async function trainView() {
           config,
           dataloader_config: loader ?? [],
           hardware_profile: hardware.value,
+          ...deadlineValue(),
         });
         if (seq !== estimateSeq) return;
         if (e.upload_error) upload.textContent = `Cannot upload: ${e.upload_error}`;
         else if (e.upload && e.upload.files) {
           upload.textContent = `Will zip and upload ${e.upload.datasets.length} dataset${e.upload.datasets.length > 1 ? "s" : ""}: ${e.upload.datasets.map((d) => `${d.id} (${d.file_count} files, ${bytes(d.bytes)})`).join(", ")}; ${e.upload.files} files, ${bytes(e.upload.bytes)} before compression${e.upload.skipped ? `, ${e.upload.skipped} hidden/secret files left out` : ""}.`;
         }
-        estimate.textContent = `About ${money(e.estimated_cost_usd)} (${money(e.low_usd)}–${money(e.high_usd)}): ${e.max_train_steps ?? "?"} steps × ${e.seconds_per_step?.toFixed(1)} s/step at $${e.hardware_cost_per_hour?.toFixed(2)}/h (${e.basis === "history" ? "from your past jobs" : "typical speed"}).`;
+        estimate.textContent = `About ${money(e.estimated_cost_usd)} (${money(e.low_usd)}–${money(e.high_usd)}): ${e.max_train_steps ?? "?"} steps × ${e.seconds_per_step?.toFixed(1)} s/step at $${e.hardware_cost_per_hour?.toFixed(2)}/h (${e.basis === "history" ? "from your past jobs" : "typical speed"}).${e.worst_case_usd != null ? ` At most ${money(e.worst_case_usd)} with the ${e.max_runtime_minutes}-minute deadline.` : ""}`;
       } catch (err) {
         if (seq !== estimateSeq) return;
         estimate.textContent = `No estimate: ${err.message}`;
@@ -149,6 +155,21 @@ export async function trainView() {
   }
   for (const el of [configText, loaderText]) el.addEventListener("input", changed);
   for (const el of [hardware, delivery]) el.addEventListener("change", changed);
+  deadline.addEventListener("input", () => {
+    deadline.setCustomValidity(
+      deadlineValue() === null ? "A whole number of minutes from 1 to 10080 (7 days), or empty." : "",
+    );
+    deadline.reportValidity();
+    newKey();
+    changed();
+  });
+  // `{max_runtime_minutes}` for a request, `{}` when empty, null when invalid.
+  function deadlineValue() {
+    const raw = deadline.value.trim();
+    if (!raw) return {};
+    const n = Number(raw);
+    return Number.isInteger(n) && n >= 1 && n <= 10080 ? { max_runtime_minutes: n } : null;
+  }
   runName.addEventListener("input", newKey);
   // The saved config as loaded (secrets show as "***"): a submit sends its name
   // plus only the keys edited here, so hidden secrets are never overwritten.
@@ -180,6 +201,10 @@ export async function trainView() {
           alertBox("Fix the JSON marked in red before submitting.");
           return;
         }
+        if (deadlineValue() === null) {
+          alertBox("The deadline must be a whole number of minutes from 1 to 10080 (7 days), or empty.");
+          return;
+        }
         submit.disabled = true;
         submit.textContent = "Submitting…";
         try {
@@ -189,6 +214,7 @@ export async function trainView() {
             hardware_profile: hardware.value,
             delivery: delivery.value,
             idempotency_key: idempotencyKey,
+            ...deadlineValue(),
           };
           if (saved.value && loaded) {
             body.config_name_to_load = saved.value;
@@ -241,6 +267,7 @@ export async function trainView() {
         savedField,
         runField,
         hwField,
+        deadlineField,
         deliveryField,
         h("h3", {}, "Estimated cost"),
         estimate,

@@ -64,6 +64,12 @@ pub(crate) async fn handle(state: Shared, req: Request<Incoming>) -> Result<Resp
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    // Replicate's prediction deadline (`Cancel-After: 30m`).
+    let cancel_after = req
+        .headers()
+        .get("cancel-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let content_type = req
         .headers()
         .get("content-type")
@@ -147,7 +153,16 @@ pub(crate) async fn handle(state: Shared, req: Request<Incoming>) -> Result<Resp
             "You did not pass a valid authentication token",
         )
     } else {
-        route(&state, &method, &path, &query, &content_type, body).await
+        route(
+            &state,
+            &method,
+            &path,
+            &query,
+            &content_type,
+            cancel_after,
+            body,
+        )
+        .await
     };
     if drop_after {
         return Err(Dropped);
@@ -161,6 +176,7 @@ async fn route(
     path: &str,
     query: &str,
     content_type: &str,
+    cancel_after: Option<String>,
     body: Bytes,
 ) -> Resp {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -190,7 +206,7 @@ async fn route(
                 None => problem(404, "Not found", "Model not found"),
             }
         }
-        ("POST", ["v1", "predictions"]) => create_prediction(state, &body),
+        ("POST", ["v1", "predictions"]) => create_prediction(state, &body, cancel_after),
         ("GET", ["v1", "predictions"]) => list_predictions(state, query),
         ("GET", ["v1", "predictions", id]) => match lock(state).prediction_json(id, true) {
             Some(p) => json_resp(200, &p),
@@ -221,7 +237,40 @@ async fn route(
     }
 }
 
-fn create_prediction(state: &Shared, body: &[u8]) -> Resp {
+/// `Cancel-After`'s duration in seconds: a number with `s`, `m` or `h`
+/// (or several, as in `1h30m`).
+fn parse_duration(text: &str) -> Option<u64> {
+    let (mut total, mut digits) = (0u64, String::new());
+    for c in text.trim().chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            's' | 'm' | 'h' => {
+                let n: u64 = digits.parse().ok()?;
+                total += n * match c {
+                    's' => 1,
+                    'm' => 60,
+                    _ => 3600,
+                };
+                digits.clear();
+            }
+            _ => return None,
+        }
+    }
+    (digits.is_empty() && total > 0).then_some(total)
+}
+
+fn create_prediction(state: &Shared, body: &[u8], cancel_after: Option<String>) -> Resp {
+    let deadline = match cancel_after.as_deref().map(parse_duration) {
+        None => None,
+        Some(Some(secs)) => Some(secs),
+        Some(None) => {
+            return problem(
+                422,
+                "Invalid Cancel-After",
+                "Cancel-After must be a duration such as 30m",
+            );
+        }
+    };
     let Ok(req) = serde_json::from_slice::<Value>(body) else {
         return problem(400, "Bad request", "Request body must be JSON");
     };
@@ -250,14 +299,16 @@ fn create_prediction(state: &Shared, body: &[u8]) -> Resp {
         .queued_scripts
         .pop_front()
         .unwrap_or_else(|| s.default_script.clone());
+    let created = s.now();
     let p = Prediction {
         id: new_id(),
         model,
         version,
         input,
-        created: s.now(),
+        created,
         script,
-        canceled_at: None,
+        // At its deadline the prediction is cancelled (aborted if it never started).
+        canceled_at: deadline.map(|secs| created + secs),
         webhook,
         events_filter,
         delivered_steps: 0,

@@ -368,3 +368,92 @@ async fn spend_survives_a_change_of_the_limit_period() {
         assert_eq!(status["is_warning"], true, "{period}/{scope}: {status}");
     }
 }
+
+/// Issue 14, item 5: a job's deadline goes to Replicate as `Cancel-After`, the
+/// job records it, ends named `deadline_exceeded`, and reserves its worst case;
+/// Replicate's own time limit is named `provider_timeout` and explained.
+#[tokio::test]
+async fn deadlines_reach_replicate_and_name_how_a_job_ended() {
+    let t = TestApp::builder().start().await;
+    let (fake, app) = (&t.fake, &t.app);
+    // A training far longer than its 2-minute deadline.
+    fake.push_script(Script::training(5, 1000, 10, Outcome::Aborted));
+    let r = post_json(
+        app,
+        SUBMIT,
+        &json!({"config": {"--max_train_steps": 1000}, "hardware_profile": "l40s",
+                "max_runtime_minutes": 2}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["job_id"].as_str().unwrap().to_string();
+    // The reservation is the deadline's worst case: 2 minutes of an L40S.
+    let status = app
+        .request("GET", "/api/cloud/metrics/cost-limit", &[], "")
+        .await
+        .json();
+    let worst = 120.0 * 0.000_972_222;
+    assert!(
+        (status["current_spend"].as_f64().unwrap() - worst).abs() < 0.006,
+        "{status} vs {worst}"
+    );
+    let job = common::job(app, &id).await;
+    assert_eq!(job["max_runtime_minutes"], 2);
+    assert!(job["deadline_at"].is_string(), "{job}");
+    fake.advance(121);
+    let job = common::job(app, &id).await;
+    assert_eq!(
+        job["status"], "cancelled",
+        "Replicate stopped it at Cancel-After: {job}"
+    );
+    assert_eq!(job["error"], "deadline_exceeded", "{job}");
+    assert!(
+        job["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("max_runtime_minutes = 2"),
+        "{job}"
+    );
+
+    // Replicate's own 30-minute limit.
+    fake.push_script(Script::training(
+        5,
+        3,
+        10,
+        Outcome::Failed {
+            error: "Prediction timed out".into(),
+        },
+    ));
+    let r = post_json(app, SUBMIT, &json!({"config": {"--max_train_steps": 3}})).await;
+    let id = r.json()["job_id"].as_str().unwrap().to_string();
+    let job = finish(app, fake, &id).await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["error"], "provider_timeout", "{job}");
+    let message = job["error_message"].as_str().unwrap();
+    assert!(
+        message.contains("30 minutes") && message.contains("checkpoint"),
+        "{message}"
+    );
+    // Read again, it still says so.
+    assert_eq!(common::job(app, &id).await["error_message"], message);
+
+    // An installation default applies to jobs that set none; bad values are refused.
+    let r = put_settings(app, json!({"max_runtime_minutes": 90})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    fake.push_script(Script::stuck());
+    let r = post_json(app, SUBMIT, &json!({"config": {"--max_train_steps": 3}})).await;
+    let job = common::job(app, r.json()["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["max_runtime_minutes"], 90);
+    for bad in [json!(0), json!(-5), json!(1.5), json!("10"), json!(20000)] {
+        let r = post_json(
+            app,
+            SUBMIT,
+            &json!({"config": {"--max_train_steps": 3}, "max_runtime_minutes": bad}),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+        assert_eq!(r.json()["error"], "invalid_max_runtime");
+    }
+    let r = put_settings(app, json!({"max_runtime_minutes": "soon"})).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+}

@@ -33,6 +33,10 @@ pub fn cost_estimate(
     )?;
     let rate = stored.rate(profile.id).unwrap_or(0.0);
     let e = estimate(kv, &training.config, profile.id, rate);
+    // A deadline caps the cost: running to it is the worst case, and what a
+    // submit reserves against the spend limit.
+    let deadline = crate::jobs::submit::request::max_runtime(obj, stored.max_runtime_minutes)?;
+    let worst_case = deadline.map(|m| round_cents(rate * f64::from(m) * 60.0));
     // With a dataloader: what the submit would upload (counted, not zipped);
     // a bad dataset is reported here instead of failing the estimate.
     let (upload, upload_error) = match obj.get("dataloader_config").filter(|d| d.is_array()) {
@@ -64,6 +68,8 @@ pub fn cost_estimate(
         "estimated_duration_seconds": (e.steps as f64 * e.seconds_per_step).round(),
         "basis": e.basis,
         "message": message,
+        "max_runtime_minutes": deadline,
+        "worst_case_usd": worst_case,
     }))
 }
 

@@ -111,13 +111,18 @@ pub fn apply_prediction(job: &mut Job, p: &Value, now_ms: u64) -> bool {
             job.completed_ms = Some(stamp);
         }
     }
+    // (A named end keeps its explanation when the prediction is read again.)
     if job.status == JobStatus::Failed
+        && job.error_code.is_none()
         && let Some(err) = p.get("error").filter(|e| !e.is_null())
     {
         job.error_message = Some(match err {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         });
+    }
+    if job.status.is_terminal() && !was_terminal {
+        name_the_end(job, p);
     }
     let replicate_url = p.get("output").and_then(output_url);
     match &job.delivery {
@@ -163,6 +168,65 @@ pub fn apply_prediction(job: &mut Job, p: &Value, now_ms: u64) -> bool {
     job.updated_ms = now_ms;
     true
 }
+
+/// Replicate's own time limit, as its error says it (`Prediction timed out`).
+fn is_provider_timeout(error: &str) -> bool {
+    error.to_ascii_lowercase().contains("timed out")
+}
+
+/// How long the prediction lived by Replicate's own clock (created to
+/// completed), else by ours: clocks differ, a lifetime does not.
+fn lifetime_ms(job: &Job, p: &Value) -> u64 {
+    let at = |k: &str| p.get(k).and_then(Value::as_str).and_then(parse_rfc3339_ms);
+    match (at("created_at"), at("completed_at")) {
+        (Some(created), Some(completed)) => completed.saturating_sub(created),
+        _ => job
+            .completed_ms
+            .unwrap_or(job.updated_ms)
+            .saturating_sub(job.created_ms),
+    }
+}
+
+/// Gives a job that just ended a name for why, when there is one: stopped by
+/// its deadline (a cancel this server did not ask for, at or after it), or
+/// by Replicate's time limit.
+fn name_the_end(job: &mut Job, p: &Value) {
+    match job.status {
+        JobStatus::Cancelled
+            if job.max_runtime_minutes.is_some_and(|m| {
+                lifetime_ms(job, p) + DEADLINE_SLACK_MS >= u64::from(m) * 60_000
+            }) =>
+        {
+            job.error_code = Some("deadline_exceeded".into());
+            job.error_message = Some(format!(
+                "Stopped at its deadline: max_runtime_minutes = {} (sent to Replicate as \
+                 Cancel-After, so billing stopped there too). Re-run it with a longer \
+                 deadline if it needs more time.",
+                job.max_runtime_minutes.unwrap_or_default()
+            ));
+        }
+        JobStatus::Failed
+            if job
+                .error_message
+                .as_deref()
+                .is_some_and(is_provider_timeout) =>
+        {
+            job.error_code = Some("provider_timeout".into());
+            job.error_message = Some(format!(
+                "Replicate stopped the training at its time limit ({}). Replicate predictions \
+                 time out after 30 minutes unless your account's limit was raised: ask \
+                 Replicate to raise it, or train fewer steps per job. A re-run starts from \
+                 the beginning unless the trainer saved checkpoints somewhere it can resume \
+                 from (checkpointing_steps with push_to_hub or an S3 publishing_config).",
+                job.error_message.as_deref().unwrap_or_default().trim()
+            ));
+        }
+        _ => {}
+    }
+}
+
+/// Clocks differ: a cancel this close before the deadline is the deadline's.
+const DEADLINE_SLACK_MS: u64 = 60_000;
 
 fn round_micro(x: f64) -> f64 {
     (x * 1e6).round() / 1e6

@@ -203,6 +203,15 @@ pub struct Job {
     /// Which attempt of a training this is, when it re-runs another job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lineage: Option<Lineage>,
+    /// The job's deadline: Replicate cancels it this long after submit
+    /// (`Cancel-After`), even when this server is down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_runtime_minutes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// Why it ended, when that has a name (`deadline_exceeded`, `provider_timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
     #[serde(default)]
     pub extra: Map<String, Value>,
 }
@@ -259,6 +268,9 @@ impl Job {
             "cost_estimated": self.cost_estimated,
             "hardware_type": self.hardware_type,
             "error_message": self.error_message,
+            "error": self.error_code,
+            "max_runtime_minutes": self.max_runtime_minutes,
+            "deadline_at": self.deadline_ms.map(rfc3339),
             "output_url": self.output_url,
             "delivery": self.delivery.as_ref().map(|d| d.to_api(&self.job_id)),
             "user_id": self.owner,

@@ -92,6 +92,9 @@ fn submit_body(job: &Job, idempotency_key: Option<Value>) -> Value {
     if let Some(run) = &job.tracker_run_name {
         body["tracker_run_name"] = json!(run);
     }
+    if let Some(minutes) = job.max_runtime_minutes {
+        body["max_runtime_minutes"] = json!(minutes);
+    }
     if let Some(key) = idempotency_key {
         body["idempotency_key"] = key;
     }

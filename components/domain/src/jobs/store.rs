@@ -405,6 +405,9 @@ pub(crate) mod tests {
             list_pages: None,
             logs_pending: false,
             lineage: None,
+            max_runtime_minutes: None,
+            deadline_ms: None,
+            error_code: None,
             extra: Default::default(),
         }
     }

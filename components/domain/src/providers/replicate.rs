@@ -227,9 +227,18 @@ impl<'a, H: HttpClient> ReplicateClient<'a, H> {
     }
 
     /// `POST /v1/predictions`. A 429 means nothing was created, so it is retried.
-    pub async fn create_prediction(&self, body: &Value) -> Result<Value, ReplicateError> {
-        self.json(self.request(Method::Post, "/predictions").json_body(body))
-            .await
+    /// Creates a prediction; with a deadline, Replicate cancels it that many
+    /// minutes after creation (`Cancel-After`), whatever happens here.
+    pub async fn create_prediction(
+        &self,
+        body: &Value,
+        cancel_after_minutes: Option<u32>,
+    ) -> Result<Value, ReplicateError> {
+        let mut req = self.request(Method::Post, "/predictions").json_body(body);
+        if let Some(m) = cancel_after_minutes {
+            req = req.header("cancel-after", format!("{m}m"));
+        }
+        self.json(req).await
     }
 
     pub async fn get_prediction(&self, id: &str) -> Result<Value, ReplicateError> {

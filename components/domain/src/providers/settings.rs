@@ -80,6 +80,9 @@ pub struct StoredSettings {
     pub cost_limit_scope: LimitScope,
     /// Write-only.
     pub api_token: Option<String>,
+    /// The deadline of jobs that do not set their own (`Cancel-After`).
+    #[serde(default)]
+    pub max_runtime_minutes: Option<u32>,
 }
 
 impl StoredSettings {
@@ -146,6 +149,7 @@ impl StoredSettings {
                 "webhook_url": self.public_url,
                 "hardware_profile": self.hardware_profile,
                 "version_override": self.version_override,
+                "max_runtime_minutes": self.max_runtime_minutes,
                 "hardware_info": PROFILES.iter().map(|p| (p.id.to_string(), json!({
                     "name": p.label(),
                     "cost_per_second": self.rate(p.id),
@@ -176,7 +180,7 @@ impl StoredSettings {
     }
 }
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 12] = [
     "public_url",
     "webhook_url",
     "hardware_profile",
@@ -188,7 +192,31 @@ const FIELDS: [&str; 11] = [
     "cost_limit_action",
     "cost_limit_scope",
     "api_token",
+    "max_runtime_minutes",
 ];
+
+/// The longest deadline a job may have: a week.
+pub const MAX_RUNTIME_MINUTES: u64 = 7 * 24 * 60;
+
+/// A `max_runtime_minutes` value: `null` is none, else 1 ..= a week.
+pub fn max_runtime_minutes(v: &Value) -> Result<Option<u32>, ApiError> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    v.as_u64()
+        .filter(|m| (1..=MAX_RUNTIME_MINUTES).contains(m))
+        .map(|m| Some(m as u32))
+        .ok_or_else(|| {
+            ApiError::new(
+                400,
+                "invalid_max_runtime",
+                format!(
+                    "max_runtime_minutes must be a whole number of minutes from 1 to \
+                     {MAX_RUNTIME_MINUTES} (7 days), got {v}"
+                ),
+            )
+        })
+}
 
 fn bad(m: impl Into<String>) -> ApiError {
     ApiError::new(400, "invalid_settings", m)
@@ -243,6 +271,9 @@ pub fn update(kv: &dyn KvStore, patch: &Value) -> Result<StoredSettings, ApiErro
                                 .to_string(),
                         ),
                     }
+                }
+                "max_runtime_minutes" => {
+                    s.max_runtime_minutes = max_runtime_minutes(v).map_err(|e| bad(e.message))?;
                 }
                 "version_override" => {
                     let o = opt_string(v, k)?;

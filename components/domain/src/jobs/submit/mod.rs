@@ -134,7 +134,7 @@ async fn run<H: HttpClient>(
         &crate::jobs::configs::ConfigStore::new(ctx.kv),
         ctx.principal,
         ctx.settings,
-        ctx.stored.hardware_profile.as_deref(),
+        ctx.stored,
         ctx.hf_token,
     )?;
     if ctx.settings.token.trim().is_empty() {
@@ -242,7 +242,12 @@ fn record<H: HttpClient>(
     // Bad datasets are the caller's error: refuse before recording anything.
     let archive = datasets::package(ctx.datasets_root, &req.dataloader)?;
     let rate = ctx.stored.rate(req.profile.id).unwrap_or(0.0);
-    let estimate = estimate(ctx.kv, &req.config, req.profile.id, rate);
+    let mut estimate = estimate(ctx.kv, &req.config, req.profile.id, rate);
+    // With a deadline the job cannot cost more than running to it: reserve
+    // that worst case, so a blocking limit is exact.
+    if let Some(minutes) = req.max_runtime_minutes {
+        estimate.usd = rate * f64::from(minutes) * 60.0;
+    }
     let (spend, warning) = match limits::reserve(
         ctx.kv,
         ctx.stored,
@@ -262,6 +267,10 @@ fn record<H: HttpClient>(
     job.reservation = Some(spend);
     job.idempotency_record = taken.key.as_ref().map(|r| r.record_key().to_string());
     job.lineage = lineage;
+    job.max_runtime_minutes = req.max_runtime_minutes;
+    job.deadline_ms = req
+        .max_runtime_minutes
+        .map(|m| ctx.now_ms + u64::from(m) * 60_000);
     store.create(&mut job)?;
     Ok(Recorded {
         job,
@@ -320,6 +329,9 @@ fn new_job<H: HttpClient>(ctx: &SubmitContext<'_, H>, req: &Request, uploading: 
         list_pages: None,
         logs_pending: false,
         lineage: None,
+        max_runtime_minutes: None,
+        deadline_ms: None,
+        error_code: None,
         extra: Map::new(),
     }
 }

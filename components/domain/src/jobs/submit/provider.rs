@@ -134,7 +134,10 @@ pub(super) async fn run_provider<H: HttpClient>(
         Ok(())
     });
     let job = staged.unwrap_or(job);
-    match client.create_prediction(&create).await {
+    match client
+        .create_prediction(&create, req.max_runtime_minutes)
+        .await
+    {
         Ok(prediction) => {
             let stored = store
                 .update::<()>(&id, |j| {

@@ -10,10 +10,10 @@ use crate::jobs::idempotency;
 use crate::kernel::error::{ApiError, object_with_fields};
 use crate::providers::catalog::{DEFAULT_PROFILE, HardwareProfile, find_profile, profile_ids};
 use crate::providers::replicate::PROVIDER;
-use crate::providers::settings::ProviderSettings;
+use crate::providers::settings::{ProviderSettings, StoredSettings, max_runtime_minutes};
 
 /// Fields SimpleTuner clients send that cloudtuner accepts (some ignored).
-const KNOWN_FIELDS: [&str; 12] = [
+const KNOWN_FIELDS: [&str; 13] = [
     "config",
     "dataloader_config",
     "config_name_to_load",
@@ -26,6 +26,7 @@ const KNOWN_FIELDS: [&str; 12] = [
     "snapshot_message",
     "upload_id",
     "delivery",
+    "max_runtime_minutes",
 ];
 
 /// The training a request describes: the saved config named by
@@ -117,6 +118,19 @@ pub(super) struct Request {
     pub(super) webhook_base: Option<String>,
     pub(super) delivery: Delivery,
     pub(super) fingerprint: String,
+    /// Replicate cancels the job this long after submit (`Cancel-After`).
+    pub(super) max_runtime_minutes: Option<u32>,
+}
+
+/// `max_runtime_minutes` from the body, else the installation's default.
+pub fn max_runtime(
+    body: &Map<String, Value>,
+    default_minutes: Option<u32>,
+) -> Result<Option<u32>, ApiError> {
+    match body.get("max_runtime_minutes") {
+        None | Some(Value::Null) => Ok(default_minutes),
+        Some(v) => max_runtime_minutes(v),
+    }
 }
 
 pub(crate) fn opt_str(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
@@ -134,7 +148,7 @@ pub(super) fn parse(
     configs: &ConfigStore,
     principal: &Principal,
     settings: &ProviderSettings,
-    default_profile: Option<&str>,
+    stored: &StoredSettings,
     hf_token: Option<&str>,
 ) -> Result<Request, ApiError> {
     let provider = provider.unwrap_or(PROVIDER);
@@ -183,7 +197,7 @@ pub(super) fn parse(
     }
     let profile = resolve_profile(
         opt_str(body, "hardware_profile")?.as_deref(),
-        default_profile,
+        stored.hardware_profile.as_deref(),
     )?;
     let webhook_base = match opt_str(body, "webhook_url")? {
         Some(u) if u.starts_with("https://") || u.starts_with("http://") => Some(u),
@@ -210,5 +224,6 @@ pub(super) fn parse(
         webhook_base,
         delivery,
         fingerprint: idempotency::fingerprint(&value),
+        max_runtime_minutes: max_runtime(body, stored.max_runtime_minutes)?,
     })
 }
