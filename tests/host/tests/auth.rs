@@ -310,6 +310,11 @@ fn rows() -> Vec<Row> {
         row("/api/cloud/metrics/cost-limit", "GET", AUTHED_200),
         row("/api/cloud/cost-limit/status", "GET", AUTHED_200),
         row("/api/metrics", "GET", AUTHED_200),
+        row(
+            "/api/metrics/prometheus",
+            "GET",
+            [401, 403, 403, 403, 200, 403, 401, 401],
+        ),
         row("/api/cloud/metrics", "GET", AUTHED_200),
         row("/api/cloud/cost-estimate", "POST", AUTHED_200),
         row("/api/cloud/notifications", "GET", AUTHED_200),

@@ -457,3 +457,109 @@ async fn deadlines_reach_replicate_and_name_how_a_job_ended() {
     let r = put_settings(app, json!({"max_runtime_minutes": "soon"})).await;
     assert_eq!(r.status, 400, "{}", r.text());
 }
+
+/// Issue 14, item 6: the Prometheus exposition counts what happened, in the
+/// text format a scraper reads, for admins and keys scoped to `metrics.view`.
+#[tokio::test]
+async fn prometheus_metrics_count_jobs_spend_syncs_and_webhooks() {
+    let t = TestApp::builder().start().await;
+    let (fake, app) = (&t.fake, &t.app);
+    fake.push_script(Script::training(
+        5,
+        3,
+        10,
+        Outcome::Succeeded {
+            output: json!("https://x/y.tar"),
+        },
+    ));
+    let r = post_json(app, SUBMIT, &json!({"config": {"--max_train_steps": 3}})).await;
+    let done = finish(app, fake, r.json()["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed");
+    fake.push_script(Script::stuck());
+    post_json(app, SUBMIT, &json!({"config": {"--max_train_steps": 3}})).await;
+    let r = app
+        .request(
+            "POST",
+            "/api/cloud/webhooks/replicate?job=x",
+            &[
+                ("webhook-id", "msg_1"),
+                ("webhook-timestamp", "1"),
+                ("webhook-signature", "v1,bad"),
+            ],
+            "{}",
+        )
+        .await;
+    assert!(r.status >= 400, "{}", r.text());
+    let r = app.request("POST", "/api/cloud/jobs/sync", &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let r = app.request("GET", "/api/metrics/prometheus", &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("content-type").unwrap(),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = r.text();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("cloudtuner_submits_total"), 2.0);
+    assert_eq!(
+        value(r#"cloudtuner_jobs_finished_total{provider="replicate",status="completed"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"cloudtuner_jobs_active{provider="replicate",status="queued"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"cloudtuner_webhooks_total{result="rejected"}"#),
+        1.0
+    );
+    assert_eq!(value("cloudtuner_sync_passes_total"), 1.0);
+    assert!(value("cloudtuner_sync_provider_requests_total") >= 1.0);
+    let month = value(r#"cloudtuner_spend_usd{window="month"}"#);
+    assert!(
+        month >= done["cost_usd"].as_f64().unwrap() - 1e-6,
+        "{month}"
+    );
+    assert!(
+        text.contains("# TYPE cloudtuner_spend_usd gauge\n"),
+        "{text}"
+    );
+
+    // A key scoped to metrics.view scrapes; a researcher does not.
+    let anon = app.anonymous();
+    let r = post_json(
+        &anon,
+        "/api/cloud/auth/setup",
+        &json!({"username": "root", "password": common::PASSWORD}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let admin = anon.with_header(
+        "authorization",
+        &format!("Bearer {}", r.json()["token"].as_str().unwrap()),
+    );
+    let r = post_json(
+        &admin,
+        "/api/cloud/auth/api-keys",
+        &json!({"name": "prometheus", "scoped_permissions": ["metrics.view"]}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let key = r.json()["key"].as_str().unwrap().to_string();
+    let scraper = app
+        .anonymous()
+        .with_header("authorization", &format!("Bearer {key}"));
+    let r = scraper
+        .request("GET", "/api/metrics/prometheus", &[], "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = scraper.request("GET", "/api/cloud/jobs", &[], "").await;
+    assert_eq!(r.status, 403, "the key can do nothing else: {}", r.text());
+}

@@ -41,11 +41,13 @@ pub enum Permission {
     AdminConfig,
     AdminAudit,
     AdminApprove,
+    /// Scrape `/api/metrics/prometheus` (admins; or a key scoped to it).
+    MetricsView,
 }
 
 impl Permission {
     /// Every permission, for validating scopes.
-    pub const ALL: [Permission; 19] = [
+    pub const ALL: [Permission; 20] = [
         Permission::JobSubmit,
         Permission::JobViewOwn,
         Permission::JobViewAll,
@@ -65,6 +67,7 @@ impl Permission {
         Permission::AdminConfig,
         Permission::AdminAudit,
         Permission::AdminApprove,
+        Permission::MetricsView,
     ];
 
     /// The name roles, scopes and error details use (`job.view.own`).
@@ -89,6 +92,7 @@ impl Permission {
             Permission::AdminConfig => "admin.config",
             Permission::AdminAudit => "admin.audit",
             Permission::AdminApprove => "admin.approve",
+            Permission::MetricsView => "metrics.view",
         }
     }
 }

@@ -38,6 +38,15 @@ pub struct Settlement<'a> {
 /// reservation with its real cost, and folds it into the daily aggregates and
 /// the per-profile seconds/step history.
 pub fn settle(kv: &dyn KvStore, job: &Settlement) -> Result<(), ApiError> {
+    crate::kernel::counters::count(
+        kv,
+        crate::kernel::counters::Event::JobFinished(match job.outcome {
+            Outcome::Completed => "completed",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+        }),
+        1,
+    );
     let actual = micros(job.cost_usd);
     if let Some(r) = job.reservation {
         for k in &r.keys {

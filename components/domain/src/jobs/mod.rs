@@ -15,6 +15,7 @@ pub mod log_stream;
 pub mod outputs;
 pub mod pages;
 pub mod progress;
+pub mod prometheus;
 pub mod record;
 pub mod retention;
 pub mod retry;

@@ -20,6 +20,7 @@ use crate::jobs::lifecycle::{apply_prediction, refresh};
 use crate::jobs::record::{Job, JobStatus};
 use crate::jobs::store::JobStore;
 use crate::kernel::clock::parse_rfc3339_ms;
+use crate::kernel::counters::{Event, count};
 use crate::kernel::http::HttpClient;
 use crate::providers::catalog::{TRAINER_OWNER, TRAINER_PREFIX};
 use crate::providers::replicate::ReplicateClient;
@@ -142,6 +143,16 @@ pub async fn run<H: HttpClient>(
     let (sent, failed) = crate::notify::deliver_due(store.kv(), http, now_ms).await;
     report.notifications_sent = sent;
     report.notifications_failed = failed;
+    let kv = store.kv();
+    count(kv, Event::SyncPass, 1);
+    count(kv, Event::SyncError, report.errors.len() as u64);
+    count(
+        kv,
+        Event::SyncProviderRequest,
+        report.provider_requests as u64,
+    );
+    count(kv, Event::Notification("sent"), sent as u64);
+    count(kv, Event::Notification("failed"), failed as u64);
     report
 }
 

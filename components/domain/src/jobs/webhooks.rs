@@ -93,7 +93,14 @@ pub async fn receive<H: HttpClient>(
     body: &[u8],
     now_ms: u64,
 ) -> Result<Value, ApiError> {
-    verify_with_account_secret(kv, http, settings, headers, body, now_ms / 1000).await?;
+    use crate::kernel::counters::{Event, count};
+    if let Err(e) =
+        verify_with_account_secret(kv, http, settings, headers, body, now_ms / 1000).await
+    {
+        count(kv, Event::Webhook("rejected"), 1);
+        return Err(e);
+    }
+    count(kv, Event::Webhook("verified"), 1);
     let prediction: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             400,

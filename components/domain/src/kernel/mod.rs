@@ -2,6 +2,7 @@
 //! the error shape and secret handling. Imports nothing else of the crate.
 
 pub mod clock;
+pub mod counters;
 #[cfg(test)]
 pub mod counting;
 pub mod error;

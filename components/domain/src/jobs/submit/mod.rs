@@ -197,6 +197,7 @@ async fn run<H: HttpClient>(
         archive.is_some(),
         archive.map(Archive::summary),
     );
+    crate::kernel::counters::count(ctx.kv, crate::kernel::counters::Event::Submit, 1);
     body["cost_limit_warning"] = json!(recorded.warning);
     body["estimated_cost_usd"] = json!((recorded.estimate.usd * 100.0).round() / 100.0);
     Ok(Submitted { status: 201, body })

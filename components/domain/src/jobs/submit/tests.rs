@@ -201,7 +201,8 @@ fn a_bad_dataset_is_refused_before_anything_is_written() {
 /// - the upload signing key and the cached trainer version (2 reads);
 /// - the intent completed, then the prediction applied (2 record edits),
 ///   which relists it: a page and a head per scope (4 edits);
-/// - whether anyone subscribed to its notifications (1 read).
+/// - whether anyone subscribed to its notifications (1 read);
+/// - the Prometheus submit counter (1 increment).
 ///
 /// An idempotency key adds its creation (3 calls on the embedded store, one
 /// `SET NX` on Redis) and two writes: the job it names before the provider
@@ -211,7 +212,7 @@ fn a_submit_costs_a_known_number_of_store_operations() {
     let w = World::new(vec![created(), created(), created()]);
     // The first submit also looks the trainer's version up and caches it.
     assert_eq!(w.submit(body("warm")).status, 201);
-    for (key, most) in [(None, 33), (Some("k2"), 38)] {
+    for (key, most) in [(None, 34), (Some("k2"), 39)] {
         w.kv.reset();
         let mut b = body(key.unwrap_or_default());
         if key.is_none() {
