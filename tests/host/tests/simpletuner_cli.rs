@@ -179,6 +179,15 @@ async fn simpletuners_cli_lists_shows_and_sets_what_users_ask() {
         out.contains("Enabled: True") && out.contains("Amount:  $25.00") && out.contains("daily"),
         "{out}"
     );
+    let (code, out) = cli.run(&["cloud", "cost-limit", "disable"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Cost limit disabled."), "{out}");
+    let (code, out) = cli.run(&["cloud", "cost-limit", "show"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Enabled: False") && out.contains("Amount:  $25.00"),
+        "the amount is kept for when it is enabled again: {out}"
+    );
 
     // A job submitted with the same key is listed and read by the CLI.
     let keyed = t.app.anonymous().with_header("x-api-key", &key);
