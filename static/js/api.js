@@ -22,6 +22,8 @@ export const paths = {
   job: (id) => `/api/cloud/jobs/${enc(id)}`,
   submit: "/api/cloud/jobs/submit?provider=replicate",
   storage: "/api/cloud/storage",
+  events: "/api/cloud/events",
+  eventsVerify: "/api/cloud/events/verify",
 };
 
 export class ApiError extends Error {

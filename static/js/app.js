@@ -7,6 +7,7 @@ import { jobsView } from "./views/jobs.js";
 import { jobView } from "./views/job.js";
 import { trainView } from "./views/train.js";
 import { settingsView } from "./views/settings.js";
+import { eventsView } from "./views/events.js";
 
 let stopCurrent = () => {};
 let navigated = false;
@@ -21,6 +22,7 @@ whenUnauthorized(() => {
 function showChrome(signedIn) {
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("who").hidden = !signedIn;
+  for (const a of document.querySelectorAll("[data-admin]")) a.hidden = !(signedIn && session.me?.role === "admin");
   document.getElementById("who-name").textContent = signedIn ? `${session.me.username} (${session.me.role})` : "";
 }
 
@@ -69,7 +71,7 @@ async function route() {
     }
     showChrome(true);
     markNav(name === "job" ? "jobs" : name);
-    const views = { jobs: jobsView, job: jobView, train: trainView, settings: settingsView };
+    const views = { jobs: jobsView, job: jobView, train: trainView, settings: settingsView, events: eventsView };
     const make = views[name] || jobsView;
     const { el, stop } = await make(arg ? decodeURIComponent(arg) : undefined);
     view.replaceChildren(el);

@@ -170,6 +170,20 @@ try {
   await page.locator(`li[data-job="${rerunId}"]`).getByText(/attempt 2/).waitFor();
   check((await page.locator(`li[data-job="${firstId}"]`).count()) === 0, "deleted job gone from the list");
 
+  step("events (admin): the log shows what happened, and its chain verifies");
+  await page.getByRole("link", { name: "Events" }).click();
+  await page.waitForURL(/#\/events/);
+  await page.getByRole("table", { name: "Events" }).getByText("job.cancelled").first().waitFor();
+  await page.getByLabel("Type").selectOption("auth");
+  await page.getByRole("table", { name: "Events" }).getByText("auth.login_failed").first().waitFor();
+  check(
+    (await page.getByRole("table", { name: "Events" }).getByText("job.submitted").count()) === 0,
+    "the type filter leaves other events out",
+  );
+  await page.getByRole("button", { name: "Verify chain" }).click();
+  await page.getByText(/Chain intact: \d+ entries checked/).waitFor();
+  await shot("events");
+
   step("settings: create an API key (shown once) and revoke it");
   await page.getByRole("link", { name: "Settings" }).click();
   await page.waitForURL(/#\/settings/);

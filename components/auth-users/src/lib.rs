@@ -15,12 +15,19 @@ fn handle(req: Request) -> Response {
 
 fn run(req: &Request) -> Outcome {
     let call = Call::new(req, &["GET", "POST"])?;
-    call.principal_with(Permission::AdminUsers)?;
+    let admin = call.principal_with(Permission::AdminUsers)?;
     let users = UserStore::new(&call.kv);
     if call.is("GET") {
         let list: Vec<Value> = users.list()?.iter().map(|u| u.to_api()).collect();
         return Ok(json(200, &j!({"users": list, "total": list.len()})));
     }
     let user = users.create_from_body(&call.json()?, call.now_ms)?;
+    users.event(
+        &admin.id,
+        "user.created",
+        &user,
+        j!({"role": user.role.as_str()}),
+        call.now_ms,
+    );
     Ok(json(201, &j!({"success": true, "user": user.to_api()})))
 }

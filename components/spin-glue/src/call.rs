@@ -5,6 +5,7 @@ use cloudtuner_domain::auth::credentials::{self, Credentials};
 use cloudtuner_domain::auth::principal::{Permission, Principal};
 use cloudtuner_domain::kernel::clock::now_ms;
 use cloudtuner_domain::kernel::error::ApiError;
+use cloudtuner_domain::kernel::event_log;
 use cloudtuner_domain::kernel::http::{param, parse_query};
 use cloudtuner_domain::providers::settings::{ProviderSettings, StoredSettings};
 use serde_json::Value;
@@ -92,7 +93,21 @@ impl<'a> Call<'a> {
     /// The caller, who must hold `permission` (403 otherwise).
     pub fn principal_with(&self, permission: Permission) -> Result<Principal, ApiError> {
         let p = self.principal()?;
-        p.require(permission)?;
+        if let Err(e) = p.require(permission) {
+            event_log::record(
+                &self.kv,
+                event_log::NewEvent {
+                    kind: "permission.denied",
+                    actor: &p.id,
+                    target: None,
+                    owner: Some(&p.id),
+                    detail: serde_json::json!({"permission": permission.name(),
+                        "method": self.method(), "path": self.req.path()}),
+                },
+                self.now_ms,
+            );
+            return Err(e);
+        }
         Ok(p)
     }
 

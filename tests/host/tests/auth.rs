@@ -310,6 +310,14 @@ fn rows() -> Vec<Row> {
         row("/api/cloud/metrics/cost-limit", "GET", AUTHED_200),
         row("/api/cloud/cost-limit/status", "GET", AUTHED_200),
         row("/api/metrics", "GET", AUTHED_200),
+        // Everyone reads the events on their own objects; admins read all.
+        row("/api/cloud/events", "GET", AUTHED_200),
+        // SimpleTuner's leads hold admin.audit: they read and verify the log too.
+        row(
+            "/api/cloud/events/verify",
+            "GET",
+            [401, 403, 403, 200, 200, 403, 401, 401],
+        ),
         row(
             "/api/metrics/prometheus",
             "GET",
@@ -735,7 +743,16 @@ async fn brute_force_logins_are_slowed_and_sessions_end_at_logout() {
     assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() > 0);
     // Made-up usernames lock like real ones (the lock tells nothing), and a
     // flood of them cannot fill the store (Fermyon Cloud: 1,024 keys).
-    let keys_before = stored(&w.app).count();
+    // Failed sign-ins are in the event log, which keeps its newest 250 entries
+    // whatever comes: every other key stays as it was.
+    let not_events = |app: &App| -> usize {
+        stored(app)
+            .keys()
+            .iter()
+            .filter(|k| !k.starts_with("ev:"))
+            .count()
+    };
+    let keys_before = not_events(&w.app);
     for i in 0..40 {
         let r = call(
             &w.app,
@@ -748,7 +765,7 @@ async fn brute_force_logins_are_slowed_and_sessions_end_at_logout() {
         let expected = if i % 6 == 5 { 429 } else { 401 };
         assert_eq!(r.status, expected, "attempt {i}: {}", r.text());
     }
-    assert_eq!(stored(&w.app).count(), keys_before);
+    assert_eq!(not_events(&w.app), keys_before);
     // Alice is unaffected; her cookie works like her bearer token, until logout.
     let r = call(
         &w.app,
@@ -794,4 +811,194 @@ async fn brute_force_logins_are_slowed_and_sessions_end_at_logout() {
     )
     .await;
     assert_eq!(r.status, 401);
+}
+
+/// Issue 14, item 7: the event log records who did what (sign-ins, keys,
+/// users, jobs, settings, refusals), shows admins everything and others their
+/// own, never holds a secret, and its hash chain shows tampering.
+#[tokio::test]
+async fn the_event_log_records_who_did_what_and_shows_tampering() {
+    let w = world().await;
+    let app = &w.app;
+    let (alice, admin) = (w.auth("alice"), w.auth("admin"));
+    // A wrong password, a job submitted and cancelled, a refused action, a setting.
+    let r = call(
+        app,
+        "POST",
+        "/api/cloud/auth/login",
+        &[],
+        json!({"username": "alice", "password": "not it at all"}),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let r = call(
+        app,
+        "POST",
+        "/api/cloud/jobs/submit",
+        &alice,
+        json!({"config": {"--max_train_steps": 5}}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let job = r.json()["job_id"].as_str().unwrap().to_string();
+    let r = call(
+        app,
+        "POST",
+        &format!("/api/cloud/jobs/{job}/cancel"),
+        &alice,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = call(app, "GET", "/api/cloud/auth/users", &alice, Value::Null).await;
+    assert_eq!(r.status, 403);
+    let r = call(app, "PUT", "/api/cloud/providers/replicate", &admin,
+        json!({"cost_limit_enabled": true, "cost_limit_amount": 50, "api_token": "r8_secret_in_an_event_9876"})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let r = call(
+        app,
+        "GET",
+        "/api/cloud/events?limit=200",
+        &admin,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let events = r.json()["events"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for kind in [
+        "auth.login",
+        "auth.login_failed",
+        "api_key.created",
+        "api_key.revoked",
+        "user.created",
+        "job.submitted",
+        "job.cancelled",
+        "job.finished",
+        "permission.denied",
+        "settings.changed",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
+    }
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|p| p[0] > p[1]),
+        "newest first: {seqs:?}"
+    );
+    let text = r.text();
+    for s in w
+        .secrets
+        .iter()
+        .map(String::as_str)
+        .chain(["r8_secret_in_an_event_9876"])
+    {
+        assert!(!text.contains(s), "an event holds a secret");
+    }
+    let cancelled = events
+        .iter()
+        .find(|e| e["type"] == "job.cancelled")
+        .unwrap();
+    assert_eq!(cancelled["actor"], w.ids["alice"].as_str());
+    assert_eq!(cancelled["target"], job.as_str());
+    let settings = events
+        .iter()
+        .find(|e| e["type"] == "settings.changed")
+        .unwrap();
+    assert_eq!(settings["detail"]["limits"]["cost_limit_amount"], 50);
+
+    // Filters, and what others see: alice her own; bob none of hers.
+    let r = call(
+        app,
+        "GET",
+        &format!("/api/cloud/events?target={job}"),
+        &admin,
+        Value::Null,
+    )
+    .await;
+    let on_job: Vec<String> = r.json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        on_job.contains(&"job.submitted".to_string())
+            && on_job.contains(&"job.cancelled".to_string()),
+        "{on_job:?}"
+    );
+    let r = call(
+        app,
+        "GET",
+        "/api/cloud/events?type=auth&limit=100",
+        &admin,
+        Value::Null,
+    )
+    .await;
+    assert!(
+        r.json()["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["type"].as_str().unwrap().starts_with("auth."))
+    );
+    let mine = call(
+        app,
+        "GET",
+        "/api/cloud/events?limit=200",
+        &alice,
+        Value::Null,
+    )
+    .await
+    .json();
+    assert!(
+        mine["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "job.submitted")
+    );
+    assert!(
+        mine["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["type"] != "settings.changed")
+    );
+    let bobs = call(
+        app,
+        "GET",
+        &format!("/api/cloud/events?target={job}"),
+        &w.auth("bob"),
+        Value::Null,
+    )
+    .await
+    .json();
+    assert_eq!(bobs["events"], json!([]), "bob sees nothing of alice's job");
+    let bad = call(
+        app,
+        "GET",
+        "/api/cloud/events?since=yesterday",
+        &admin,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+
+    // The chain verifies; an edited entry is found.
+    let v = call(app, "GET", "/api/cloud/events/verify", &admin, Value::Null)
+        .await
+        .json();
+    assert_eq!(v["valid"], true, "{v}");
+    let seq = cancelled["seq"].as_u64().unwrap();
+    let key = format!("ev:{seq:012}");
+    let store = stored(app);
+    let mut entry: Value = serde_json::from_slice(&store.get(&key).unwrap()).unwrap();
+    entry["actor"] = json!("someone-else");
+    store.set(&key, entry.to_string().as_bytes());
+    let v = call(app, "GET", "/api/cloud/events/verify", &admin, Value::Null)
+        .await
+        .json();
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["problems"][0]["seq"], seq, "{v}");
 }

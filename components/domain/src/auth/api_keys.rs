@@ -155,6 +155,7 @@ pub fn create(
     kv::edit_json(kv, &user_index(&creator.id), |ids: &mut Vec<String>| {
         ids.push(record.id.clone())
     })?;
+    key_event(kv, creator, "api_key.created", &record, now_ms);
     Ok((key, record))
 }
 
@@ -210,7 +211,32 @@ pub fn revoke(kv: &dyn KvStore, principal: &Principal, id: &str) -> Result<ApiKe
         Ok(serde_json::to_vec(&k).expect("key"))
     })
     .map_err(|e| ApiError::storage(format!("{e:?}")))?;
-    Ok(serde_json::from_slice(&bytes).expect("key"))
+    let revoked: ApiKey = serde_json::from_slice(&bytes).expect("key");
+    key_event(
+        kv,
+        principal,
+        "api_key.revoked",
+        &revoked,
+        crate::kernel::clock::now_ms(),
+    );
+    Ok(revoked)
+}
+
+/// A key's creation or revocation in the event log: its id, name, prefix and
+/// scopes (the prefix is what every listing shows; never the key or its hash).
+fn key_event(kv: &dyn KvStore, actor: &Principal, kind: &str, key: &ApiKey, now_ms: u64) {
+    crate::kernel::event_log::record(
+        kv,
+        crate::kernel::event_log::NewEvent {
+            kind,
+            actor: &actor.id,
+            target: Some(&key.id),
+            owner: Some(&key.user_id),
+            detail: serde_json::json!({"name": key.name, "key_prefix": key.key_prefix,
+                "scoped_permissions": key.scoped_permissions}),
+        },
+        now_ms,
+    );
 }
 
 /// The principal behind a presented key; `Err(401)` for unknown, revoked or

@@ -41,6 +41,17 @@ pub fn login(
     };
     if !ok {
         login_guard::record_failure(kv, username, now_ms)?;
+        crate::kernel::event_log::record(
+            kv,
+            crate::kernel::event_log::NewEvent {
+                kind: "auth.login_failed",
+                actor: "anonymous",
+                target: user.as_ref().map(|u| u.id.as_str()),
+                owner: None,
+                detail: serde_json::json!({"username": username}),
+            },
+            now_ms,
+        );
         return Err(ApiError::new(
             401,
             "invalid_credentials",
@@ -56,6 +67,17 @@ pub fn login(
             SESSION_TTL_MS
         };
     let session = sessions::start(kv, &user.id, expires_ms, now_ms)?;
+    crate::kernel::event_log::record(
+        kv,
+        crate::kernel::event_log::NewEvent {
+            kind: "auth.login",
+            actor: &user.id,
+            target: Some(&user.id),
+            owner: Some(&user.id),
+            detail: serde_json::json!({"username": user.username, "remember_me": remember}),
+        },
+        now_ms,
+    );
     Ok((user, session))
 }
 

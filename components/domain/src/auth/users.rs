@@ -240,7 +240,7 @@ impl<'a> UserStore<'a> {
                 "you cannot disable or demote your own account",
             ));
         }
-        self.update(id, |u| {
+        let user = self.update(id, |u| {
             if let Some(r) = role {
                 u.role = r;
             }
@@ -252,7 +252,34 @@ impl<'a> UserStore<'a> {
             }
             u.updated_ms = now_ms;
             Ok(())
-        })
+        })?;
+        let changed: Vec<&String> = obj.keys().collect();
+        self.event(
+            actor,
+            "user.changed",
+            &user,
+            serde_json::json!({"changed": changed,
+            "role": user.role.as_str(), "disabled": user.disabled}),
+            now_ms,
+        );
+        Ok(user)
+    }
+
+    /// A change to a user in the event log (names and roles, never a password).
+    pub fn event(&self, actor: &str, kind: &str, user: &User, detail: Value, now_ms: u64) {
+        let mut detail = detail;
+        detail["username"] = serde_json::json!(user.username);
+        crate::kernel::event_log::record(
+            self.kv,
+            crate::kernel::event_log::NewEvent {
+                kind,
+                actor,
+                target: Some(&user.id),
+                owner: Some(&user.id),
+                detail,
+            },
+            now_ms,
+        );
     }
 
     /// `DELETE /api/cloud/auth/users/{id}` by admin `actor`, who cannot delete
@@ -265,7 +292,15 @@ impl<'a> UserStore<'a> {
                 "you cannot delete your own account",
             ));
         }
+        let user = self.load(id)?;
         if self.delete(id)? {
+            self.event(
+                actor,
+                "user.deleted",
+                &user,
+                serde_json::json!({}),
+                crate::kernel::clock::now_ms(),
+            );
             Ok(())
         } else {
             Err(not_found(id))

@@ -332,7 +332,23 @@ pub async fn cancel<H: HttpClient>(
             UpdateError::Rejected(api) => api,
             other => update_failed(id, other),
         })?;
+    record_action(store, principal, "job.cancelled", &updated, now_ms);
     Ok(updated)
+}
+
+/// Who did what to a job, in the event log.
+fn record_action(store: &JobStore, principal: &Principal, kind: &str, job: &Job, now_ms: u64) {
+    crate::kernel::event_log::record(
+        store.kv(),
+        crate::kernel::event_log::NewEvent {
+            kind,
+            actor: &principal.id,
+            target: Some(&job.job_id),
+            owner: Some(&job.owner),
+            detail: json!({"status": job.status.as_str()}),
+        },
+        now_ms,
+    );
 }
 
 /// `DELETE /jobs/{id}`: terminal jobs only; removes the record and its logs
@@ -354,6 +370,7 @@ pub fn delete(
         return Err(invalid_state(&job, "delete", &DELETABLE));
     }
     store.delete(&job, now_ms)?;
+    record_action(store, principal, "job.deleted", &job, now_ms);
     Ok(json!({"success": true, "job_id": id}))
 }
 

@@ -12,6 +12,7 @@ pub mod legacy_index;
 pub mod lifecycle;
 pub mod listing;
 pub mod log_stream;
+pub mod logs;
 pub mod outputs;
 pub mod pages;
 pub mod progress;

@@ -11,8 +11,6 @@
 //! - `joblogs:<id>` — the job's logs (`{"dropped": bytes, "text": ...}`), the
 //!   last 768 KiB kept so a value stays under Fermyon Cloud's 1 MB.
 
-use serde::{Deserialize, Serialize};
-
 use crate::billing::metrics::{Outcome, Settlement};
 use crate::jobs::entry::Entry;
 use crate::jobs::pages::{self, Filter, Scope};
@@ -22,7 +20,7 @@ use crate::kernel::error::ApiError;
 use crate::kernel::kv::{self, KvError, KvStore, UpdateError, get_json, set_json};
 use crate::notify::JobEvent;
 
-pub const MAX_LOG_BYTES: usize = 768 * 1024;
+pub use super::logs::{LogQuery, LogSlice, MAX_LOG_BYTES, StoredLogs};
 
 fn job_key(id: &str) -> String {
     format!("job:{id}")
@@ -138,6 +136,18 @@ impl<'a> JobStore<'a> {
             // Terminal statuses are reached once: settle cost and metrics then.
             if let Some(settlement) = settlement(&job) {
                 let _ = crate::billing::metrics::settle(self.kv, &settlement);
+                crate::kernel::event_log::record(
+                    self.kv,
+                    crate::kernel::event_log::NewEvent {
+                        kind: "job.finished",
+                        actor: "system",
+                        target: Some(&job.job_id),
+                        owner: Some(&job.owner),
+                        detail: serde_json::json!({"status": job.status.as_str(),
+                            "cost_usd": job.cost_usd, "error": job.error_code}),
+                    },
+                    job.updated_ms,
+                );
             }
         }
         Ok(job)
@@ -261,102 +271,6 @@ fn settlement(job: &Job) -> Option<Settlement<'_>> {
         total_steps: job.progress.as_ref().and_then(|p| p.total_steps),
         hardware_profile: &job.hardware_profile,
     })
-}
-
-/// A job's logs as stored: the tail of the full text, and how many bytes of
-/// its start were dropped (so byte offsets stay absolute).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StoredLogs {
-    pub dropped: usize,
-    pub text: String,
-}
-
-/// What `GET /jobs/{id}/logs` asks for: `offset` (absolute byte, the last
-/// `next_offset`) and `tail` (last N lines).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct LogQuery {
-    pub offset: Option<usize>,
-    pub tail: Option<usize>,
-}
-
-impl LogQuery {
-    pub fn parse(params: &[(String, String)]) -> Result<Self, ApiError> {
-        let number = |name: &str| {
-            crate::kernel::http::param(params, name)
-                .map(|v| {
-                    v.parse::<usize>().map_err(|_| {
-                        ApiError::bad_request(format!("`{name}` must be a non-negative integer"))
-                    })
-                })
-                .transpose()
-        };
-        Ok(LogQuery {
-            offset: number("offset")?,
-            tail: number("tail")?,
-        })
-    }
-}
-
-/// A slice of logs for `GET /jobs/{id}/logs`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogSlice {
-    pub text: String,
-    /// Absolute byte offset where `text` starts.
-    pub offset: usize,
-    /// Pass this as `offset` next time to get only new output.
-    pub next_offset: usize,
-    /// Bytes before `offset` that are no longer stored.
-    pub truncated: bool,
-}
-
-impl StoredLogs {
-    pub fn keep_tail(full: &str) -> Self {
-        if full.len() <= MAX_LOG_BYTES {
-            return Self {
-                dropped: 0,
-                text: full.to_string(),
-            };
-        }
-        let mut cut = full.len() - MAX_LOG_BYTES;
-        while !full.is_char_boundary(cut) {
-            cut += 1;
-        }
-        Self {
-            dropped: cut,
-            text: full[cut..].to_string(),
-        }
-    }
-
-    pub fn total_bytes(&self) -> usize {
-        self.dropped + self.text.len()
-    }
-
-    /// From absolute byte `offset` (clamped to what is stored), optionally only
-    /// the last `tail` lines of that.
-    pub fn slice(&self, offset: Option<usize>, tail: Option<usize>) -> LogSlice {
-        let total = self.total_bytes();
-        let want = offset.unwrap_or(self.dropped).min(total);
-        let mut start = want.max(self.dropped) - self.dropped;
-        while !self.text.is_char_boundary(start) {
-            start += 1;
-        }
-        let mut text = &self.text[start..];
-        let mut abs = self.dropped + start;
-        if let Some(n) = tail {
-            let lines: Vec<&str> = text.split_inclusive('\n').collect();
-            let skip = lines.len().saturating_sub(n);
-            let skipped: usize = lines[..skip].iter().map(|l| l.len()).sum();
-            text = &text[skipped..];
-            abs += skipped;
-        }
-        LogSlice {
-            text: text.to_string(),
-            offset: abs,
-            next_offset: total,
-            truncated: offset.is_some_and(|o| o < self.dropped)
-                || (offset.is_none() && tail.is_none() && self.dropped > 0),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -98,6 +98,17 @@ pub async fn receive<H: HttpClient>(
         verify_with_account_secret(kv, http, settings, headers, body, now_ms / 1000).await
     {
         count(kv, Event::Webhook("rejected"), 1);
+        crate::kernel::event_log::record(
+            kv,
+            crate::kernel::event_log::NewEvent {
+                kind: "webhook.rejected",
+                actor: "anonymous",
+                target: job_param,
+                owner: None,
+                detail: json!({"reason": e.message}),
+            },
+            now_ms,
+        );
         return Err(e);
     }
     count(kv, Event::Webhook("verified"), 1);

@@ -6,6 +6,7 @@ pub mod counters;
 #[cfg(test)]
 pub mod counting;
 pub mod error;
+pub mod event_log;
 pub mod http;
 pub mod kv;
 #[cfg(test)]

@@ -195,6 +195,35 @@ const FIELDS: [&str; 12] = [
     "max_runtime_minutes",
 ];
 
+/// A settings change in the event log: which fields, and the new values of
+/// the cost-limit ones (never the token, whose field name alone is kept).
+pub fn record_change(kv: &dyn KvStore, actor: &str, kind: &str, patch: &Value, now_ms: u64) {
+    let fields: Vec<&String> = patch
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    let limits: Map<String, Value> = patch
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| k.starts_with("cost_limit_") || *k == "max_runtime_minutes")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    crate::kernel::event_log::record(
+        kv,
+        crate::kernel::event_log::NewEvent {
+            kind,
+            actor,
+            target: Some("replicate"),
+            owner: None,
+            detail: json!({"fields": fields, "limits": limits}),
+        },
+        now_ms,
+    );
+}
+
 /// The longest deadline a job may have: a week.
 pub const MAX_RUNTIME_MINUTES: u64 = 7 * 24 * 60;
 

@@ -198,6 +198,23 @@ async fn run<H: HttpClient>(
         archive.map(Archive::summary),
     );
     crate::kernel::counters::count(ctx.kv, crate::kernel::counters::Event::Submit, 1);
+    crate::kernel::event_log::record(
+        ctx.kv,
+        crate::kernel::event_log::NewEvent {
+            kind: if job.lineage.is_some() {
+                "job.retried"
+            } else {
+                "job.submitted"
+            },
+            actor: &ctx.principal.id,
+            target: Some(&job.job_id),
+            owner: Some(&job.owner),
+            detail: json!({"hardware_profile": job.hardware_profile, "attempt": job.attempt(),
+                "retry_of": job.lineage.as_ref().map(|l| l.retry_of.as_str()),
+                "estimated_cost_usd": (recorded.estimate.usd * 100.0).round() / 100.0}),
+        },
+        ctx.now_ms,
+    );
     body["cost_limit_warning"] = json!(recorded.warning);
     body["estimated_cost_usd"] = json!((recorded.estimate.usd * 100.0).round() / 100.0);
     Ok(Submitted { status: 201, body })
