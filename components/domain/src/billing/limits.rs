@@ -50,13 +50,7 @@ fn every_spend_key(ms: u64, owner: &str) -> Vec<String> {
 
 /// Everyone's spend in `period`'s current window (settled + reserved), in USD.
 pub fn global_spend_usd(kv: &dyn KvStore, period: Period, now_ms: u64) -> Result<f64, ApiError> {
-    let key = &spend_keys(period, now_ms, "")[0];
-    // (A missing counter is 0; checking first keeps a read from creating it.)
-    let m = if kv.exists(key)? {
-        kv.increment(key, 0)?
-    } else {
-        0
-    };
+    let m = crate::kernel::kv::read_counter(kv, &spend_keys(period, now_ms, "")[0])?;
     Ok(usd(m.max(0)))
 }
 

@@ -41,10 +41,5 @@ pub fn count(kv: &dyn KvStore, event: Event, n: u64) {
 
 /// The counter's value (0 when never counted), without creating it.
 pub fn read(kv: &dyn KvStore, event: Event) -> u64 {
-    let key = event.key();
-    match kv.exists(&key) {
-        // Counters are read by adding nothing: SQLite and Redis store them differently.
-        Ok(true) => kv.increment(&key, 0).map_or(0, |v| v.max(0) as u64),
-        _ => 0,
-    }
+    super::kv::read_counter(kv, &event.key()).map_or(0, |v| v.max(0) as u64)
 }

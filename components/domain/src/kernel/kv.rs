@@ -356,6 +356,16 @@ impl KvStore for MemoryKv {
 }
 
 /// JSON helpers over any store.
+/// A counter's value (0 when it was never counted), without creating it.
+/// Counters are read by adding nothing: SQLite and Redis store them differently.
+pub fn read_counter(kv: &dyn KvStore, key: &str) -> Result<i64, KvError> {
+    if kv.exists(key)? {
+        kv.increment(key, 0)
+    } else {
+        Ok(0)
+    }
+}
+
 pub fn get_json<T: serde::de::DeserializeOwned>(
     kv: &dyn KvStore,
     key: &str,
