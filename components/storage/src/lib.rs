@@ -3,6 +3,7 @@
 //! from. All S3 logic is in `cloudtuner_domain::storage::s3`.
 
 use cloudtuner_domain::jobs::store::JobStore;
+use cloudtuner_domain::storage::datasets::Limits;
 use cloudtuner_domain::storage::s3::{self, Context, S3Request};
 use cloudtuner_spin::{Call, Outcome, respond, variable};
 use spin_sdk::http::{Request, Response};
@@ -26,6 +27,10 @@ fn run(req: &Request) -> Outcome {
         max_object: s3::max_object_bytes(variable("storage_max_object_mb").as_deref()),
         user,
         public_url: call.provider_settings().public_url,
+        dataset_limits: Limits::from_variables(
+            variable("dataset_quota_mb").as_deref(),
+            variable("dataset_max_files").as_deref(),
+        ),
     };
     let s3_request = S3Request {
         method: call.method(),

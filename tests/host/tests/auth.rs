@@ -366,6 +366,29 @@ fn rows() -> Vec<Row> {
             "DELETE",
             [401, 200, 404, 404, 404, 403, 401, 401],
         ),
+        // Datasets are private to their owner; writing needs dataset.upload
+        // (the narrow key lacks it). Only alice has the dataset addressed.
+        row("/api/cloud/datasets", "GET", AUTHED_200),
+        row(
+            "/api/cloud/datasets",
+            "POST",
+            [401, 201, 201, 201, 201, 403, 401, 401],
+        ),
+        row(
+            "/api/cloud/datasets/:name",
+            "GET",
+            [401, 200, 404, 404, 404, 200, 401, 401],
+        ),
+        row(
+            "/api/cloud/datasets/:name",
+            "PATCH",
+            [401, 200, 404, 404, 404, 403, 401, 401],
+        ),
+        row(
+            "/api/cloud/datasets/:name",
+            "DELETE",
+            [401, 200, 404, 404, 404, 403, 401, 401],
+        ),
         // Last: logging out revokes the sessions the rows above use.
         row(
             "/api/cloud/auth/logout",
@@ -439,6 +462,16 @@ async fn prepare(w: &World, r: &Row) -> (String, Value) {
             )
         }
         (route, _) if route.contains(":id") => route.replace(":id", &owned_job(false).await),
+        ("/api/cloud/datasets/:name", method) => {
+            // Alice's dataset with its one announced file stored.
+            let name = format!("ds-{}", method.to_lowercase());
+            let begin = json!({"name": name, "files": 1});
+            call(&w.app, "POST", "/api/cloud/datasets", &alice, begin).await;
+            let file = format!("/api/cloud/storage/datasets/{name}/a.txt");
+            let stored = call(&w.app, "PUT", &file, &alice, json!("a caption")).await;
+            assert_eq!(stored.status, 200, "{}", stored.text());
+            format!("/api/cloud/datasets/{name}")
+        }
         (route, method) if route.contains(":name") => {
             // Only alice has these; others address their own (empty) namespace.
             let name = if method == "DELETE" { "cfg-del" } else { "cfg" };
@@ -461,6 +494,8 @@ async fn prepare(w: &World, r: &Row) -> (String, Value) {
         }
         (route, "POST") if route.ends_with("/api-keys") => json!({"name": "k"}),
         ("/api/cloud/jobs/submit", _) => json!({"config": {"y": 1}}),
+        ("/api/cloud/datasets", "POST") => json!({"name": "ds-matrix", "files": 2}),
+        ("/api/cloud/datasets/:name", "PATCH") => json!({"state": "ready"}),
         ("/api/cloud/notifications", "POST") => json!({"url": "https://hooks.example.com/x"}),
         ("/api/cloud/providers/:provider", "PUT") => json!({"cost_limit_period": "monthly"}),
         ("/api/cloud/providers/:provider/token", "PUT") => json!({"api_token": "r8_matrix"}),

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use cloudtuner_testhost::App;
-use common::{PASSWORD, TestApp, add_trainers, job, post_json};
+use common::{TestApp, add_trainers, job, post_json, researcher};
 use fake_replicate::{FakeReplicate, Outcome, Script};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -21,28 +21,6 @@ async fn served() -> TestApp {
 
 async fn served_with(extra: &[(&str, &str)]) -> TestApp {
     TestApp::builder().vars(extra).served().start().await
-}
-
-/// A researcher other than the admin: (bearer header value).
-async fn researcher(app: &App, name: &str) -> String {
-    let r = post_json(
-        app,
-        "/api/cloud/auth/users",
-        &json!({"username": name, "password": PASSWORD, "role": "researcher"}),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let r = app
-        .anonymous()
-        .request(
-            "POST",
-            "/api/cloud/auth/login",
-            &[("content-type", "application/json")],
-            json!({"username": name, "password": PASSWORD}).to_string(),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    format!("Bearer {}", r.json()["token"].as_str().unwrap())
 }
 
 async fn submit(app: &App, body: Value) -> String {

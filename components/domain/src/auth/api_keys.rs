@@ -249,6 +249,15 @@ pub fn authenticate(kv: &dyn KvStore, presented: &str, now_ms: u64) -> Result<Pr
     if !constant_time_eq(&key.key_hash, &hash) {
         return Err(invalid("not valid"));
     }
+    principal_of(kv, key, now_ms)
+}
+
+/// The principal behind a key already proven (by its hash, or by a signature
+/// made with credentials derived from it, as S3 clients do); `Err(401)` for
+/// revoked or expired keys and for keys whose user is gone or disabled.
+pub fn principal_of(kv: &dyn KvStore, key: ApiKey, now_ms: u64) -> Result<Principal, ApiError> {
+    let invalid =
+        |why: &str| ApiError::new(401, "invalid_api_key", format!("the API key is {why}"));
     if !key.active {
         return Err(invalid("revoked"));
     }
@@ -263,7 +272,7 @@ pub fn authenticate(kv: &dyn KvStore, presented: &str, now_ms: u64) -> Result<Pr
         .last_used_ms
         .is_none_or(|t| now_ms >= t + LAST_USED_GRANULARITY_MS)
     {
-        let _ = kv::update::<()>(kv, &record_key(&hash), |cur| {
+        let _ = kv::update::<()>(kv, &record_key(&key.key_hash), |cur| {
             let mut k: ApiKey = serde_json::from_slice(cur).map_err(|_| ())?;
             k.last_used_ms = Some(now_ms);
             Ok(serde_json::to_vec(&k).expect("key"))

@@ -43,11 +43,14 @@ pub enum Permission {
     AdminApprove,
     /// Scrape `/api/metrics/prometheus` (admins; or a key scoped to it).
     MetricsView,
+    /// Upload, replace and delete one's own datasets (`/api/cloud/datasets`,
+    /// `s3://datasets/...`).
+    DatasetUpload,
 }
 
 impl Permission {
     /// Every permission, for validating scopes.
-    pub const ALL: [Permission; 20] = [
+    pub const ALL: [Permission; 21] = [
         Permission::JobSubmit,
         Permission::JobViewOwn,
         Permission::JobViewAll,
@@ -68,6 +71,7 @@ impl Permission {
         Permission::AdminAudit,
         Permission::AdminApprove,
         Permission::MetricsView,
+        Permission::DatasetUpload,
     ];
 
     /// The name roles, scopes and error details use (`job.view.own`).
@@ -93,6 +97,7 @@ impl Permission {
             Permission::AdminAudit => "admin.audit",
             Permission::AdminApprove => "admin.approve",
             Permission::MetricsView => "metrics.view",
+            Permission::DatasetUpload => "dataset.upload",
         }
     }
 }
@@ -141,6 +146,7 @@ const RESEARCHER: &[Permission] = &[
     P::ConfigDeleteOwn,
     P::ApiAccess,
     P::ApiKeysOwn,
+    P::DatasetUpload,
 ];
 /// A lead sees everyone's jobs but acts only on their own (as in SimpleTuner).
 const LEAD_EXTRA: &[Permission] = &[P::JobViewAll, P::AdminAudit, P::AdminApprove];

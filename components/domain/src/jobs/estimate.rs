@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::auth::principal::Principal;
 use crate::billing::estimate::{TYPICAL_SECONDS_PER_STEP, estimate};
 use crate::jobs::configs::ConfigStore;
-use crate::jobs::datasets::preview;
+use crate::jobs::datasets::{Sources, preview};
 use crate::jobs::submit::request::{opt_str, resolve_profile, resolve_training};
 use crate::kernel::error::ApiError;
 use crate::kernel::kv::KvStore;
@@ -41,7 +41,7 @@ pub fn cost_estimate(
     // a bad dataset is reported here instead of failing the estimate.
     let (upload, upload_error) = match obj.get("dataloader_config").filter(|d| d.is_array()) {
         None => (Value::Null, Value::Null),
-        Some(dl) => match preview(datasets_root, dl) {
+        Some(dl) => match preview(&Sources::new(datasets_root, kv, &principal.id), dl) {
             Ok(u) => (u, Value::Null),
             Err(err) => (Value::Null, json!(err.message)),
         },

@@ -7,6 +7,7 @@ pub const MOUNT: &str = "/api/cloud/storage";
 /// The one bucket.
 pub const BUCKET: &str = "outputs";
 
+pub mod datasets;
 pub mod objects;
 pub mod s3;
 pub mod sigv2;

@@ -297,3 +297,25 @@ pub(crate) async fn post_json(
     )
     .await
 }
+
+/// A researcher other than the admin: (bearer header value).
+pub(crate) async fn researcher(app: &App, name: &str) -> String {
+    let r = post_json(
+        app,
+        "/api/cloud/auth/users",
+        &serde_json::json!({"username": name, "password": PASSWORD, "role": "researcher"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = app
+        .anonymous()
+        .request(
+            "POST",
+            "/api/cloud/auth/login",
+            &[("content-type", "application/json")],
+            serde_json::json!({"username": name, "password": PASSWORD}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    format!("Bearer {}", r.json()["token"].as_str().unwrap())
+}

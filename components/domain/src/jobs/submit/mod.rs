@@ -258,7 +258,8 @@ fn record<H: HttpClient>(
     lineage: Option<Lineage>,
 ) -> Result<Recorded, ApiError> {
     // Bad datasets are the caller's error: refuse before recording anything.
-    let archive = datasets::package(ctx.datasets_root, &req.dataloader)?;
+    let sources = datasets::Sources::new(ctx.datasets_root, ctx.kv, &ctx.principal.id);
+    let archive = datasets::package(&sources, &req.dataloader)?;
     let rate = ctx.stored.rate(req.profile.id).unwrap_or(0.0);
     let mut estimate = estimate(ctx.kv, &req.config, req.profile.id, rate);
     // With a deadline the job cannot cost more than running to it: reserve

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use crate::kernel::kv::{KvError, KvStore, edit_json, get_json, update};
+use crate::kernel::kv::{KvError, KvStore, delete_created, edit_json, get_json, update};
 
 /// Bytes per chunk value: under 1 MB with room to spare.
 pub const CHUNK: usize = 960 * 1024;
@@ -307,6 +307,57 @@ impl<'a> ObjectStore<'a> {
         Ok(keys.len())
     }
 
+    /// Deletes a whole bucket: its objects, unfinished uploads and indexes (a
+    /// dataset when it is deleted).
+    pub fn drop_bucket(&self, bucket: &str) -> Result<usize, KvError> {
+        let n = self.delete_prefix(bucket, "")?;
+        delete_created(self.kv, &index_key(bucket))?;
+        delete_created(self.kv, &uploads_key(bucket))?;
+        Ok(n)
+    }
+
+    /// Copies an object (CopyObject) chunk by chunk, so memory stays at one
+    /// chunk whatever the size. The copy keeps the source's ETag, as S3 does
+    /// for objects stored whole; `replace` gives new content type/metadata.
+    pub fn copy(
+        &self,
+        source: &Manifest,
+        bucket: &str,
+        key: &str,
+        replace: Option<(String, Map<String, Value>)>,
+        now_ms: u64,
+    ) -> Result<Manifest, StoreError> {
+        self.check_size(source.size)?;
+        let mut blobs = Vec::with_capacity(source.blobs.len());
+        for blob in &source.blobs {
+            let id = new_id();
+            for n in 0..blob.chunks() {
+                let chunk = self.kv.get(&chunk_key(&blob.id, n))?.ok_or_else(|| {
+                    KvError::new(format!("chunk {n} of {} is missing", source.key))
+                })?;
+                self.kv.set(&chunk_key(&id, n), &chunk)?;
+            }
+            blobs.push(Blob {
+                id,
+                size: blob.size,
+            });
+        }
+        let (content_type, metadata) =
+            replace.unwrap_or_else(|| (source.content_type.clone(), source.metadata.clone()));
+        let manifest = Manifest {
+            bucket: bucket.into(),
+            key: key.into(),
+            size: source.size,
+            etag: source.etag.clone(),
+            content_type,
+            uploaded_ms: now_ms,
+            metadata,
+            blobs,
+        };
+        self.publish(&manifest)?;
+        Ok(manifest)
+    }
+
     /// Keys under `prefix` after `after`, at most `max`; and whether more remain.
     pub fn list(
         &self,
@@ -373,6 +424,26 @@ mod tests {
                 .all(|k| !k.starts_with("s3d:") && !k.starts_with("s3o:"))
         );
         assert!(store.list("outputs", "", None, 10).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn copies_are_independent_of_their_source() {
+        let kv = MemoryKv::default();
+        let store = ObjectStore::new(&kv, 1 << 30);
+        let data = bytes(CHUNK + 7);
+        let src = store
+            .put("b", "a.bin", &data, "x/y", Map::new(), 1)
+            .unwrap();
+        let copy = store.copy(&src, "b", "c.bin", None, 2).unwrap();
+        assert_eq!(
+            (copy.etag.clone(), copy.content_type.clone()),
+            (src.etag.clone(), "x/y".into())
+        );
+        store.delete("b", "a.bin").unwrap();
+        let copy = store.head("b", "c.bin").unwrap().unwrap();
+        assert_eq!(store.read(&copy, 0, copy.size).unwrap(), data);
+        assert_eq!(store.drop_bucket("b").unwrap(), 1);
+        assert!(kv.keys().is_empty(), "{:?}", kv.keys());
     }
 
     #[test]

@@ -148,6 +148,27 @@ impl ObjectStore<'_> {
         Ok(manifest)
     }
 
+    /// The parts stored so far, by part number (ListParts; a client resuming
+    /// an upload skips them).
+    pub fn list_parts(
+        &self,
+        id: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<(u32, Part)>, StoreError> {
+        let mut upload = self
+            .upload(id, bucket, key)?
+            .ok_or(StoreError::NoSuchUpload)?;
+        upload.parts.sort_unstable();
+        let mut out = Vec::with_capacity(upload.parts.len());
+        for n in upload.parts {
+            if let Some(p) = get_json::<Part>(self.kv, &part_key(id, n))? {
+                out.push((n, p));
+            }
+        }
+        Ok(out)
+    }
+
     pub(super) fn unlist_upload(&self, bucket: &str, id: &str) -> Result<(), KvError> {
         edit_json::<UploadIndex>(self.kv, &uploads_key(bucket), |idx| {
             idx.remove(id);
@@ -239,6 +260,14 @@ mod tests {
             .upload_part(&id, "outputs", "j/w", 1, b"will be replaced")
             .unwrap();
         let e1 = store.upload_part(&id, "outputs", "j/w", 1, &p1).unwrap();
+        let listed = store.list_parts(&id, "outputs", "j/w").unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|(n, p)| (*n, format!("\"{}\"", p.md5)))
+                .collect::<Vec<_>>(),
+            [(1, e1.clone()), (2, e2.clone())]
+        );
         assert!(
             store.head("outputs", "j/w").unwrap().is_none(),
             "not visible before completion"

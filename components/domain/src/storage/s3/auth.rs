@@ -5,6 +5,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::auth::api_keys::{self, ApiKey};
 use crate::auth::principal::Action;
 use crate::auth::principal::Principal;
 use crate::kernel::kv::{KvError, KvStore, create_once};
@@ -79,36 +80,20 @@ pub(super) fn caller(
     };
     let claimed = sigv4::claimed(&signed).map_err(sig_error)?;
     if let Some(claimed) = claimed {
-        let job = job_for_key(ctx, &claimed.access_key)?;
-        let (_, secret) = job_credentials(ctx.kv, &job.job_id)?;
-        sigv4::verify(&signed, &claimed, &secret, ctx.now_ms).map_err(sig_error)?;
-        let hash = sigv4::payload_hash(&signed, &claimed);
-        let body = if hash.starts_with("STREAMING-")
-            || req
-                .header("content-encoding")
-                .is_some_and(|c| c.contains("aws-chunked"))
-        {
-            let signed_chunks = hash.starts_with("STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
-            let body = sigv4::decode_aws_chunked(
-                &req.body,
-                signed_chunks.then_some((&claimed, secret.as_str())),
-            )
-            .map_err(sig_error)?;
-            if let Some(n) = req.header("x-amz-decoded-content-length")
-                && n.parse::<usize>().ok() != Some(body.len())
-            {
-                return Err(s3err(
-                    400,
-                    "IncompleteBody",
-                    "The body is shorter or longer than x-amz-decoded-content-length.",
-                ));
+        let (who, secret) = match claimed.access_key.strip_prefix(KEY_ACCESS_PREFIX) {
+            Some(key_id) => {
+                let (principal, secret) = api_key_caller(ctx, key_id)?;
+                (Caller::User(principal), secret)
             }
-            body
-        } else {
-            sigv4::check_payload(hash, &req.body).map_err(sig_error)?;
-            req.body.clone()
+            None => {
+                let job = job_for_key(ctx, &claimed.access_key)?;
+                let (_, secret) = job_credentials(ctx.kv, &job.job_id)?;
+                (Caller::Job(job), secret)
+            }
         };
-        return Ok((Caller::Job(job), body));
+        sigv4::verify(&signed, &claimed, &secret, ctx.now_ms).map_err(sig_error)?;
+        let body = signed_body(req, &signed, &claimed, &secret)?;
+        return Ok((who, body));
     }
     if let Some(presigned) = crate::storage::sigv2::claimed(&signed) {
         if !matches!(req.method.as_str(), "GET" | "HEAD") {
@@ -144,6 +129,68 @@ pub(super) fn caller(
             "Sign the request with the job's credentials (SigV4), send X-Upload-Token, or sign in.",
         )),
     }
+}
+
+/// The request body, its signature or hash checked (and aws-chunked framing
+/// removed).
+fn signed_body(
+    req: &S3Request,
+    signed: &Signed,
+    claimed: &sigv4::Claimed,
+    secret: &str,
+) -> Result<Vec<u8>, S3Error> {
+    let hash = sigv4::payload_hash(signed, claimed);
+    if !(hash.starts_with("STREAMING-")
+        || req
+            .header("content-encoding")
+            .is_some_and(|c| c.contains("aws-chunked")))
+    {
+        sigv4::check_payload(hash, &req.body).map_err(sig_error)?;
+        return Ok(req.body.clone());
+    }
+    let signed_chunks = hash.starts_with("STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
+    let body = sigv4::decode_aws_chunked(&req.body, signed_chunks.then_some((claimed, secret)))
+        .map_err(sig_error)?;
+    if let Some(n) = req.header("x-amz-decoded-content-length")
+        && n.parse::<usize>().ok() != Some(body.len())
+    {
+        return Err(s3err(
+            400,
+            "IncompleteBody",
+            "The body is shorter or longer than x-amz-decoded-content-length.",
+        ));
+    }
+    Ok(body)
+}
+
+/// What an API key's S3 access key id starts with (a job's is its job id).
+pub const KEY_ACCESS_PREFIX: &str = "key_";
+
+/// The S3 credential pair of an API key: (access key id, secret access key).
+/// The secret is derived from the key's stored hash under this installation's
+/// key, so it is stored nowhere; it is shown once, with the key.
+pub fn api_key_credentials(kv: &dyn KvStore, key: &ApiKey) -> Result<(String, String), KvError> {
+    let signing = signing_key(kv)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&signing).expect("any key length");
+    mac.update(format!("apikey:{}:{}", key.id, key.key_hash).as_bytes());
+    let secret =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    Ok((format!("{KEY_ACCESS_PREFIX}{}", key.id), secret))
+}
+
+/// The user behind an API key's S3 access key, and the secret to check the
+/// signature with.
+fn api_key_caller(ctx: &Context, key_id: &str) -> Result<(Principal, String), S3Error> {
+    let unknown = |m: String| s3err(403, "InvalidAccessKeyId", m);
+    let key = api_keys::by_id(ctx.kv, key_id)
+        .map_err(|e| unknown(e.message))?
+        .ok_or_else(|| {
+            unknown("The AWS Access Key Id you provided does not exist in our records.".into())
+        })?;
+    let (_, secret) = api_key_credentials(ctx.kv, &key)?;
+    let principal =
+        api_keys::principal_of(ctx.kv, key, ctx.now_ms).map_err(|e| unknown(e.message))?;
+    Ok((principal, secret))
 }
 
 /// The job an access key names.

@@ -1,6 +1,7 @@
 //! The S3-compatible endpoint under `/api/cloud/storage` (path-style): enough of
 //! S3 for boto3 and the AWS CLI to upload a job's weights and for users to get
-//! them back. One bucket, `outputs`; a job writes under `<job_id>/`.
+//! them back, and for users to bring datasets. `outputs`: a job writes under
+//! `<job_id>/`.
 //!
 //! Who may do what:
 //! - **Job credentials** (SigV4 with access key = job id and secret = the job's
@@ -9,13 +10,20 @@
 //!   job is active and for [`UPLOAD_GRACE_MS`] after it ends.
 //! - **Users** (session, API key): read and list the outputs of jobs they may
 //!   view (`job.view` rules); others' objects are `NoSuchKey`.
+//! - **Datasets**: a second bucket, `datasets`, holds each user's own uploaded
+//!   datasets (`<dataset>/<path>`), written by users with `dataset.upload`:
+//!   signed in (the UI), or SigV4 with an API key's S3 pair
+//!   ([`api_key_credentials`]), as `aws s3 sync` and boto3 send it.
 
 mod auth;
+mod batch;
+mod datasets;
 mod errors;
 mod ops;
+mod space;
 mod xml;
 
-pub use auth::{JobDirectory, Uploader, job_credentials};
+pub use auth::{JobDirectory, KEY_ACCESS_PREFIX, Uploader, api_key_credentials, job_credentials};
 pub use errors::S3Error;
 pub use xml::{http_date, xml_escape};
 
@@ -25,12 +33,15 @@ use crate::storage::objects::ObjectStore;
 use crate::storage::sigv4;
 pub use crate::storage::{BUCKET, MOUNT};
 
-use auth::{Access, authorize, caller};
+use crate::storage::datasets::{Limits, S3_BUCKET as DATASETS_BUCKET};
+use auth::{Access, caller};
+use batch::{copy_object, delete_objects, list_parts};
+use datasets::Datasets;
 use errors::{method_not_allowed, not_implemented, s3err};
 use ops::{
-    bucket_op, check_content_md5, content_type, get_object, list_buckets, metadata, object_url,
-    ok_headers, stored,
+    check_content_md5, content_type, get_object, list_buckets, list_objects, metadata, ok_headers,
 };
+use space::{Outputs, Space};
 use xml::{error_response, parse_complete, xml};
 
 /// Default largest object: 2 GiB (LoRAs are 20–500 MB; full fine-tunes more).
@@ -97,6 +108,8 @@ pub struct Context<'a> {
     pub user: Option<Principal>,
     /// Public origin, for `output_url`.
     pub public_url: Option<String>,
+    /// Quota and file bound of uploaded datasets.
+    pub dataset_limits: Limits,
 }
 
 /// The path below the mount: (bucket, key), both decoded; empty when absent.
@@ -132,9 +145,8 @@ pub fn handle(ctx: &Context, req: &S3Request) -> S3Response {
 
 fn dispatch(ctx: &Context, req: &S3Request) -> Result<S3Response, S3Error> {
     let (bucket, key) = target(&req.raw_path)?;
-    let method = req.method.as_str();
     if bucket.is_empty() {
-        return match method {
+        return match req.method.as_str() {
             "GET" => {
                 caller(ctx, req, "")?;
                 Ok(list_buckets())
@@ -142,60 +154,90 @@ fn dispatch(ctx: &Context, req: &S3Request) -> Result<S3Response, S3Error> {
             _ => Err(method_not_allowed()),
         };
     }
-    if bucket != BUCKET {
+    if bucket != BUCKET && bucket != DATASETS_BUCKET {
         return Err(s3err(
             404,
             "NoSuchBucket",
-            format!("The specified bucket does not exist; this server has one bucket, {BUCKET:?}."),
+            format!(
+                "The specified bucket does not exist; this server has two: {BUCKET:?} (what jobs upload) and {DATASETS_BUCKET:?} (your datasets)."
+            ),
         ));
     }
+    // A bucket request (listing) names its job by the prefix, for upload tokens.
+    let auth_key = if key.is_empty() {
+        req.param("prefix").unwrap_or_default()
+    } else {
+        key.clone()
+    };
+    let (who, body) = caller(ctx, req, &auth_key)?;
+    let outputs;
+    let datasets;
+    let space: &dyn Space = if bucket == BUCKET {
+        outputs = Outputs {
+            ctx,
+            who: &who,
+            store: ObjectStore::new(ctx.kv, ctx.max_object),
+        };
+        &outputs
+    } else {
+        datasets = Datasets::new(ctx, &who)?;
+        &datasets
+    };
     let store = ObjectStore::new(ctx.kv, ctx.max_object);
     if key.is_empty() {
-        return bucket_op(ctx, req, &store);
+        bucket_op(req, space, &store, &body)
+    } else {
+        object_op(ctx, req, space, &store, &key, &body)
     }
-    let (who, body) = caller(ctx, req, &key)?;
+}
+
+fn object_op(
+    ctx: &Context,
+    req: &S3Request,
+    space: &dyn Space,
+    store: &ObjectStore,
+    key: &str,
+    body: &[u8],
+) -> Result<S3Response, S3Error> {
     let upload_id = req.param("uploadId");
-    match (method, upload_id) {
+    let write = !matches!(req.method.as_str(), "GET" | "HEAD");
+    space.authorize(key, if write { Access::Write } else { Access::Read })?;
+    match (req.method.as_str(), upload_id) {
         ("GET", None) | ("HEAD", None) => {
-            authorize(ctx, &who, &key, Access::Read)?;
-            get_object(req, &store, &key)
+            let (b, k) = space.locate(key)?;
+            get_object(req, store, &b, &k)
+        }
+        ("PUT", None) if req.header("x-amz-copy-source").is_some() => {
+            copy_object(ctx, req, space, store, key)
         }
         ("PUT", None) => {
-            authorize(ctx, &who, &key, Access::Write)?;
-            if req.header("x-amz-copy-source").is_some() {
-                return Err(not_implemented("CopyObject"));
-            }
-            check_content_md5(req, &body)?;
-            let m = store.put(
-                BUCKET,
-                &key,
-                &body,
-                &content_type(req),
-                metadata(req),
-                ctx.now_ms,
-            )?;
-            stored(ctx, &who, &m);
+            check_content_md5(req, body)?;
+            let size = body.len() as u64;
+            space.admit(key, Some(size), size)?;
+            let (b, k) = space.locate(key)?;
+            let m = store.put(&b, &k, body, &content_type(req), metadata(req), ctx.now_ms)?;
+            space.stored(key, &m);
             Ok(ok_headers(200, vec![("etag".into(), m.etag)]))
         }
         ("DELETE", None) => {
-            authorize(ctx, &who, &key, Access::Write)?;
-            store.delete(BUCKET, &key)?;
+            let (b, k) = space.locate(key)?;
+            store.delete(&b, &k)?;
             Ok(ok_headers(204, vec![]))
         }
         ("POST", None) if req.param("uploads").is_some() => {
-            authorize(ctx, &who, &key, Access::Write)?;
-            let id =
-                store.create_upload(BUCKET, &key, &content_type(req), metadata(req), ctx.now_ms)?;
+            space.admit(key, None, 0)?;
+            let (b, k) = space.locate(key)?;
+            let id = store.create_upload(&b, &k, &content_type(req), metadata(req), ctx.now_ms)?;
             Ok(xml(
                 200,
                 format!(
-                    "<InitiateMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>{BUCKET}</Bucket><Key>{}</Key><UploadId>{id}</UploadId></InitiateMultipartUploadResult>",
-                    xml_escape(&key)
+                    "<InitiateMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>{}</Bucket><Key>{}</Key><UploadId>{id}</UploadId></InitiateMultipartUploadResult>",
+                    space.name(),
+                    xml_escape(key)
                 ),
             ))
         }
         ("PUT", Some(id)) => {
-            authorize(ctx, &who, &key, Access::Write)?;
             let number: u32 = req
                 .param("partNumber")
                 .and_then(|n| n.parse().ok())
@@ -207,31 +249,72 @@ fn dispatch(ctx: &Context, req: &S3Request) -> Result<S3Response, S3Error> {
                         "Part number must be an integer between 1 and 10000, inclusive",
                     )
                 })?;
-            check_content_md5(req, &body)?;
-            let etag = store.upload_part(&id, BUCKET, &key, number, &body)?;
+            check_content_md5(req, body)?;
+            space.admit(key, None, body.len() as u64)?;
+            let (b, k) = space.locate(key)?;
+            let etag = store.upload_part(&id, &b, &k, number, body)?;
             Ok(ok_headers(200, vec![("etag".into(), etag)]))
         }
         ("POST", Some(id)) => {
-            authorize(ctx, &who, &key, Access::Write)?;
-            let parts = parse_complete(&body)?;
-            let m = store.complete_upload(&id, BUCKET, &key, &parts, ctx.now_ms)?;
-            stored(ctx, &who, &m);
+            let parts = parse_complete(body)?;
+            let (b, k) = space.locate(key)?;
+            let stored_parts = store.list_parts(&id, &b, &k)?;
+            let size = parts
+                .iter()
+                .filter_map(|(n, _)| stored_parts.iter().find(|(s, _)| s == n))
+                .map(|(_, p)| p.blob.size)
+                .sum();
+            space.admit(key, Some(size), 0)?;
+            let m = store.complete_upload(&id, &b, &k, &parts, ctx.now_ms)?;
+            space.stored(key, &m);
             Ok(xml(
                 200,
                 format!(
-                    "<CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Location>{}</Location><Bucket>{BUCKET}</Bucket><Key>{}</Key><ETag>{}</ETag></CompleteMultipartUploadResult>",
-                    xml_escape(&object_url(ctx, &key)),
-                    xml_escape(&key),
+                    "<CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Location>{}</Location><Bucket>{}</Bucket><Key>{}</Key><ETag>{}</ETag></CompleteMultipartUploadResult>",
+                    xml_escape(&space.url(key)),
+                    space.name(),
+                    xml_escape(key),
                     xml_escape(&m.etag)
                 ),
             ))
         }
         ("DELETE", Some(id)) => {
-            authorize(ctx, &who, &key, Access::Write)?;
-            store.abort_upload(&id, BUCKET, &key)?;
+            let (b, k) = space.locate(key)?;
+            store.abort_upload(&id, &b, &k)?;
             Ok(ok_headers(204, vec![]))
         }
-        ("GET", Some(_)) => Err(not_implemented("ListParts")),
+        ("GET", Some(id)) => list_parts(req, space, store, key, &id),
+        _ => Err(method_not_allowed()),
+    }
+}
+
+/// A request to a bucket itself: listing, its location, DeleteObjects.
+fn bucket_op(
+    req: &S3Request,
+    space: &dyn Space,
+    store: &ObjectStore,
+    body: &[u8],
+) -> Result<S3Response, S3Error> {
+    let q = req.query();
+    let prefix = req.param("prefix").unwrap_or_default();
+    match req.method.as_str() {
+        "HEAD" => Ok(ok_headers(200, vec![])),
+        "GET" if q.iter().any(|(k, _)| k == "location") => {
+            Ok(xml(200, "<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"></LocationConstraint>".into()))
+        }
+        "GET" if q.iter().any(|(k, _)| k == "uploads" || k == "versions") => {
+            Err(not_implemented("This bucket listing"))
+        }
+        "GET" => {
+            space.authorize_list(&prefix)?;
+            list_objects(req, space, &prefix)
+        }
+        "PUT" => Err(s3err(
+            409,
+            "BucketAlreadyOwnedByYou",
+            "The bucket already exists.",
+        )),
+        "POST" if q.iter().any(|(k, _)| k == "delete") => delete_objects(req, space, store, body),
         _ => Err(method_not_allowed()),
     }
 }

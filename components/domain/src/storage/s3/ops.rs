@@ -1,78 +1,30 @@
-//! The object and bucket operations: get, put, list, and what a stored
-//! object means for its job.
+//! The object and bucket operations over any [`Space`]: get, list, and the
+//! request helpers the others share.
 
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use crate::auth::principal::Permission;
-use crate::storage::objects::{Manifest, ObjectStore};
+use crate::storage::datasets::S3_BUCKET;
+use crate::storage::objects::ObjectStore;
 use crate::storage::sigv4;
 
-use super::auth::{Access, Caller, authorize, caller};
-use super::errors::{
-    S3Error, access_denied, method_not_allowed, no_such_key, not_implemented, s3err,
-};
+use super::errors::{S3Error, no_such_key, s3err};
+use super::space::Space;
 use super::xml::{http_date, s3_time, xml, xml_escape};
-use super::{BUCKET, Context, MOUNT, S3Request, S3Response, job_of};
-
-pub(super) fn bucket_op(
-    ctx: &Context,
-    req: &S3Request,
-    store: &ObjectStore,
-) -> Result<S3Response, S3Error> {
-    let q = req.query();
-    let prefix = req.param("prefix").unwrap_or_default();
-    match req.method.as_str() {
-        "HEAD" => {
-            caller(ctx, req, &prefix)?;
-            Ok(ok_headers(200, vec![]))
-        }
-        "GET" if q.iter().any(|(k, _)| k == "location") => {
-            caller(ctx, req, &prefix)?;
-            Ok(xml(200, "<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"></LocationConstraint>".into()))
-        }
-        "GET" if q.iter().any(|(k, _)| k == "uploads" || k == "versions") => {
-            Err(not_implemented("This bucket listing"))
-        }
-        "GET" => {
-            let (who, _) = caller(ctx, req, &prefix)?;
-            let allowed = match &who {
-                Caller::User(p) if p.has(Permission::JobViewAll) && job_of(&prefix).is_empty() => {
-                    Ok(())
-                }
-                _ => authorize(ctx, &who, &prefix, Access::Read),
-            };
-            allowed.map_err(|e| {
-                if e.code == "NoSuchKey" {
-                    access_denied("List with a prefix of a job you may view: <job_id>/")
-                } else {
-                    e
-                }
-            })?;
-            list_objects(req, store, &prefix)
-        }
-        "PUT" => Err(s3err(
-            409,
-            "BucketAlreadyOwnedByYou",
-            "The bucket already exists.",
-        )),
-        "POST" => Err(not_implemented("DeleteObjects")),
-        _ => Err(method_not_allowed()),
-    }
-}
+use super::{BUCKET, S3Request, S3Response};
 
 pub(super) fn list_buckets() -> S3Response {
     xml(
         200,
         format!(
-            "<ListAllMyBucketsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Owner><ID>cloudtuner</ID><DisplayName>cloudtuner</DisplayName></Owner><Buckets><Bucket><Name>{BUCKET}</Name><CreationDate>2026-01-01T00:00:00.000Z</CreationDate></Bucket></Buckets></ListAllMyBucketsResult>"
+            "<ListAllMyBucketsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Owner><ID>cloudtuner</ID><DisplayName>cloudtuner</DisplayName></Owner><Buckets><Bucket><Name>{BUCKET}</Name><CreationDate>2026-01-01T00:00:00.000Z</CreationDate></Bucket><Bucket><Name>{S3_BUCKET}</Name><CreationDate>2026-01-01T00:00:00.000Z</CreationDate></Bucket></Buckets></ListAllMyBucketsResult>"
         ),
     )
 }
 
 pub(super) fn list_objects(
     req: &S3Request,
-    store: &ObjectStore,
+    space: &dyn Space,
     prefix: &str,
 ) -> Result<S3Response, S3Error> {
     let max_keys: usize = match req.param("max-keys") {
@@ -123,7 +75,7 @@ pub(super) fn list_objects(
     let mut cursor = after.clone();
     let mut truncated = false;
     'outer: loop {
-        let (page, more) = store.list(BUCKET, prefix, cursor.as_deref(), 1000)?;
+        let (page, more) = space.list(prefix, cursor.as_deref(), 1000)?;
         for (k, e) in &page {
             cursor = Some(k.clone());
             let folded = delimiter.as_ref().and_then(|d| {
@@ -182,7 +134,8 @@ pub(super) fn list_objects(
         _ => String::new(),
     };
     let body = format!(
-        "<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>{BUCKET}</Name><Prefix>{}</Prefix>{}{}<KeyCount>{count}</KeyCount><MaxKeys>{max_keys}</MaxKeys>{}{}<IsTruncated>{truncated}</IsTruncated>{next}{contents}{common}</ListBucketResult>",
+        "<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>{}</Name><Prefix>{}</Prefix>{}{}<KeyCount>{count}</KeyCount><MaxKeys>{max_keys}</MaxKeys>{}{}<IsTruncated>{truncated}</IsTruncated>{next}{contents}{common}</ListBucketResult>",
+        space.name(),
         enc(prefix),
         delimiter
             .as_ref()
@@ -206,9 +159,10 @@ pub(super) fn list_objects(
 pub(super) fn get_object(
     req: &S3Request,
     store: &ObjectStore,
+    bucket: &str,
     key: &str,
 ) -> Result<S3Response, S3Error> {
-    let m = store.head(BUCKET, key)?.ok_or_else(no_such_key)?;
+    let m = store.head(bucket, key)?.ok_or_else(no_such_key)?;
     let mut headers = vec![
         ("etag".to_string(), m.etag.clone()),
         ("last-modified".to_string(), http_date(m.uploaded_ms)),
@@ -301,25 +255,6 @@ pub(super) fn metadata(req: &S3Request) -> Map<String, Value> {
                 .map(|name| (name.to_string(), Value::String(v.clone())))
         })
         .collect()
-}
-
-pub(super) fn object_url(ctx: &Context, key: &str) -> String {
-    format!(
-        "{}{MOUNT}/{BUCKET}/{}",
-        ctx.public_url
-            .as_deref()
-            .unwrap_or("")
-            .trim_end_matches('/'),
-        sigv4::aws_encode(key, false)
-    )
-}
-
-/// After a job stored an object: tell its job where the object is.
-pub(super) fn stored(ctx: &Context, who: &Caller, m: &Manifest) {
-    if let Caller::Job(job) = who {
-        ctx.jobs
-            .object_stored(&job.job_id, &m.key, &object_url(ctx, &m.key));
-    }
 }
 
 pub(super) fn ok_headers(status: u16, headers: Vec<(String, String)>) -> S3Response {

@@ -40,19 +40,20 @@ pub fn http_date(ms: u64) -> String {
         .unwrap_or_default()
 }
 
-/// The `(PartNumber, ETag)` list of a `CompleteMultipartUpload` body.
-pub(super) fn parse_complete(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> {
+fn malformed() -> S3Error {
+    s3err(
+        400,
+        "MalformedXML",
+        "The XML you provided was not well-formed or did not validate against our published schema.",
+    )
+}
+
+/// The elements of a request body in document order, each as it closes:
+/// (local name, its text; empty for elements holding other elements).
+fn closed_elements(body: &[u8]) -> Result<Vec<(Vec<u8>, String)>, S3Error> {
     use quick_xml::events::Event;
-    let malformed = || {
-        s3err(
-            400,
-            "MalformedXML",
-            "The XML you provided was not well-formed or did not validate against our published schema.",
-        )
-    };
     let mut reader = quick_xml::Reader::from_reader(body);
-    let mut parts = Vec::new();
-    let (mut number, mut etag): (Option<u32>, Option<String>) = (None, None);
+    let mut out = Vec::new();
     // Text arrives in pieces: plain runs and entity references (`&quot;`).
     let mut text = String::new();
     let mut buf = Vec::new();
@@ -73,26 +74,52 @@ pub(super) fn parse_complete(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error>
                 text.push_str(&resolved);
             }
             Event::End(e) => {
-                match e.local_name().as_ref() {
-                    b"PartNumber" => number = Some(text.trim().parse().map_err(|_| malformed())?),
-                    b"ETag" => etag = Some(text.trim().to_string()),
-                    b"Part" => parts.push((
-                        number.take().ok_or_else(malformed)?,
-                        etag.take().ok_or_else(malformed)?,
-                    )),
-                    _ => {}
-                }
-                text.clear();
+                out.push((e.local_name().as_ref().to_vec(), std::mem::take(&mut text)));
             }
             Event::Eof => break,
             _ => {}
         }
         buf.clear();
     }
+    Ok(out)
+}
+
+/// The `(PartNumber, ETag)` list of a `CompleteMultipartUpload` body.
+pub(super) fn parse_complete(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> {
+    let mut parts = Vec::new();
+    let (mut number, mut etag): (Option<u32>, Option<String>) = (None, None);
+    for (name, text) in closed_elements(body)? {
+        match name.as_slice() {
+            b"PartNumber" => number = Some(text.trim().parse().map_err(|_| malformed())?),
+            b"ETag" => etag = Some(text.trim().to_string()),
+            b"Part" => parts.push((
+                number.take().ok_or_else(malformed)?,
+                etag.take().ok_or_else(malformed)?,
+            )),
+            _ => {}
+        }
+    }
     if parts.is_empty() {
         return Err(malformed());
     }
     Ok(parts)
+}
+
+/// The keys of a `DeleteObjects` body, and whether it asked for quiet mode.
+pub(super) fn parse_delete(body: &[u8]) -> Result<(Vec<String>, bool), S3Error> {
+    let mut keys = Vec::new();
+    let mut quiet = false;
+    for (name, text) in closed_elements(body)? {
+        match name.as_slice() {
+            b"Key" => keys.push(text),
+            b"Quiet" => quiet = text.trim().eq_ignore_ascii_case("true"),
+            _ => {}
+        }
+    }
+    if keys.is_empty() || keys.len() > 1000 {
+        return Err(malformed());
+    }
+    Ok((keys, quiet))
 }
 
 pub(super) fn error_response(e: &S3Error, resource: &str, head: bool) -> S3Response {
@@ -131,6 +158,22 @@ mod tests {
             vec![(1, "\"abc\"".to_string()), (2, "\"def\"".to_string())]
         );
         assert_eq!(parse_complete(b"<oops").unwrap_err().code, "MalformedXML");
+    }
+
+    #[test]
+    fn delete_bodies_parse_like_the_aws_cli_sends_them() {
+        let body = br#"<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Object><Key>cats/a&amp;b.png</Key></Object><Object><Key>cats/2.txt</Key></Object><Quiet>true</Quiet></Delete>"#;
+        assert_eq!(
+            parse_delete(body).unwrap(),
+            (
+                vec!["cats/a&b.png".to_string(), "cats/2.txt".to_string()],
+                true
+            )
+        );
+        assert_eq!(
+            parse_delete(b"<Delete></Delete>").unwrap_err().code,
+            "MalformedXML"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Local datasets: find the dataloader entries that point at local folders,
-//! and zip them for Replicate's Files API.
+//! Local datasets: find the dataloader entries that point at local folders or
+//! at datasets uploaded to this server (`dataset://<name>`, the submitter's
+//! own), and zip them for Replicate's Files API.
 //!
 //! The submit component sees the user's datasets through a read-only mount
 //! (`files` in spin.toml: `./datasets` → `/datasets`). `instance_data_dir` may
@@ -17,12 +18,13 @@ use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 
 use crate::kernel::error::ApiError;
+use crate::kernel::kv::KvStore;
+use crate::storage::datasets::{DatasetStore, REFERENCE_SCHEME, State, excluded_name};
 
 pub const GUEST_MOUNT: &str = "/datasets";
 pub const MAX_ARCHIVE_BYTES: usize = 100 * 1024 * 1024;
 /// Stop reading long before memory becomes a problem.
 const MAX_INPUT_BYTES: u64 = 1024 * 1024 * 1024;
-const SECRET_EXTENSIONS: [&str; 6] = ["env", "pem", "key", "crt", "p12", "pfx"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocalDataset {
@@ -133,14 +135,6 @@ fn resolve(root: &Path, ds: &LocalDataset) -> Result<PathBuf, ApiError> {
     }
 }
 
-fn skip_name(name: &str) -> bool {
-    name.starts_with('.')
-        || Path::new(name)
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| SECRET_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-}
-
 /// Walks dataset folders; with a writer it zips, without one it only counts
 /// (the pre-submit preview).
 struct Zipper {
@@ -166,7 +160,7 @@ impl Zipper {
             let path = entry.path();
             let meta = std::fs::symlink_metadata(&path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            if meta.file_type().is_symlink() || skip_name(&name) {
+            if meta.file_type().is_symlink() || excluded_name(&name) {
                 self.skipped += 1;
                 continue;
             }
@@ -174,36 +168,116 @@ impl Zipper {
             if meta.is_dir() {
                 self.add_dir(&path, &archive_path, summary)?;
             } else if meta.is_file() {
-                self.input += meta.len();
-                if self.input > MAX_INPUT_BYTES {
-                    return Err("datasets exceed 1 GiB; upload them to your own storage and pass https URLs".into());
-                }
-                if let Some(zip) = self.zip.as_mut() {
-                    let bytes = std::fs::read(&path)
-                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                    let options = SimpleFileOptions::default()
-                        .compression_method(zip::CompressionMethod::Deflated);
-                    zip.start_file(archive_path.as_str(), options)
-                        .and_then(|()| zip.write_all(&bytes).map_err(Into::into))
-                        .map_err(|e| format!("zip: {e}"))?;
-                }
-                summary.files += 1;
-                summary.bytes += meta.len();
+                self.add_file(&archive_path, meta.len(), summary, || {
+                    std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+                })?;
             }
+        }
+        Ok(())
+    }
+
+    /// Adds one file of `size` bytes (read only when zipping).
+    fn add_file(
+        &mut self,
+        archive_path: &str,
+        size: u64,
+        summary: &mut DatasetSummary,
+        read: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<(), String> {
+        self.input += size;
+        if self.input > MAX_INPUT_BYTES {
+            return Err(
+                "datasets exceed 1 GiB; upload them to your own storage and pass https URLs".into(),
+            );
+        }
+        if let Some(zip) = self.zip.as_mut() {
+            let bytes = read()?;
+            let options =
+                SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+            zip.start_file(archive_path, options)
+                .and_then(|()| zip.write_all(&bytes).map_err(Into::into))
+                .map_err(|e| format!("zip: {e}"))?;
+        }
+        summary.files += 1;
+        summary.bytes += size;
+        Ok(())
+    }
+
+    /// Adds an uploaded dataset's files, under `<name>/`.
+    fn add_uploaded(
+        &mut self,
+        store: &DatasetStore,
+        name: &str,
+        summary: &mut DatasetSummary,
+    ) -> Result<(), String> {
+        let objects = store.objects();
+        let bucket = store.bucket(name);
+        let files = store.files(name).map_err(|e| e.to_string())?;
+        for (path, entry) in files {
+            if path.split('/').any(excluded_name) {
+                self.skipped += 1;
+                continue;
+            }
+            self.add_file(&format!("{name}/{path}"), entry.size, summary, || {
+                let m = objects
+                    .head(&bucket, &path)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("{path} was deleted while packaging"))?;
+                objects.read(&m, 0, m.size).map_err(|e| e.to_string())
+            })?;
         }
         Ok(())
     }
 }
 
+/// Where datasets come from: the read-only folder mount (`spin up` users) and
+/// the submitter's uploaded datasets (`dataset://<name>`).
+pub struct Sources<'a> {
+    pub root: &'a Path,
+    pub uploaded: DatasetStore<'a>,
+}
+
+impl<'a> Sources<'a> {
+    pub fn new(root: &'a Path, kv: &'a dyn KvStore, owner: &'a str) -> Self {
+        Sources {
+            root,
+            uploaded: DatasetStore::new(kv, owner),
+        }
+    }
+}
+
+/// The uploaded dataset `ds` names, ready to package, or why it cannot be.
+fn uploaded<'n>(
+    store: &DatasetStore,
+    ds: &'n LocalDataset,
+    name: &'n str,
+) -> Result<&'n str, ApiError> {
+    match store.get(name)? {
+        None => Err(bad(
+            &ds.id,
+            &ds.dir,
+            format!(
+                "you have no uploaded dataset named {name:?}; upload it (Datasets, or aws s3 sync ./{name} s3://datasets/{name}) first"
+            ),
+        )),
+        Some(d) if d.state == State::Uploading => Err(bad(
+            &ds.id,
+            &ds.dir,
+            "its upload has not finished; resume it on the Datasets page",
+        )),
+        Some(_) => Ok(name),
+    }
+}
+
 /// Zips every local dataset found in `dataloader` from under `root` (the
 /// mount). `Ok(None)` when there are none.
-pub fn package(root: &Path, dataloader: &Value) -> Result<Option<Archive>, ApiError> {
+pub fn package(sources: &Sources, dataloader: &Value) -> Result<Option<Archive>, ApiError> {
     let mut zipper = Zipper {
         zip: Some(zip::ZipWriter::new(Cursor::new(Vec::new()))),
         input: 0,
         skipped: 0,
     };
-    let Some(summaries) = walk(root, dataloader, &mut zipper)? else {
+    let Some(summaries) = walk(sources, dataloader, &mut zipper)? else {
         return Ok(None);
     };
     let skipped = zipper.skipped;
@@ -236,13 +310,13 @@ pub fn package(root: &Path, dataloader: &Value) -> Result<Option<Archive>, ApiEr
 /// What a submit would upload (datasets, file counts, bytes before
 /// compression), without reading or zipping the files; the same refusals as
 /// [`package`] for missing, escaping or empty folders.
-pub fn preview(root: &Path, dataloader: &Value) -> Result<Value, ApiError> {
+pub fn preview(sources: &Sources, dataloader: &Value) -> Result<Value, ApiError> {
     let mut counter = Zipper {
         zip: None,
         input: 0,
         skipped: 0,
     };
-    let summaries = walk(root, dataloader, &mut counter)?.unwrap_or_default();
+    let summaries = walk(sources, dataloader, &mut counter)?.unwrap_or_default();
     Ok(json!({
         "files": summaries.iter().map(|d| d.files).sum::<usize>(),
         "bytes": summaries.iter().map(|d| d.bytes).sum::<u64>(),
@@ -255,7 +329,7 @@ pub fn preview(root: &Path, dataloader: &Value) -> Result<Value, ApiError> {
 
 /// Walks every local dataset of `dataloader`; `None` when there are none.
 fn walk(
-    root: &Path,
+    sources: &Sources,
     dataloader: &Value,
     zipper: &mut Zipper,
 ) -> Result<Option<Vec<DatasetSummary>>, ApiError> {
@@ -265,20 +339,27 @@ fn walk(
     }
     let mut summaries = Vec::new();
     for ds in &locals {
-        let path = resolve(root, ds)?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| ds.id.clone());
         let mut summary = DatasetSummary {
             id: ds.id.clone(),
             dir: ds.dir.clone(),
             files: 0,
             bytes: 0,
         };
-        zipper
-            .add_dir(&path, &name, &mut summary)
-            .map_err(|e| bad(&ds.id, &ds.dir, e))?;
+        let added = match ds.dir.trim().strip_prefix(REFERENCE_SCHEME) {
+            Some(name) => {
+                let name = uploaded(&sources.uploaded, ds, name)?;
+                zipper.add_uploaded(&sources.uploaded, name, &mut summary)
+            }
+            None => {
+                let path = resolve(sources.root, ds)?;
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| ds.id.clone());
+                zipper.add_dir(&path, &name, &mut summary)
+            }
+        };
+        added.map_err(|e| bad(&ds.id, &ds.dir, e))?;
         if summary.files == 0 {
             return Err(bad(
                 &ds.id,
@@ -292,117 +373,4 @@ fn walk(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Read;
-
-    fn tree() -> tempfile::TempDir {
-        let root = tempfile::tempdir().unwrap();
-        let d = root.path().join("cats");
-        std::fs::create_dir_all(d.join("sub")).unwrap();
-        std::fs::write(d.join("1.png"), b"png-bytes").unwrap();
-        std::fs::write(d.join("1.txt"), b"a cat").unwrap();
-        std::fs::write(d.join("sub/2.jpg"), b"jpg").unwrap();
-        std::fs::write(d.join(".hidden"), b"x").unwrap();
-        std::fs::write(d.join("creds.pem"), b"secret").unwrap();
-        std::fs::write(root.path().join("outside.txt"), b"do not ship").unwrap();
-        #[cfg(unix)]
-        std::os::unix::fs::symlink(root.path().join("outside.txt"), d.join("link.txt")).unwrap();
-        root
-    }
-
-    fn names(archive: &Archive) -> Vec<String> {
-        let mut z = zip::ZipArchive::new(Cursor::new(archive.bytes.clone())).unwrap();
-        (0..z.len())
-            .map(|i| z.by_index(i).unwrap().name().unwrap().to_string())
-            .collect()
-    }
-
-    #[test]
-    fn preview_counts_what_package_would_upload() {
-        let root = tree();
-        let dl = json!([{"id": "cats", "instance_data_dir": "/datasets/cats"}]);
-        let p = preview(root.path(), &dl).unwrap();
-        let a = package(root.path(), &dl).unwrap().unwrap();
-        assert_eq!(p["files"], 3);
-        assert_eq!(p["bytes"], a.datasets[0].bytes);
-        assert_eq!(p["skipped"], a.skipped);
-        assert_eq!(preview(root.path(), &json!([])).unwrap()["files"], 0);
-        let missing = json!([{"id": "dogs", "instance_data_dir": "/datasets/dogs"}]);
-        assert!(
-            preview(root.path(), &missing)
-                .unwrap_err()
-                .message
-                .contains("dogs")
-        );
-    }
-
-    #[test]
-    fn zips_local_datasets_without_hidden_secret_or_linked_files() {
-        let root = tree();
-        for dir in ["/datasets/cats", "datasets/cats", "cats"] {
-            let dl = json!([{"id": "cats", "type": "local", "instance_data_dir": dir},
-                            {"id": "remote", "instance_data_dir": "https://example.com/x.zip"}]);
-            let a = package(root.path(), &dl).unwrap().unwrap();
-            assert_eq!(
-                names(&a),
-                ["cats/1.png", "cats/1.txt", "cats/sub/2.jpg"],
-                "{dir}"
-            );
-            assert_eq!(a.datasets[0].files, 3);
-            assert!(a.skipped >= 2);
-            let mut z = zip::ZipArchive::new(Cursor::new(a.bytes.clone())).unwrap();
-            let mut s = String::new();
-            z.by_name("cats/1.txt")
-                .unwrap()
-                .read_to_string(&mut s)
-                .unwrap();
-            assert_eq!(s, "a cat");
-            assert_eq!(a.sha256, hex::encode(Sha256::digest(&a.bytes)));
-        }
-    }
-
-    #[test]
-    fn refuses_escapes_missing_and_empty_datasets_naming_them() {
-        let root = tree();
-        std::fs::create_dir(root.path().join("empty")).unwrap();
-        for (dir, why) in [
-            ("/home/me/cats", "only folders under ./datasets"),
-            ("cats/../..", "'..'"),
-            ("/datasets/../etc", "'..'"),
-            ("dogs", "cannot be read"),
-            ("outside.txt", "not a folder"),
-            ("empty", "no files"),
-        ] {
-            let dl = json!([{"id": "ds1", "instance_data_dir": dir}]);
-            let err = package(root.path(), &dl).err().expect(dir);
-            assert_eq!(err.status, 400, "{dir}");
-            assert!(
-                err.message.contains("\"ds1\"") && err.message.contains(why),
-                "{dir}: {}",
-                err.message
-            );
-        }
-        assert!(
-            package(root.path(), &json!([{"id": "r", "type": "huggingface"}]))
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn the_limit_applies_to_the_compressed_archive() {
-        let root = tempfile::tempdir().unwrap();
-        let d = root.path().join("big");
-        std::fs::create_dir(&d).unwrap();
-        // 120 MiB of zeros compresses to well under 1 MiB: accepted.
-        std::fs::write(d.join("zeros.bin"), vec![0u8; 120 * 1024 * 1024]).unwrap();
-        let a = package(
-            root.path(),
-            &json!([{"id": "big", "instance_data_dir": "big"}]),
-        )
-        .unwrap()
-        .unwrap();
-        assert!(a.bytes.len() < MAX_ARCHIVE_BYTES);
-    }
-}
+mod tests;
