@@ -368,6 +368,7 @@ fn rows() -> Vec<Row> {
         ),
         // Datasets are private to their owner; writing needs dataset.upload
         // (the narrow key lacks it). Only alice has the dataset addressed.
+        row("/api/cloud/models", "GET", AUTHED_200),
         row("/api/cloud/datasets", "GET", AUTHED_200),
         row(
             "/api/cloud/datasets",

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::auth::principal::Permission;
-use crate::jobs::record::redact;
+use crate::jobs::record::{redact, restore_redacted};
 use crate::kernel::clock::rfc3339;
 use crate::kernel::error::{ApiError, object_with_fields};
 use crate::kernel::kv::{self, KvStore, get_json, set_json};
@@ -137,11 +137,15 @@ impl<'a> ConfigStore<'a> {
         now_ms: u64,
     ) -> Result<(SavedConfig, bool), ApiError> {
         let obj = object_with_fields(body, &["config", "dataloader_config"], "invalid_request")?;
-        let config = obj.get("config").cloned().unwrap_or(Value::Null);
-        let dataloader = obj
+        let mut config = obj.get("config").cloned().unwrap_or(Value::Null);
+        let mut dataloader = obj
             .get("dataloader_config")
             .cloned()
             .unwrap_or_else(|| json!([]));
+        // The UI shows stored secrets as "***": sending one back keeps it.
+        let old = self.get(owner, name)?;
+        restore_redacted(&mut config, old.as_ref().map(|o| &o.config));
+        restore_redacted(&mut dataloader, old.as_ref().map(|o| &o.dataloader_config));
         self.put(owner, name, config, dataloader, now_ms)
     }
 

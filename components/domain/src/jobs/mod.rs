@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod listing;
 pub mod log_stream;
 pub mod logs;
+pub mod models;
 pub mod outputs;
 pub mod pages;
 pub mod progress;

@@ -335,6 +335,35 @@ pub fn redact(value: &Value) -> Value {
     }
 }
 
+/// The other half of [`redact`]: a secret sent back as `"***"` (a form that
+/// showed the redacted value and did not change it) keeps the value in `old`,
+/// at the same place; with nothing to keep it is dropped, never stored as
+/// `"***"`.
+pub fn restore_redacted(new: &mut Value, old: Option<&Value>) {
+    match new {
+        Value::Object(map) => {
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for k in keys {
+                let before = old.and_then(|o| o.get(&k));
+                if is_secret_key(&k) && map[&k] == "***" {
+                    match before.filter(|b| *b != "***") {
+                        Some(b) => map.insert(k, b.clone()),
+                        None => map.remove(&k),
+                    };
+                } else if let Some(v) = map.get_mut(&k) {
+                    restore_redacted(v, before);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                restore_redacted(item, old.and_then(|o| o.get(i)));
+            }
+        }
+        _ => {}
+    }
+}
+
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.trim_start_matches('-').to_ascii_lowercase();
     [
@@ -410,6 +439,14 @@ mod tests {
         assert_eq!(r["model_family"], "flux");
         assert_eq!(r["publishing_config"][0]["secret_key"], "***");
         assert_eq!(r["publishing_config"][0]["access_key"], "***");
+        // What a form sends back unchanged keeps the stored secret.
+        let stored = json!({"publishing_config": [{"bucket": "b", "secret_key": "real"}], "--hub_token": "hf_1"});
+        let mut sent = json!({"publishing_config": [{"bucket": "b2", "secret_key": "***"}], "--hub_token": "***"});
+        restore_redacted(&mut sent, Some(&stored));
+        assert_eq!(sent, json!({"publishing_config": [{"bucket": "b2", "secret_key": "real"}], "--hub_token": "hf_1"}));
+        let mut fresh = json!({"--hub_token": "***"});
+        restore_redacted(&mut fresh, None);
+        assert_eq!(fresh, json!({}));
         assert_eq!(r["publishing_config"][0]["bucket"], "b");
         assert_eq!(r["password"], Value::Null);
     }

@@ -7,6 +7,7 @@ use crate::auth::principal::Principal;
 use crate::jobs::configs::{ConfigStore, validate_body};
 use crate::jobs::delivery::{self, Delivery};
 use crate::jobs::idempotency;
+use crate::jobs::record::{is_secret_key, restore_redacted};
 use crate::kernel::error::{ApiError, object_with_fields};
 use crate::providers::catalog::{DEFAULT_PROFILE, HardwareProfile, find_profile, profile_ids};
 use crate::providers::replicate::PROVIDER;
@@ -58,7 +59,14 @@ pub fn resolve_training(
         Some(Value::Object(inline)) => {
             let merged = config.as_object_mut().expect("object");
             for (k, v) in inline {
-                merged.insert(k.clone(), v.clone());
+                // A loaded config's secret sent back as "***" (the redacted
+                // display) stays the stored one, at any depth.
+                if is_secret_key(k) && v == "***" {
+                    continue;
+                }
+                let mut v = v.clone();
+                restore_redacted(&mut v, merged.get(k));
+                merged.insert(k.clone(), v);
             }
         }
         Some(_) => {
@@ -82,6 +90,7 @@ pub fn resolve_training(
             "No configuration provided: send `config` or `config_name_to_load`",
         ));
     }
+    crate::jobs::models::check(&config)?;
     Ok(Training {
         config,
         dataloader,
