@@ -22,6 +22,9 @@ export const paths = {
   job: (id) => `/api/cloud/jobs/${enc(id)}`,
   submit: "/api/cloud/jobs/submit?provider=replicate",
   storage: "/api/cloud/storage",
+  models: "/api/cloud/models",
+  datasets: "/api/cloud/datasets",
+  dataset: (name) => `/api/cloud/datasets/${enc(name)}`,
   events: "/api/cloud/events",
   eventsVerify: "/api/cloud/events/verify",
 };
@@ -83,3 +86,4 @@ export const get = (p, o) => api("GET", p, undefined, o);
 export const post = (p, b, o) => api("POST", p, b === undefined ? {} : b, o);
 export const put = (p, b) => api("PUT", p, b);
 export const del = (p) => api("DELETE", p);
+export const patch = (p, b) => api("PATCH", p, b);

@@ -148,3 +148,55 @@ export function progressBar(percent, label) {
     fill,
   );
 }
+
+/**
+ * Tabs with the ARIA tab pattern (arrow keys move between tabs).
+ * `items` are [{id, label, panel}]; returns the element.
+ */
+export function tabs(items, label) {
+  const buttons = items.map((it, i) =>
+    h(
+      "button",
+      {
+        type: "button",
+        role: "tab",
+        class: "tab",
+        id: `tab-${it.id}`,
+        "aria-controls": `panel-${it.id}`,
+        "aria-selected": i === 0 ? "true" : "false",
+        tabindex: i === 0 ? "0" : "-1",
+      },
+      it.label,
+    ),
+  );
+  const panels = items.map((it, i) =>
+    h(
+      "section",
+      { role: "tabpanel", id: `panel-${it.id}`, "aria-labelledby": `tab-${it.id}`, hidden: i !== 0 },
+      it.panel,
+    ),
+  );
+  const select = (i) => {
+    buttons.forEach((b, j) => {
+      b.setAttribute("aria-selected", j === i ? "true" : "false");
+      b.tabIndex = j === i ? 0 : -1;
+      panels[j].hidden = j !== i;
+    });
+  };
+  buttons.forEach((b, i) => {
+    b.addEventListener("click", () => select(i));
+    b.addEventListener("keydown", (e) => {
+      const d = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+      if (!d) return;
+      const j = (i + d + buttons.length) % buttons.length;
+      select(j);
+      buttons[j].focus();
+    });
+  });
+  return h(
+    "div",
+    { class: "tabset" },
+    h("div", { class: "tabs", role: "tablist", "aria-label": label }, buttons),
+    panels,
+  );
+}

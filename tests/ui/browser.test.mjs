@@ -17,23 +17,36 @@ function check(cond, message) {
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
 });
-const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: BASE });
+const context = await browser.newContext({
+  viewport: { width: 1280, height: 900 },
+});
+await context.grantPermissions(["clipboard-read", "clipboard-write"], {
+  origin: BASE,
+});
 const page = await context.newPage();
 page.setDefaultTimeout(20000);
 // The browser logs every non-2xx fetch as a console error; the UI handles the
 // expected ones (401 before sign-in or on a wrong password, 402 for a blocked
 // submit) in words, so only those exact lines are allowed. Anything else fails.
-const EXPECTED = /^Failed to load resource: the server responded with a status of (401|402)/;
+// The upload step breaks one part on purpose (net::ERR_FAILED) to resume it.
+const EXPECTED = /^Failed to load resource: (the server responded with a status of (401|402)|net::ERR_FAILED)/;
 page.on("console", (m) => {
   if (process.env.UI_DEBUG) console.log(`  console.${m.type()}: ${m.text()}`);
   if (m.type() === "error" && !EXPECTED.test(m.text())) problems.push(`console error: ${m.text()}`);
 });
 page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-page.on("response", (r) => { if (process.env.UI_DEBUG) console.log(`  ${r.request().method()} ${r.url()} -> ${r.status()}`);
+page.on("response", (r) => {
+  if (process.env.UI_DEBUG) console.log(`  ${r.request().method()} ${r.url()} -> ${r.status()}`);
   // Expected refusals are 401 (before sign-in) and the blocked submit (402).
   if (r.status() >= 500) problems.push(`HTTP ${r.status()} ${r.url()}`);
 });
@@ -84,15 +97,21 @@ try {
   step("train in cloud: invalid JSON is caught before submit");
   await page.getByRole("link", { name: "Train in Cloud" }).first().click();
   await page.waitForURL(/#\/train/);
+  await page.getByRole("tab", { name: "Advanced (JSON)" }).click();
   const config = page.getByLabel("Training config (JSON)");
   await config.fill("{ not json");
   await page.getByText(/Not valid:/).waitFor();
   check(await page.getByRole("button", { name: "Submit job" }).isDisabled(), "submit disabled on bad JSON");
   await config.fill(JSON.stringify({ model_type: "lora", "--max_train_steps": 24 }, null, 2));
   await page.getByText(/About \$/).waitFor();
+  // The JSON and the tabs are one state: the Training tab shows the edit.
+  await page.getByRole("tab", { name: "Training" }).click();
+  check((await page.getByLabel("Max steps").inputValue()) === "24", "the Training tab reflects the JSON edit");
+  await page.getByRole("tab", { name: "Advanced (JSON)" }).click();
   step("train in cloud: the upload summary counts the local dataset before submit");
-  await page.getByLabel("Dataloader config (JSON list)").fill(
-    JSON.stringify([{ id: "cats", type: "local", instance_data_dir: "/datasets/cats" }]));
+  await page
+    .getByLabel("Dataloader config (JSON list)")
+    .fill(JSON.stringify([{ id: "cats", type: "local", instance_data_dir: "/datasets/cats" }]));
   await page.getByText(/cats \(3 files, 3\.0 KB\)/).waitFor();
   await page.getByLabel("Run name").fill("ui-first-run");
   await page.getByRole("button", { name: "Submit job" }).dblclick();
@@ -108,10 +127,14 @@ try {
   const bar = row.getByRole("progressbar");
   await bar.waitFor();
   const first = Number(await bar.getAttribute("aria-valuenow"));
-  await page.waitForFunction(([id, v]) => {
-    const b = document.querySelector(`li[data-job="${id}"] [role=progressbar]`);
-    return b && Number(b.getAttribute("aria-valuenow")) > v;
-  }, [firstId, first], { timeout: 30000 });
+  await page.waitForFunction(
+    ([id, v]) => {
+      const b = document.querySelector(`li[data-job="${id}"] [role=progressbar]`);
+      return b && Number(b.getAttribute("aria-valuenow")) > v;
+    },
+    [firstId, first],
+    { timeout: 30000 },
+  );
   check(/loss \d\.\d{4}/.test(await row.innerText()), "the row shows the current loss");
   await shot("job-list-running");
   await row.locator('[data-status="completed"]').waitFor({ timeout: 60000 });
@@ -146,8 +169,17 @@ try {
   await page.getByText("600 minutes after submit").waitFor();
   step("a running job's logs arrive over the event stream");
   const before = (await page.locator("pre.logs").innerText()).length;
-  await page.waitForFunction((n) => document.querySelector("pre.logs").innerText.length > n && /step \d+\/5000/.test(document.querySelector("pre.logs").innerText), before, { timeout: 30000 });
-  check(logStreams.some((r) => r.status === 200 && r.job === secondId), `the logs were followed over /logs/stream (${JSON.stringify(logStreams)})`);
+  await page.waitForFunction(
+    (n) =>
+      document.querySelector("pre.logs").innerText.length > n &&
+      /step \d+\/5000/.test(document.querySelector("pre.logs").innerText),
+    before,
+    { timeout: 30000 },
+  );
+  check(
+    logStreams.some((r) => r.status === 200 && r.job === secondId),
+    `the logs were followed over /logs/stream (${JSON.stringify(logStreams)})`,
+  );
   await page.getByRole("button", { name: "Cancel job" }).click();
   await page.getByRole("dialog").waitFor();
   await page.getByRole("dialog").getByRole("button", { name: "Cancel job" }).click();
@@ -167,7 +199,10 @@ try {
   await page.getByRole("button", { name: "Delete job" }).click();
   await page.getByRole("dialog").getByRole("button", { name: "Delete job" }).click();
   await page.waitForURL(/#\/jobs$/);
-  await page.locator(`li[data-job="${rerunId}"]`).getByText(/attempt 2/).waitFor();
+  await page
+    .locator(`li[data-job="${rerunId}"]`)
+    .getByText(/attempt 2/)
+    .waitFor();
   check((await page.locator(`li[data-job="${firstId}"]`).count()) === 0, "deleted job gone from the list");
 
   step("events (admin): the log shows what happened, and its chain verifies");
@@ -195,7 +230,110 @@ try {
   await page.getByRole("dialog").getByRole("button", { name: "Revoke" }).click();
   await page.getByRole("cell", { name: "revoked" }).waitFor();
 
+  step("train in cloud through the tabs: model, training, an uploaded folder, publishing");
+  await page.goto(`${BASE}/#/train`);
+  await page.getByRole("tab", { name: "Model" }).click();
+  await page.getByLabel("Model family").selectOption("flux");
+  await page.getByLabel("Flavour").selectOption("dev");
+  check(
+    (await page.getByLabel("Base model").inputValue()) === "black-forest-labs/flux.1-dev",
+    "the flavour's base model is filled in",
+  );
+  await page.getByLabel("LoRA rank").fill("8");
+  await page.getByLabel("LoRA alpha").fill("8");
+  await shot("tab-model");
+  await page.getByRole("tab", { name: "Training" }).click();
+  await page.getByLabel("Max steps").fill("12");
+  await page.getByLabel("Learning rate").fill("0");
+  await page.getByText("Learning rate: a number above 0").first().waitFor();
+  check(await page.getByRole("button", { name: "Submit job" }).isDisabled(), "submit waits for a valid learning rate");
+  await page.getByLabel("Learning rate").fill("0.0002");
+  await page.getByLabel("Validation prompt").fill("a photo of sks cat");
+  check(!(await page.getByRole("button", { name: "Submit job" }).isDisabled()), "a valid form can be submitted");
+  await shot("tab-training");
+
+  await page.getByRole("tab", { name: "Dataloader" }).click();
+  await page.getByRole("button", { name: "Add dataset" }).click();
+  await page.getByLabel("Choose a folder").setInputFiles(process.env.UPLOAD_DIR);
+  await page.getByText(/\.DS_Store: hidden file, not uploaded/).waitFor();
+  await page.getByText(/key\.pem: looks like a key or secret, not uploaded/).waitFor();
+  check((await page.getByLabel("Dataset name").inputValue()) === "tabs-cats", "the dataset is named after the folder");
+  // The big file's second part fails (every retry): the upload stops and says so.
+  const partRequests = [];
+  page.on("request", (r) => {
+    const m = /partNumber=(\d+)/.exec(r.url());
+    if (m && r.method() === "PUT") partRequests.push(Number(m[1]));
+  });
+  const breakPart = (route) => route.abort();
+  await page.route(/partNumber=2&/, breakPart);
+  await page.getByRole("button", { name: "Upload", exact: true }).click();
+  await page.getByText(/Upload stopped: big\.jpg/).waitFor({ timeout: 30000 });
+  const barNow = Number(await page.getByRole("progressbar", { name: "Upload progress" }).getAttribute("aria-valuenow"));
+  check(barNow > 0 && barNow < 100, `the progress bar shows a partial upload (${barNow}%)`);
+  const stoppedState = await page.evaluate(
+    async () => (await (await fetch("/api/cloud/datasets")).json()).datasets[0].state,
+  );
+  check(stoppedState === "uploading", `the stopped dataset is not usable yet (${stoppedState})`);
+  await page.unroute(/partNumber=2&/, breakPart);
+  await page.getByRole("button", { name: "Resume upload" }).click();
+  await page.getByText(/Uploaded tabs-cats: 7 files/).waitFor({ timeout: 30000 });
+  check(
+    partRequests.filter((n) => n === 1).length === 1,
+    `part 1 was sent once, not again on resume (${partRequests})`,
+  );
+  check(
+    (await page.getByRole("progressbar", { name: "Upload progress" }).getAttribute("aria-valuenow")) === "100",
+    "the bar ends at 100%",
+  );
+  await page.getByText(/Will upload 7 files \(4 images, 3 captions\)/).waitFor();
+  check((await page.getByLabel("Dataset id").inputValue()) === "tabs-cats", "the dataset id defaults to its name");
+  await page.getByText(/tabs-cats \(7 files/).waitFor(); // the submit's upload summary
+  await shot("tab-dataloader");
+
+  await page.getByRole("tab", { name: "Publishing" }).click();
+  await page.getByLabel("Send the model to").selectOption("hub");
+  await page.getByText(/This server has no hf_token/).waitFor();
+  await page.getByLabel("Hub repository").fill("ada/flux-cats");
+  await shot("tab-publishing");
+  await page.getByLabel("Hub repository").fill("");
+  await page.getByLabel("Send the model to").selectOption("auto");
+
+  step("the tabs' config is saved, loaded back, and submitted");
+  await page.getByRole("tab", { name: "Advanced (JSON)" }).click();
+  const built = JSON.parse(await page.getByLabel("Training config (JSON)").inputValue());
+  check(
+    built["--model_family"] === "flux" &&
+      built["--model_flavour"] === "dev" &&
+      built["--lora_rank"] === 8 &&
+      built["--max_train_steps"] === 12 &&
+      built["--learning_rate"] === 0.0002,
+    `the JSON view holds what the tabs set: ${JSON.stringify(built)}`,
+  );
+  const loader = JSON.parse(await page.getByLabel("Dataloader config (JSON list)").inputValue());
+  check(
+    loader.length === 1 &&
+      loader[0].instance_data_dir === "dataset://tabs-cats" &&
+      loader[0].caption_strategy === "textfile",
+    `dataloader: ${JSON.stringify(loader)}`,
+  );
+  await page.getByLabel("Save as").fill("tabs-flux");
+  await page.getByRole("button", { name: "Save config" }).click();
+  await page.getByText("Saved as tabs-flux.").waitFor();
+  await page.reload();
+  await page.getByLabel("Configuration", { exact: true }).selectOption("tabs-flux");
+  await page.getByRole("tab", { name: "Model" }).click();
+  await page.waitForFunction(() => document.querySelector("#panel-model input[type=number]")?.value === "8");
+  check((await page.getByLabel("Flavour").inputValue()) === "dev", "loading the config fills the Model tab");
+  await page.getByRole("tab", { name: "Dataloader" }).click();
+  await page.getByText(/Will upload 7 files/).waitFor();
+  await page.getByLabel("Run name").fill("ui-tabs");
+  await page.getByRole("button", { name: "Submit job" }).click();
+  await page.getByText("Job submitted").waitFor();
+  check(/uploaded 7 files/.test(await page.locator(".alert.ok").innerText()), "the submit zipped the uploaded dataset");
+
   step("settings: a blocking spending limit, and a blocked submit explained");
+  await page.getByRole("link", { name: "Settings" }).click();
+  await page.waitForURL(/#\/settings/);
   await page.getByLabel("Enable a spending limit").check();
   await page.getByLabel("Limit (USD)").fill("0.01");
   await page.getByLabel("When reached").selectOption("block");
@@ -217,10 +355,16 @@ try {
   await page.reload();
   await page.getByText("ui-to-cancel").first().waitFor();
   await page.keyboard.press("Tab");
-  check(await page.evaluate(() => document.activeElement?.textContent) === "Skip to content", "skip link first in tab order");
+  check(
+    (await page.evaluate(() => document.activeElement?.textContent)) === "Skip to content",
+    "skip link first in tab order",
+  );
   await page.keyboard.press("Enter");
-  check(await page.evaluate(() => document.getElementById("view").contains(document.activeElement)), "skip link moves focus into the view");
-  check(await page.evaluate(() => location.hash) === "#/jobs", "skip link keeps the route");
+  check(
+    await page.evaluate(() => document.getElementById("view").contains(document.activeElement)),
+    "skip link moves focus into the view",
+  );
+  check((await page.evaluate(() => location.hash)) === "#/jobs", "skip link keeps the route");
 
   step("dark mode follows the OS");
   await page.emulateMedia({ colorScheme: "dark" });

@@ -1,49 +1,36 @@
-// Train in Cloud: pick a saved config or edit JSON, choose hardware, see the
-// estimate and the data that will be uploaded, then submit (once).
-import { get, post, paths } from "../api.js";
-import { h, field, alertBox, clearAlerts, money, bytes } from "../ui.js";
+// Train in Cloud: build a config in the Model / Training / Dataloader /
+// Publishing tabs (or as JSON under Advanced), bring datasets, choose
+// hardware, see the estimate and the upload, save the config, submit (once).
+import { get, post, put, paths } from "../api.js";
+import { h, field, alertBox, clearAlerts, money, bytes, tabs } from "../ui.js";
+import { createState } from "../train/form-state.js";
+import { modelTab } from "../train/model-tab.js";
+import { trainingTab } from "../train/training-tab.js";
+import { dataloaderTab } from "../train/dataloader-tab.js";
+import { publishingTab } from "../train/publishing-tab.js";
+import { advancedTab } from "../train/advanced-tab.js";
 
-const EXAMPLE_CONFIG = {
-  model_type: "lora",
-  model_family: "flux",
-  pretrained_model_name_or_path: "black-forest-labs/FLUX.1-dev",
-  "--max_train_steps": 1000,
-  "--learning_rate": 1e-4,
-  "--lora_rank": 16,
-};
-const EXAMPLE_DATALOADER = [];
-
-/** Parses a JSON textarea, marking it invalid with a message in words. */
-function parseJson(textarea, errorEl, kind) {
-  try {
-    const v = JSON.parse(textarea.value || "null");
-    const ok = kind === "object" ? v && typeof v === "object" && !Array.isArray(v) : Array.isArray(v);
-    if (!ok) throw new Error(kind === "object" ? "must be a JSON object ({...})" : "must be a JSON list ([...])");
-    textarea.removeAttribute("aria-invalid");
-    errorEl.textContent = "";
-    return v;
-  } catch (e) {
-    textarea.setAttribute("aria-invalid", "true");
-    errorEl.textContent = `Not valid: ${e.message}`;
-    return undefined;
-  }
+/** What the form starts from: the catalog's first well-known family. */
+function startingConfig(catalog) {
+  const f = catalog.families.find((x) => x.family === "flux") || catalog.families[0];
+  return Object.fromEntries(Object.entries(f.defaults).filter(([, v]) => v !== null));
 }
 
-function datasetSummary(dataloader) {
-  const local = (dataloader || []).filter(
-    (d) => typeof d.instance_data_dir === "string" && d.instance_data_dir.startsWith("/datasets"),
-  );
-  if (!local.length) return "No local datasets: nothing will be uploaded.";
-  return `Counting ${local.length} local dataset${local.length > 1 ? "s" : ""}…`;
+function uploadText(u) {
+  const n = u.datasets.length;
+  return `Will zip and upload ${n} dataset${n > 1 ? "s" : ""}: ${u.datasets.map((d) => `${d.id} (${d.file_count} files, ${bytes(d.bytes)})`).join(", ")}; ${u.files} files, ${bytes(u.bytes)} before compression${u.skipped ? `, ${u.skipped} hidden/secret files left out` : ""}.`;
 }
 
 export async function trainView() {
-  const [{ providers }, { configs }, publishing] = await Promise.all([
+  const [{ providers }, { configs }, publishing, catalog] = await Promise.all([
     get(paths.providers),
     get(paths.configs),
     get(paths.publishingStatus),
+    get(paths.models),
   ]);
   const replicate = providers[0];
+  const state = createState();
+  state.replace({ config: startingConfig(catalog), dataloader_config: [] }, "start");
   // One idempotency key per form: a double click or a retry submits once.
   let idempotencyKey = crypto.randomUUID();
   const newKey = () => {
@@ -55,10 +42,10 @@ export async function trainView() {
     h(
       "select",
       {},
-      h("option", { value: "" }, "Edit below (inline)"),
+      h("option", { value: "" }, "New (from the tabs)"),
       configs.map((c) => h("option", { value: c.name }, c.name)),
     ),
-    "A saved config fills the editors; edits override it key by key.",
+    "A saved config fills the tabs.",
   );
   const [runField, runName] = field(
     "Run name",
@@ -84,51 +71,58 @@ export async function trainView() {
     h("input", { type: "number", min: 1, max: 10080, step: 1, inputmode: "numeric", placeholder: "none" }),
     "Replicate stops the job (and its billing) this long after submit, even if this server is down; the spending limit counts the job at this worst case. Empty: no deadline (Replicate's own limit still applies).",
   );
-  const [deliveryField, delivery] = field(
-    "Get the model back via",
-    h(
-      "select",
-      {},
-      h("option", { value: "auto" }, `Automatic (now: ${publishing.default_path || "not ready"})`),
-      h("option", { value: "local", disabled: !publishing.local.available }, "Download to this machine"),
-      h("option", { value: "hub" }, "Hugging Face Hub (config needs push_to_hub, hub_model_id)"),
-      h("option", { value: "s3" }, "External S3 (config needs a publishing_config S3 entry)"),
-      h("option", { value: "replicate" }, "Replicate's output file only (links expire after an hour)"),
-    ),
-    publishing.reason,
+  const delivery = { value: "auto", changed: () => changed() };
+
+  const tabset = tabs(
+    [
+      { id: "model", label: "Model", panel: modelTab(state, catalog) },
+      { id: "training", label: "Training", panel: trainingTab(state) },
+      { id: "dataloader", label: "Dataloader", panel: dataloaderTab(state) },
+      { id: "publishing", label: "Publishing", panel: publishingTab(state, publishing, delivery) },
+      { id: "advanced", label: "Advanced (JSON)", panel: advancedTab(state) },
+    ],
+    "Training configuration",
   );
-  const configText = h("textarea", { spellcheck: "false", rows: 12 }, JSON.stringify(EXAMPLE_CONFIG, null, 2));
-  const configError = h("p", { class: "field-error", "aria-live": "polite" });
-  const [configField] = field("Training config (JSON)", configText);
-  const loaderText = h("textarea", { spellcheck: "false", rows: 8 }, JSON.stringify(EXAMPLE_DATALOADER, null, 2));
-  const loaderError = h("p", { class: "field-error", "aria-live": "polite" });
-  const [loaderField] = field(
-    "Dataloader config (JSON list)",
-    loaderText,
-    "Local datasets go under ./datasets on the server and are named /datasets/<folder>.",
+
+  const saveName = h("input", { type: "text", maxlength: 64, placeholder: "flux-cats" });
+  const [saveField] = field(
+    "Save as",
+    saveName,
+    "Saves the tabs as a named config you can load again (or submit by name from CI).",
   );
+  const saveButton = h("button", { type: "button", class: "secondary" }, "Save config");
+  saveButton.addEventListener("click", async () => {
+    clearAlerts();
+    const name = saveName.value.trim();
+    if (!name) {
+      alertBox("Name the config before saving it.");
+      return;
+    }
+    try {
+      await put(paths.config(name), { config: state.config, dataloader_config: state.dataloader });
+      if (![...saved.options].some((o) => o.value === name)) saved.append(h("option", { value: name }, name));
+      alertBox(`Saved as ${name}.`, "info");
+    } catch (e) {
+      alertBox(`Could not save: ${e.message}`);
+    }
+  });
+
   const estimate = h("p", { "aria-live": "polite" }, "Estimating…");
   const upload = h("p", { class: "muted" });
+  const problems = h("ul", { class: "field-error", "aria-live": "polite" });
   const submit = h("button", { type: "submit" }, "Submit job");
   const result = h("div", { "aria-live": "polite" });
 
   let estimateTimer;
   let estimateSeq = 0; // answers can arrive out of order: only the newest request may write
-  let lastLoader = null;
   function changed() {
     newKey();
-    const config = parseJson(configText, configError, "object");
-    const loader = parseJson(loaderText, loaderError, "list");
-    submit.disabled = config === undefined || loader === undefined;
-    // Only when the dataloader changed: rewriting the text on every change
-    // would shift the layout under the user's pointer.
-    if (loader !== undefined && loaderText.value !== lastLoader) {
-      lastLoader = loaderText.value;
-      upload.textContent = datasetSummary(loader);
-    }
+    const wrong = state.problems();
+    problems.replaceChildren(...wrong.map((p) => h("li", {}, p)));
+    submit.disabled = wrong.length > 0;
     clearTimeout(estimateTimer);
-    if (config === undefined) {
-      estimate.textContent = "Fix the config to see an estimate.";
+    if (wrong.length) {
+      estimate.textContent = "Fix the fields marked in red to see an estimate.";
       return;
     }
     estimate.textContent = "Estimating…";
@@ -136,16 +130,15 @@ export async function trainView() {
       const seq = ++estimateSeq;
       try {
         const e = await post(paths.costEstimate, {
-          config,
-          dataloader_config: loader ?? [],
+          config: state.config,
+          dataloader_config: state.dataloader,
           hardware_profile: hardware.value,
           ...deadlineValue(),
         });
         if (seq !== estimateSeq) return;
         if (e.upload_error) upload.textContent = `Cannot upload: ${e.upload_error}`;
-        else if (e.upload && e.upload.files) {
-          upload.textContent = `Will zip and upload ${e.upload.datasets.length} dataset${e.upload.datasets.length > 1 ? "s" : ""}: ${e.upload.datasets.map((d) => `${d.id} (${d.file_count} files, ${bytes(d.bytes)})`).join(", ")}; ${e.upload.files} files, ${bytes(e.upload.bytes)} before compression${e.upload.skipped ? `, ${e.upload.skipped} hidden/secret files left out` : ""}.`;
-        }
+        else if (e.upload && e.upload.files) upload.textContent = uploadText(e.upload);
+        else upload.textContent = "No datasets to upload from here.";
         estimate.textContent = `About ${money(e.estimated_cost_usd)} (${money(e.low_usd)}–${money(e.high_usd)}): ${e.max_train_steps ?? "?"} steps × ${e.seconds_per_step?.toFixed(1)} s/step at $${e.hardware_cost_per_hour?.toFixed(2)}/h (${e.basis === "history" ? "from your past jobs" : "typical speed"}).${e.worst_case_usd != null ? ` At most ${money(e.worst_case_usd)} with the ${e.max_runtime_minutes}-minute deadline.` : ""}`;
       } catch (err) {
         if (seq !== estimateSeq) return;
@@ -153,14 +146,13 @@ export async function trainView() {
       }
     }, 300);
   }
-  for (const el of [configText, loaderText]) el.addEventListener("input", changed);
-  for (const el of [hardware, delivery]) el.addEventListener("change", changed);
+  state.onChange(changed);
+  hardware.addEventListener("change", changed);
   deadline.addEventListener("input", () => {
     deadline.setCustomValidity(
       deadlineValue() === null ? "A whole number of minutes from 1 to 10080 (7 days), or empty." : "",
     );
     deadline.reportValidity();
-    newKey();
     changed();
   });
   // `{max_runtime_minutes}` for a request, `{}` when empty, null when invalid.
@@ -172,7 +164,7 @@ export async function trainView() {
   }
   runName.addEventListener("input", newKey);
   // The saved config as loaded (secrets show as "***"): a submit sends its name
-  // plus only the keys edited here, so hidden secrets are never overwritten.
+  // plus only the keys changed here; "***" sent back keeps the stored secret.
   let loaded = null;
   saved.addEventListener("change", async () => {
     loaded = null;
@@ -180,9 +172,8 @@ export async function trainView() {
     try {
       const { config } = await get(paths.config(saved.value));
       loaded = config;
-      configText.value = JSON.stringify(config.config, null, 2);
-      loaderText.value = JSON.stringify(config.dataloader_config ?? [], null, 2);
-      changed();
+      saveName.value = saved.value;
+      state.replace({ config: config.config, dataloader_config: config.dataloader_config ?? [] }, saved);
     } catch (e) {
       alertBox(`Could not load that config: ${e.message}`);
     }
@@ -195,10 +186,8 @@ export async function trainView() {
       onsubmit: async (ev) => {
         ev.preventDefault();
         clearAlerts();
-        const config = parseJson(configText, configError, "object");
-        const dataloader_config = parseJson(loaderText, loaderError, "list");
-        if (config === undefined || dataloader_config === undefined) {
-          alertBox("Fix the JSON marked in red before submitting.");
+        if (state.problems().length) {
+          alertBox(`Fix these before submitting: ${state.problems().join("; ")}`);
           return;
         }
         if (deadlineValue() === null) {
@@ -208,6 +197,8 @@ export async function trainView() {
         submit.disabled = true;
         submit.textContent = "Submitting…";
         try {
+          const config = state.config;
+          const dataloader_config = state.dataloader;
           const body = {
             config,
             dataloader_config,
@@ -252,30 +243,22 @@ export async function trainView() {
           // A refused submit may be retried with changes: a fresh key.
           newKey();
         } finally {
-          submit.disabled = false;
+          submit.disabled = state.problems().length > 0;
           submit.textContent = "Submit job";
         }
       },
     },
     h("h1", {}, "Train in Cloud"),
+    h("div", { class: "grid2" }, h("div", {}, savedField, runField), h("div", {}, hwField, deadlineField)),
+    tabset,
+    h("div", { class: "grid2" }, h("div", { class: "row" }, saveField, saveButton), h("div", {})),
     h(
       "div",
       { class: "grid2" },
-      h(
-        "div",
-        {},
-        savedField,
-        runField,
-        hwField,
-        deadlineField,
-        deliveryField,
-        h("h3", {}, "Estimated cost"),
-        estimate,
-        h("h3", {}, "Upload"),
-        upload,
-      ),
-      h("div", {}, configField, configError, loaderField, loaderError),
+      h("div", {}, h("h3", {}, "Estimated cost"), estimate),
+      h("div", {}, h("h3", {}, "Upload"), upload),
     ),
+    problems,
     h("div", { class: "row end" }, submit),
     result,
   );

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -39,6 +40,15 @@ async fn the_ui_runs_the_whole_flow_in_chromium() {
     fake.push_script(Script::training(4, 5000, 5, Outcome::Aborted));
     // Job 3 re-runs job 2 and runs on.
     fake.push_script(Script::training(4, 5000, 5, Outcome::Aborted));
+    // Job 4 is the one built in the tabs with an uploaded folder.
+    fake.push_script(Script::training(
+        2,
+        12,
+        5,
+        Outcome::Succeeded {
+            output: json!("https://replicate.delivery/x/lora.safetensors"),
+        },
+    ));
     fake.auto_tick(Duration::from_millis(250));
 
     // No Replicate token: the UI's guided setup stores it.
@@ -53,6 +63,10 @@ async fn the_ui_runs_the_whole_flow_in_chromium() {
         std::fs::write(cats.join(name), [9u8; 1024]).unwrap();
     }
     let url = served.url.clone();
+    // The folder the browser uploads through the picker, as on the user's machine.
+    let picked = tempfile::tempdir().unwrap();
+    let folder = picked.path().join("tabs-cats");
+    let uploaded = upload_folder(&folder);
 
     // The fake's clock: 2 s every 250 ms.
     fake.auto_advance(Duration::from_millis(250), 2);
@@ -61,6 +75,7 @@ async fn the_ui_runs_the_whole_flow_in_chromium() {
     let script = ui.join("browser.test.mjs");
     let token = fake_replicate::DEFAULT_TOKEN.to_string();
     let base = url.clone();
+    let folder_arg = folder.clone();
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new("node")
             .arg(script)
@@ -68,6 +83,7 @@ async fn the_ui_runs_the_whole_flow_in_chromium() {
             .env("REPLICATE_TOKEN", token)
             .env("CHROMIUM", CHROMIUM)
             .env("OUT_DIR", out_dir)
+            .env("UPLOAD_DIR", folder_arg)
             .output()
             .expect("node runs")
     })
@@ -81,7 +97,71 @@ async fn the_ui_runs_the_whole_flow_in_chromium() {
         "browser test failed:\n{stdout}\n{stderr}\n--- app logs ---\n{}",
         tail(&served.app.logs(), 4000)
     );
+    // Replicate received a zip of exactly the uploaded folder's files.
+    let zipped = fake
+        .file_ids()
+        .iter()
+        .map(|id| unzip(&fake.file_bytes(id).unwrap()))
+        .find(|files| files.keys().any(|k| k.starts_with("tabs-cats/")))
+        .expect("a zip of the uploaded dataset reached Replicate");
+    assert_eq!(
+        zipped.keys().collect::<Vec<_>>(),
+        uploaded.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        zipped == uploaded,
+        "the zipped bytes differ from the folder's"
+    );
     drop(fake);
+}
+
+/// A dataset folder with images, captions, a sub-folder, a file large enough
+/// to go in parts, and two files the upload must leave behind. Returns what
+/// the zip must hold: {"tabs-cats/<path>": bytes}.
+fn upload_folder(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let noise = |n: usize, mut x: u64| {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    };
+    let mut files = BTreeMap::new();
+    files.insert("1.png", noise(30_000, 1));
+    files.insert("1.txt", b"sks cat on a chair".to_vec());
+    files.insert("2.png", noise(40_000, 2));
+    files.insert("2.txt", b"sks cat asleep".to_vec());
+    files.insert("big.jpg", noise(10 * 1024 * 1024, 3));
+    files.insert("sub/3.webp", noise(20_000, 4));
+    files.insert("sub/3.txt", b"sks cat outside".to_vec());
+    for (path, bytes) in &files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    std::fs::write(dir.join(".DS_Store"), b"finder").unwrap();
+    std::fs::write(dir.join("key.pem"), b"-----BEGIN PRIVATE KEY-----").unwrap();
+    files
+        .into_iter()
+        .map(|(p, b)| (format!("tabs-cats/{p}"), b))
+        .collect()
+}
+
+fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut out = BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let mut b = Vec::new();
+        f.read_to_end(&mut b).unwrap();
+        out.insert(f.name().unwrap().to_string(), b);
+    }
+    out
 }
 
 fn tail(s: &str, n: usize) -> &str {

@@ -1,5 +1,5 @@
 //! The `cloudtuner-host` binary serves the real app on a port; curl talks to it.
-//! The README's shell blocks (first run, CI, download) run as written, with bash,
+//! The README's shell blocks (first run, CI, download, datasets) run as written, with bash,
 //! curl, jq and the AWS CLI, against the served app and the fake Replicate.
 
 mod common;
@@ -138,7 +138,7 @@ async fn bash(script: String, dir: &std::path::Path, env: &[(&str, &str)]) -> (i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readmes_first_run_ci_and_download_blocks_run_as_written() {
+async fn the_readmes_first_run_ci_download_and_dataset_blocks_run_as_written() {
     use fake_replicate::{Outcome, Script};
     use serde_json::{Value, json};
     let mut t = common::TestApp::builder().served().start().await;
@@ -273,5 +273,32 @@ async fn the_readmes_first_run_ci_and_download_blocks_run_as_written() {
         std::fs::read(dir.path().join("lora.safetensors")).unwrap(),
         weights,
         "the download is what the trainer uploaded"
+    );
+
+    // A dataset synced with the AWS CLI and the S3 pair of a dataset key.
+    let login = t
+        .app
+        .request(
+            "POST",
+            "/api/cloud/auth/login",
+            &[],
+            json!({"username": "admin", "password": "at least 12 chars"}).to_string(),
+        )
+        .await;
+    let token = login.json()["token"].as_str().unwrap().to_string();
+    let folder = dir.path().join("my-dataset");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("cat.png"), b"\x89PNG not really".repeat(100)).unwrap();
+    std::fs::write(folder.join("cat.txt"), b"a photo of a cat").unwrap();
+    let (code, out) = bash(
+        readme_block("datasets"),
+        dir.path(),
+        &[("CLOUDTUNER_URL", &url), ("TOKEN", &token)],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("my-dataset: ready, 2 files, 1516 bytes"),
+        "{out}"
     );
 }

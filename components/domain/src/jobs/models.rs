@@ -154,7 +154,10 @@ mod tests {
         let d = training_defaults(flux);
         assert_eq!(d["--model_family"], "flux");
         assert!(d["--pretrained_model_name_or_path"].is_string());
-        assert_eq!(training_defaults(c.family("sd1x").unwrap())["--resolution"], 512);
+        assert_eq!(
+            training_defaults(c.family("sd1x").unwrap())["--resolution"],
+            512
+        );
         assert!(c.families.len() >= 40);
     }
 
@@ -166,6 +169,10 @@ mod tests {
         let e = check(&json!({"--model_family": "fluxx"})).unwrap_err();
         assert_eq!((e.status, e.code), (400, "unknown_model_family"));
         let e = check(&json!({"--model_family": "flux", "--model_flavour": "nope"})).unwrap_err();
-        assert!(e.message.contains("dev") && e.message.contains("\"nope\""), "{}", e.message);
+        assert!(
+            e.message.contains("dev") && e.message.contains("\"nope\""),
+            "{}",
+            e.message
+        );
     }
 }

@@ -443,7 +443,10 @@ mod tests {
         let stored = json!({"publishing_config": [{"bucket": "b", "secret_key": "real"}], "--hub_token": "hf_1"});
         let mut sent = json!({"publishing_config": [{"bucket": "b2", "secret_key": "***"}], "--hub_token": "***"});
         restore_redacted(&mut sent, Some(&stored));
-        assert_eq!(sent, json!({"publishing_config": [{"bucket": "b2", "secret_key": "real"}], "--hub_token": "hf_1"}));
+        assert_eq!(
+            sent,
+            json!({"publishing_config": [{"bucket": "b2", "secret_key": "real"}], "--hub_token": "hf_1"})
+        );
         let mut fresh = json!({"--hub_token": "***"});
         restore_redacted(&mut fresh, None);
         assert_eq!(fresh, json!({}));

@@ -257,13 +257,13 @@ fn uploaded<'n>(
             &ds.id,
             &ds.dir,
             format!(
-                "you have no uploaded dataset named {name:?}; upload it (Datasets, or aws s3 sync ./{name} s3://datasets/{name}) first"
+                "you have no uploaded dataset named {name:?}; upload it first (Train in Cloud → Dataloader, or aws s3 sync ./{name} s3://datasets/{name})"
             ),
         )),
         Some(d) if d.state == State::Uploading => Err(bad(
             &ds.id,
             &ds.dir,
-            "its upload has not finished; resume it on the Datasets page",
+            "its upload has not finished; resume it in Train in Cloud → Dataloader, then it is ready",
         )),
         Some(_) => Ok(name),
     }
