@@ -1,7 +1,8 @@
 //! Bringing a dataset without a server folder: `aws s3 sync` (PyPI `awscli`,
 //! unmodified) into `s3://datasets/<name>` with an API key's S3 pair, the
 //! dataset listed through the API, submitted as `dataset://<name>` and zipped
-//! byte for byte into what Replicate receives; other users see nothing of it.
+//! byte for byte into what Replicate receives; boto3 likewise, large files in
+//! parts; other users see nothing of it.
 
 mod common;
 
@@ -383,4 +384,65 @@ async fn the_seeds_server_path_is_still_refused_naming_the_dataset_and_path() {
         "{message}"
     );
     assert!(s.fake.file_ids().is_empty());
+}
+
+/// Runs `ops` through boto3 against the `datasets` bucket with a dataset key's pair.
+async fn boto3(creds: &Value, ops: Value) -> Vec<Value> {
+    common::run_boto3(json!({
+        "endpoint": creds["endpoint_url"],
+        "access_key": creds["access_key_id"],
+        "secret_key": creds["secret_access_key"],
+        "bucket": creds["bucket"],
+        "ops": ops,
+    }))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_uploads_a_dataset_in_parts_that_only_its_owner_reads() {
+    use sha2::{Digest, Sha256};
+    let s = TestApp::builder().served().start().await;
+    let alice = researcher(&s.app, "alice").await;
+    let bob = researcher(&s.app, "bob").await;
+    let creds = dataset_key(&s.app, &alice).await;
+    let bob_creds = dataset_key(&s.app, &bob).await;
+    let dir = tempfile::tempdir().unwrap();
+    // 12 MiB: boto3's upload_file goes multipart above 8 MiB (two parts here).
+    let big = noise(12 * 1024 * 1024, 7);
+    let big_path = dir.path().join("big.png");
+    std::fs::write(&big_path, &big).unwrap();
+    let back = dir.path().join("back.png");
+    let r = boto3(
+        &creds,
+        json!([
+            {"op": "upload_file", "path": big_path, "key": "pets/big.png"},
+            {"op": "put", "key": "pets/big.txt", "body": "a big dog"},
+            {"op": "list", "prefix": "pets/"},
+            {"op": "download_file", "key": "pets/big.png", "path": back},
+        ]),
+    )
+    .await;
+    assert!(r.iter().all(|o| o["ok"] == true), "{r:?}");
+    assert_eq!(r[2]["keys"], json!(["pets/big.png", "pets/big.txt"]));
+    assert_eq!(r[3]["sha256"], hex::encode(Sha256::digest(&big)));
+
+    let (status, pets) = get_as(&s.app, &alice, "/api/cloud/datasets/pets").await;
+    assert_eq!(status, 200, "{pets}");
+    assert_eq!(pets["state"], "ready", "{pets}");
+    assert_eq!(pets["file_count"], 2, "{pets}");
+    assert_eq!(pets["bytes"], big.len() as u64 + 9, "{pets}");
+
+    // Bob's pair reaches his own namespace only: alice's objects do not exist there.
+    let r = boto3(
+        &bob_creds,
+        json!([
+            {"op": "get", "key": "pets/big.txt"},
+            {"op": "list", "prefix": ""},
+        ]),
+    )
+    .await;
+    assert_eq!(r[0]["code"], "NoSuchKey", "{r:?}");
+    assert_eq!(r[1]["keys"], json!([]), "{r:?}");
+    let (status, _) = get_as(&s.app, &bob, "/api/cloud/datasets/pets").await;
+    assert_eq!(status, 404);
 }

@@ -66,32 +66,7 @@ async fn boto3(creds: &Value, secret: Option<&str>, ops: Value) -> Vec<Value> {
         "bucket": creds["bucket"],
         "ops": ops,
     });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/boto3_client.py");
-    let out = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut child = std::process::Command::new("python3")
-            .arg(script)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(plan.to_string().as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "boto3 client failed (is boto3 installed? .ci/run installs it):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::run_boto3(plan).await
 }
 
 /// `n` bytes that do not compress (a stand-in for weights), written to a file.

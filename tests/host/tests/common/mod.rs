@@ -319,3 +319,34 @@ pub(crate) async fn researcher(app: &App, name: &str) -> String {
     assert_eq!(r.status, 200, "{}", r.text());
     format!("Bearer {}", r.json()["token"].as_str().unwrap())
 }
+
+/// Runs a plan through `tests/s3/boto3_client.py` (unmodified boto3):
+/// `{"endpoint", "access_key", "secret_key", "bucket", "ops"}`, one result per op.
+pub(crate) async fn run_boto3(plan: serde_json::Value) -> Vec<serde_json::Value> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/boto3_client.py");
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(plan.to_string().as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "boto3 client failed (is boto3 installed? .ci/run installs it):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -3,7 +3,7 @@
 Reads a plan on stdin: {"endpoint", "access_key", "secret_key", "bucket",
 "ops": [{"op": ..., ...}]} and prints one JSON result per op (a list):
 {"ok": true, ...} or {"ok": false, "code": <S3 error code>, "status": <http>}.
-Used by tests/host/tests/storage.rs; not a mock: boto3 signs (SigV4), switches
+Used by tests/host/tests/storage.rs and datasets.rs; not a mock: boto3 signs (SigV4), switches
 to multipart above 8 MB and validates what it gets back.
 """
 
