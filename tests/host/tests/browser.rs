@@ -119,24 +119,13 @@ async fn the_ui_runs_the_whole_flow_in_chromium() {
 /// to go in parts, and two files the upload must leave behind. Returns what
 /// the zip must hold: {"tabs-cats/<path>": bytes}.
 fn upload_folder(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let noise = |n: usize, mut x: u64| {
-        let mut v = Vec::with_capacity(n + 8);
-        while v.len() < n {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            v.extend_from_slice(&x.to_le_bytes());
-        }
-        v.truncate(n);
-        v
-    };
     let mut files = BTreeMap::new();
-    files.insert("1.png", noise(30_000, 1));
+    files.insert("1.png", common::noise(30_000, 1));
     files.insert("1.txt", b"sks cat on a chair".to_vec());
-    files.insert("2.png", noise(40_000, 2));
+    files.insert("2.png", common::noise(40_000, 2));
     files.insert("2.txt", b"sks cat asleep".to_vec());
-    files.insert("big.jpg", noise(10 * 1024 * 1024, 3));
-    files.insert("sub/3.webp", noise(20_000, 4));
+    files.insert("big.jpg", common::noise(10 * 1024 * 1024, 3));
+    files.insert("sub/3.webp", common::noise(20_000, 4));
     files.insert("sub/3.txt", b"sks cat outside".to_vec());
     for (path, bytes) in &files {
         let p = dir.join(path);

@@ -11,7 +11,7 @@ use std::io::{Cursor, Read};
 use std::path::Path;
 
 use cloudtuner_testhost::App;
-use common::{TestApp, post_json, researcher};
+use common::{TestApp, noise, post_json, researcher};
 use serde_json::{Value, json};
 
 /// A key of `bearer`'s user scoped to datasets and jobs: its S3 credentials.
@@ -37,45 +37,14 @@ async fn dataset_key(app: &App, bearer: &str) -> Value {
 
 /// Runs the AWS CLI with `creds` and no user config: (success, stdout, stderr).
 async fn aws(creds: &Value, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = std::process::Command::new("aws");
-    cmd.arg("--endpoint-url")
-        .arg(creds["endpoint_url"].as_str().unwrap())
-        .args(args)
-        .env(
-            "AWS_ACCESS_KEY_ID",
-            creds["access_key_id"].as_str().unwrap(),
-        )
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            creds["secret_access_key"].as_str().unwrap(),
-        )
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_MAX_ATTEMPTS", "1");
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("the aws CLI runs (pip install -r tests/requirements.txt)");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    let field = |k: &str| creds[k].as_str().unwrap().to_string();
+    common::aws_cli(
+        &field("endpoint_url"),
+        &field("access_key_id"),
+        &field("secret_access_key"),
+        args,
     )
-}
-
-/// Bytes that do not compress, like image data.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(n);
-    out
+    .await
 }
 
 /// A dataset folder: images (one above the CLI's 8 MB multipart threshold),

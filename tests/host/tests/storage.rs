@@ -71,15 +71,7 @@ async fn boto3(creds: &Value, secret: Option<&str>, ops: Value) -> Vec<Value> {
 
 /// `n` bytes that do not compress (a stand-in for weights), written to a file.
 fn weights(dir: &Path, name: &str, n: usize) -> (PathBuf, String) {
-    let mut bytes = Vec::with_capacity(n);
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    while bytes.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    bytes.truncate(n);
+    let bytes = common::noise(n, 0);
     let path = dir.join(name);
     std::fs::write(&path, &bytes).unwrap();
     (path, hex::encode(Sha256::digest(&bytes)))
@@ -536,29 +528,14 @@ async fn hub_and_external_s3_are_decided_at_submit_and_secrets_never_shown() {
 /// Runs the AWS CLI (PyPI `awscli`, unmodified) against the endpoint with a
 /// job's credentials and no user config: (success, stdout, stderr).
 async fn aws(creds: &Value, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = std::process::Command::new("aws");
-    cmd.arg("--endpoint-url")
-        .arg(creds["endpoint_url"].as_str().unwrap())
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", creds["access_key"].as_str().unwrap())
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            creds["secret_key"].as_str().unwrap(),
-        )
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        // Nothing from this machine's ~/.aws may help or hurt.
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_MAX_ATTEMPTS", "1");
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("the aws CLI runs (pip install -r tests/requirements.txt)");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    let field = |k: &str| creds[k].as_str().unwrap().to_string();
+    common::aws_cli(
+        &field("endpoint_url"),
+        &field("access_key"),
+        &field("secret_key"),
+        args,
     )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

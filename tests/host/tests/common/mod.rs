@@ -350,3 +350,47 @@ pub(crate) async fn run_boto3(plan: serde_json::Value) -> Vec<serde_json::Value>
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// `n` bytes that do not compress (a stand-in for images and weights); each
+/// `seed` gives other bytes.
+pub(crate) fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// Runs the AWS CLI (PyPI `awscli`, unmodified) against `endpoint` with an S3
+/// key pair and nothing from this machine's `~/.aws`: (success, stdout, stderr).
+pub(crate) async fn aws_cli(
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+    args: &[&str],
+) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new("aws");
+    cmd.arg("--endpoint-url")
+        .arg(endpoint)
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", access_key)
+        .env("AWS_SECRET_ACCESS_KEY", secret_key)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_MAX_ATTEMPTS", "1");
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("the aws CLI runs (pip install -r tests/requirements.txt)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
