@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{date, day_key, micros, usd};
 use crate::kernel::error::ApiError;
-use crate::kernel::kv::KvStore;
+use crate::kernel::kv::{KvStore, read_counter};
 use crate::providers::settings::{LimitAction, LimitScope, Period, StoredSettings};
 
 /// The window id of `ms` in `period` (calendar, UTC).
@@ -161,19 +161,9 @@ pub fn limit_status(
     now_ms: u64,
 ) -> Result<Value, ApiError> {
     let keys = spend_keys(s.cost_limit_period, now_ms, owner);
-    // Counters are read by adding nothing: their stored bytes differ by backend
-    // (8-byte little-endian on SQLite, ASCII digits on Redis).
-    // (A missing counter is 0; checking first keeps a read from creating it.)
-    let read = |k: &str| -> Result<i64, ApiError> {
-        Ok(if kv.exists(k)? {
-            kv.increment(k, 0)?
-        } else {
-            0
-        })
-    };
     let spend_m = match s.cost_limit_scope {
-        LimitScope::Global => read(&keys[0])?,
-        LimitScope::User => read(&keys[1])?,
+        LimitScope::Global => read_counter(kv, &keys[0])?,
+        LimitScope::User => read_counter(kv, &keys[1])?,
     };
     let spend = usd(spend_m.max(0));
     let enabled = s.cost_limit_enabled && s.cost_limit_amount.is_some();
