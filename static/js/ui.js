@@ -129,24 +129,22 @@ export function statusBadge(status) {
   return h("span", { class: `status ${status}`, "data-status": status }, status);
 }
 
-/** A progress bar with an accessible value. */
+/** A progress bar with an accessible value; `setProgress` moves it. */
 export function progressBar(percent, label) {
-  const p = Math.max(0, Math.min(100, Number(percent) || 0));
-  const fill = h("span");
-  // CSSOM, not a style attribute: the CSP allows no inline styles.
-  fill.style.width = `${p}%`;
-  return h(
+  const bar = h(
     "div",
-    {
-      class: "progress",
-      role: "progressbar",
-      "aria-valuemin": 0,
-      "aria-valuemax": 100,
-      "aria-valuenow": Math.round(p),
-      "aria-label": label,
-    },
-    fill,
+    { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-label": label },
+    h("span"),
   );
+  setProgress(bar, percent);
+  return bar;
+}
+
+export function setProgress(bar, percent) {
+  const p = Math.max(0, Math.min(100, Number(percent) || 0));
+  // CSSOM, not a style attribute: the CSP allows no inline styles.
+  bar.firstChild.style.width = `${p}%`;
+  bar.setAttribute("aria-valuenow", String(Math.round(p)));
 }
 
 /**

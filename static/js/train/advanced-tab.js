@@ -18,19 +18,23 @@ function parseJson(textarea, errorEl, kind) {
   }
 }
 
+/** A labelled JSON textarea with its error line: [element, textarea, error]. */
+function jsonField(label, rows, hint) {
+  const text = h("textarea", { spellcheck: "false", rows });
+  const error = h("p", { class: "field-error", "aria-live": "polite" });
+  const [wrap] = field(label, text, hint);
+  return [h("div", {}, wrap, error), text, error];
+}
+
 export function advancedTab(state) {
-  const configText = h("textarea", { spellcheck: "false", rows: 16 });
-  const configError = h("p", { class: "field-error", "aria-live": "polite" });
-  const [configField] = field(
+  const [configField, configText, configError] = jsonField(
     "Training config (JSON)",
-    configText,
+    16,
     'SimpleTuner\'s arguments, e.g. "--max_train_steps": 1000.',
   );
-  const loaderText = h("textarea", { spellcheck: "false", rows: 10 });
-  const loaderError = h("p", { class: "field-error", "aria-live": "polite" });
-  const [loaderField] = field(
+  const [loaderField, loaderText, loaderError] = jsonField(
     "Dataloader config (JSON list)",
-    loaderText,
+    10,
     "instance_data_dir: dataset://<name> for an uploaded dataset, /datasets/<folder> for a server folder, or an https URL.",
   );
   const onEdit = () => {
@@ -45,14 +49,17 @@ export function advancedTab(state) {
   const show = () => {
     configText.value = JSON.stringify(state.config, null, 2);
     loaderText.value = JSON.stringify(state.dataloader, null, 2);
-    configText.removeAttribute("aria-invalid");
-    loaderText.removeAttribute("aria-invalid");
-    configError.textContent = "";
-    loaderError.textContent = "";
+    for (const [text, error] of [
+      [configText, configError],
+      [loaderText, loaderError],
+    ]) {
+      text.removeAttribute("aria-invalid");
+      error.textContent = "";
+    }
   };
   state.onChange((source) => {
     if (source !== configText && source !== "validity") show();
   });
   show();
-  return h("div", { class: "grid2" }, h("div", {}, configField, configError), h("div", {}, loaderField, loaderError));
+  return h("div", { class: "grid2" }, configField, loaderField);
 }

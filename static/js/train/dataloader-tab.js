@@ -142,15 +142,13 @@ export function dataloaderTab(state) {
     const caption = select(CAPTIONS);
     caption.value = entry.caption_strategy ?? "textfile";
     caption.addEventListener("change", () => update({ caption_strategy: caption.value }));
-    const res = h("input", {
-      type: "number",
-      min: 64,
-      max: 4096,
-      step: 8,
-      value: entry.resolution ?? "",
-      placeholder: "as in Training",
-    });
-    res.addEventListener("input", () => update({ resolution: res.value ? Number(res.value) : undefined }));
+    // A number field of this entry: empty removes the key.
+    const numberInput = (key, attrs) => {
+      const el = h("input", { type: "number", value: entry[key] ?? "", ...attrs });
+      el.addEventListener("input", () => update({ [key]: el.value ? Number(el.value) : undefined }));
+      return el;
+    };
+    const res = numberInput("resolution", { min: 64, max: 4096, step: 8, placeholder: "as in Training" });
     const resType = select([
       ["pixel_area", "pixel area (keeps aspect)"],
       ["pixel", "pixels on the short side"],
@@ -158,15 +156,7 @@ export function dataloaderTab(state) {
     ]);
     resType.value = entry.resolution_type ?? "pixel_area";
     resType.addEventListener("change", () => update({ resolution_type: resType.value }));
-    const repeats = h("input", {
-      type: "number",
-      min: 0,
-      max: 1000,
-      step: 1,
-      value: entry.repeats ?? "",
-      placeholder: "0",
-    });
-    repeats.addEventListener("input", () => update({ repeats: repeats.value ? Number(repeats.value) : undefined }));
+    const repeats = numberInput("repeats", { min: 0, max: 1000, step: 1, placeholder: "0" });
     const crop = h("input", { type: "checkbox", checked: entry.crop === true });
     crop.addEventListener("change", () => update({ crop: crop.checked }));
     const line = h("p", { class: "muted" }, describe(entry));

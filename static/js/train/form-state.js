@@ -12,6 +12,16 @@ export function createState() {
   const listeners = new Set();
   const invalid = new Map(); // field id -> message
   const emit = (source) => listeners.forEach((f) => f(source));
+  const setMany = (values, source) => {
+    for (const [name, value] of Object.entries(values)) {
+      const bare = name.replace(/^--/, "");
+      delete config[bare];
+      const empty = value === undefined || value === null || value === "" || Number.isNaN(value);
+      if (empty) delete config[arg(bare)];
+      else config[arg(bare)] = value;
+    }
+    emit(source);
+  };
   return {
     get config() {
       return config;
@@ -21,29 +31,11 @@ export function createState() {
     },
     /** The value of a SimpleTuner argument, whichever spelling the config uses. */
     get(name) {
-      const bare = name.replace(/^--/, "");
-      return config[arg(bare)] ?? config[bare];
+      return config[arg(name)] ?? config[name.replace(/^--/, "")];
     },
-    /** Sets (or, for undefined/"", removes) one argument. */
-    set(name, value, source) {
-      const bare = name.replace(/^--/, "");
-      delete config[bare];
-      if (value === undefined || value === "" || (typeof value === "number" && Number.isNaN(value))) {
-        delete config[arg(bare)];
-      } else {
-        config[arg(bare)] = value;
-      }
-      emit(source);
-    },
-    setMany(values, source) {
-      for (const [k, v] of Object.entries(values)) {
-        const bare = k.replace(/^--/, "");
-        delete config[bare];
-        if (v === null || v === undefined || v === "") delete config[arg(bare)];
-        else config[arg(bare)] = v;
-      }
-      emit(source);
-    },
+    /** Sets one argument; undefined, null, "" or NaN removes it. */
+    set: (name, value, source) => setMany({ [name]: value }, source),
+    setMany,
     setDataloader(list, source) {
       dataloader = list;
       emit(source);

@@ -1,6 +1,6 @@
 // Training: length, optimiser schedule, batch, resolution, precision, seed,
 // validation and checkpoints, in SimpleTuner's argument names.
-import { h } from "../ui.js";
+import { h, field } from "../ui.js";
 import { bound, select, whole, positive } from "./form-state.js";
 
 const SCHEDULERS = [
@@ -45,9 +45,7 @@ export function trainingTab(state) {
     stopBy.value = Number(state.get("max_train_steps")) === 0 && state.get("num_train_epochs") ? "epochs" : "steps";
     showStop();
   });
-  const [stopWrap] = [
-    h("div", {}, h("label", { for: "stop-by" }, "Stop after"), Object.assign(stopBy, { id: "stop-by" })),
-  ];
+  const [stopWrap] = field("Stop after", stopBy);
   const grid = (...c) => h("div", { class: "grid2" }, ...c);
   const panel = h(
     "div",

@@ -1,7 +1,7 @@
 // "Upload a folder": pick (or drop) a folder, see what will go and what is
 // left out, name the dataset, upload with a progress bar (files, bytes,
 // speed, time left), resume after a failure.
-import { h, field, bytes, duration } from "../ui.js";
+import { h, field, bytes, duration, progressBar, setProgress } from "../ui.js";
 import { fromInput, fromDrop, sortOut, datasetName } from "../upload/files.js";
 import { uploadDataset } from "../upload/dataset-upload.js";
 
@@ -18,19 +18,7 @@ export function uploadPanel(onUploaded) {
   const name = h("input", { type: "text", maxlength: 64, pattern: "[A-Za-z0-9_\\-][A-Za-z0-9._\\-]*" });
   const [nameWrap] = field("Dataset name", name, "How configs refer to it: dataset://<name>.");
   const what = h("div", { "aria-live": "polite" });
-  const fill = h("span");
-  const bar = h(
-    "div",
-    {
-      class: "progress",
-      role: "progressbar",
-      "aria-valuemin": 0,
-      "aria-valuemax": 100,
-      "aria-valuenow": 0,
-      "aria-label": "Upload progress",
-    },
-    fill,
-  );
+  const bar = progressBar(0, "Upload progress");
   const status = h("p", { class: "muted", "aria-live": "polite" });
   const progressBox = h("div", { hidden: true }, bar, status);
   const go = h("button", { type: "button", disabled: true }, "Upload");
@@ -67,9 +55,7 @@ export function uploadPanel(onUploaded) {
   });
 
   function progress(p) {
-    const pct = p.bytesTotal ? (100 * p.bytes) / p.bytesTotal : 100;
-    fill.style.width = `${pct}%`;
-    bar.setAttribute("aria-valuenow", String(Math.round(pct)));
+    setProgress(bar, p.bytesTotal ? (100 * p.bytes) / p.bytesTotal : 100);
     const speed = p.rate ? ` · ${bytes(p.rate)}/s` : "";
     const eta = p.eta != null && p.bytes < p.bytesTotal ? ` · about ${duration(p.eta)} left` : "";
     status.textContent = `${p.files} of ${p.filesTotal} files · ${bytes(p.bytes)} of ${bytes(p.bytesTotal)}${speed}${eta}`;

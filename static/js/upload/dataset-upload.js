@@ -147,21 +147,15 @@ export async function uploadDataset(name, files, onProgress) {
   };
   report();
   for (const f of files) {
-    if (have.get(f.path) === f.file.size) {
-      progress.skip(f.file.size);
-    } else if (f.file.size > PART) {
-      try {
-        await uploadInParts(name, f, progress);
-      } catch (e) {
-        throw new Error(`${f.path}: ${e.message}`);
-      }
-    } else {
-      try {
+    try {
+      if (have.get(f.path) === f.file.size) progress.skip(f.file.size);
+      else if (f.file.size > PART) await uploadInParts(name, f, progress);
+      else {
         await sendRetrying("PUT", storage(name, f.path), f.file, (b) => progress.current(b));
-      } catch (e) {
-        throw new Error(`${f.path}: ${e.message}`);
+        progress.add(f.file.size);
       }
-      progress.add(f.file.size);
+    } catch (e) {
+      throw new Error(`${f.path}: ${e.message}`);
     }
     filesDone++;
     report();
