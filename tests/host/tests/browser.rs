@@ -101,7 +101,7 @@ async fn the_ui_runs_the_whole_flow_in_chromium() {
     let zipped = fake
         .file_ids()
         .iter()
-        .map(|id| unzip(&fake.file_bytes(id).unwrap()))
+        .map(|id| common::unzip(&fake.file_bytes(id).unwrap()))
         .find(|files| files.keys().any(|k| k.starts_with("tabs-cats/")))
         .expect("a zip of the uploaded dataset reached Replicate");
     assert_eq!(
@@ -138,19 +138,6 @@ fn upload_folder(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .into_iter()
         .map(|(p, b)| (format!("tabs-cats/{p}"), b))
         .collect()
-}
-
-fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
-    use std::io::Read;
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
-    let mut out = BTreeMap::new();
-    for i in 0..zip.len() {
-        let mut f = zip.by_index(i).unwrap();
-        let mut b = Vec::new();
-        f.read_to_end(&mut b).unwrap();
-        out.insert(f.name().unwrap().to_string(), b);
-    }
-    out
 }
 
 fn tail(s: &str, n: usize) -> &str {

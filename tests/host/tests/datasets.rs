@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Cursor, Read};
 use std::path::Path;
 
 use cloudtuner_testhost::App;
@@ -299,14 +298,7 @@ async fn aws_s3_sync_brings_a_dataset_that_submit_zips_byte_for_byte() {
     assert_eq!(r.json()["data_uploaded"], true);
     let ids = s.fake.file_ids();
     assert_eq!(ids.len(), 1);
-    let mut zip = zip::ZipArchive::new(Cursor::new(s.fake.file_bytes(&ids[0]).unwrap())).unwrap();
-    let mut got = BTreeMap::new();
-    for i in 0..zip.len() {
-        let mut f = zip.by_index(i).unwrap();
-        let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes).unwrap();
-        got.insert(f.name().unwrap().to_string(), bytes);
-    }
+    let got = common::unzip(&s.fake.file_bytes(&ids[0]).unwrap());
     let want: BTreeMap<String, Vec<u8>> = files
         .iter()
         .map(|(p, b)| (format!("cats/{p}"), b.clone()))

@@ -64,11 +64,7 @@ async fn seed_flow_inline_submit_get_list_logs_with_dataset_upload() {
     let files = s.fake.file_ids();
     assert_eq!(files.len(), 1);
     let zip_bytes = s.fake.file_bytes(&files[0]).unwrap();
-    let mut zip = zip::ZipArchive::new(Cursor::new(zip_bytes)).unwrap();
-    let mut names: Vec<String> = (0..zip.len())
-        .map(|i| zip.by_index(i).unwrap().name().unwrap().to_string())
-        .collect();
-    names.sort();
+    let names: Vec<String> = common::unzip(&zip_bytes).into_keys().collect();
     assert_eq!(
         names,
         [
