@@ -92,6 +92,7 @@ struct Inner {
     router: Router,
     components: HashMap<String, Loaded>,
     kv: Arc<KvBackend>,
+    sqlite: Arc<crate::sqlite::SqliteDb>,
     log_dir: PathBuf,
     /// The application variables as resolved (given values over defaults).
     variables: BTreeMap<String, String>,
@@ -248,6 +249,12 @@ impl App {
             KvBackend::open(&config.kv_path).map_err(|e| HostError::Io(format!("{e:?}")))?,
         );
 
+        // Spin's `.spin/sqlite_db.db`, next to the key-value file.
+        let sqlite = Arc::new(
+            crate::sqlite::SqliteDb::open(&config.kv_path.with_file_name("sqlite_db.db"))
+                .map_err(|e| HostError::Io(format!("sqlite: {e}")))?,
+        );
+
         let mut linker: Linker<Ctx> = Linker::new(engine());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(HostError::wasm)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
@@ -272,6 +279,7 @@ impl App {
             let grants = Arc::new(Grants {
                 component: id.clone(),
                 key_value_stores: decl.key_value_stores.clone(),
+                sqlite_databases: decl.sqlite_databases.clone(),
                 variables,
                 outbound: OutboundPolicy::parse(&outbound)?,
             });
@@ -339,6 +347,7 @@ impl App {
                 router,
                 components,
                 kv,
+                sqlite,
                 variables,
                 log_dir: config.log_dir.clone(),
             }),
@@ -412,6 +421,7 @@ impl App {
                 },
                 grants: loaded.grants.clone(),
                 kv: self.inner.kv.clone(),
+                sqlite: self.inner.sqlite.clone(),
             },
         ))
     }

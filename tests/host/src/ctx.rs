@@ -1,5 +1,5 @@
 //! Per-request store data and the host side of Spin's interfaces: Spin key-value
-//! and variables (fermyon:spin@2.0.0), wasi:keyvalue store + atomics + batch, WASI,
+//! and variables (fermyon:spin@2.0.0), SQLite (`crate::sqlite`), wasi:keyvalue store + atomics + batch, WASI,
 //! wasi-http with an outbound allow-list hook, and outbound Redis (`crate::redis`).
 
 use std::collections::BTreeMap;
@@ -22,6 +22,7 @@ wasmtime::component::bindgen!({
     with: {
         "fermyon:spin/redis.connection": crate::redis::RedisConn,
         "fermyon:spin/key-value.store": SpinStore,
+        "fermyon:spin/sqlite.connection": crate::sqlite::SqliteConn,
         "wasi:keyvalue/store.bucket": Bucket,
         "wasi:keyvalue/atomics.cas": Cas,
     },
@@ -46,6 +47,8 @@ pub struct Cas {
 pub struct Grants {
     pub component: String,
     pub key_value_stores: Vec<String>,
+    /// `sqlite_databases`: the SQLite databases the component may open.
+    pub sqlite_databases: Vec<String>,
     pub variables: BTreeMap<String, String>,
     pub outbound: OutboundPolicy,
 }
@@ -57,6 +60,8 @@ pub struct Ctx {
     pub hooks: Hooks,
     pub grants: Arc<Grants>,
     pub kv: Arc<KvBackend>,
+    /// The app's SQLite database `default` (`fermyon:spin/sqlite`).
+    pub sqlite: Arc<crate::sqlite::SqliteDb>,
 }
 
 impl WasiView for Ctx {

@@ -3,7 +3,7 @@
 //! It reads the real `spin.toml`, routes like Spin (exact > longest prefix >
 //! wildcard, `:name` segments, `spin-*` headers), gives each request a fresh
 //! component instance, provides Spin's key-value (SQLite, Spin's schema and
-//! semantics), variables, `wasi:keyvalue` atomics, and outbound HTTP and Redis
+//! semantics), Spin's SQLite, variables, `wasi:keyvalue` atomics, and outbound HTTP and Redis
 //! limited to `allowed_outbound_hosts`, and can fire cron exports. Users run `spin up`;
 //! this host exists so tests can drive the real `.wasm` components.
 
@@ -17,6 +17,7 @@ pub mod outbound;
 pub mod redis;
 pub mod router;
 pub mod server;
+pub mod sqlite;
 
 pub use app::{App, Body, HostConfig, TestResponse};
 

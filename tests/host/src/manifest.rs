@@ -77,6 +77,8 @@ pub struct ComponentDecl {
     #[serde(default)]
     pub key_value_stores: Vec<String>,
     #[serde(default)]
+    pub sqlite_databases: Vec<String>,
+    #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
     #[serde(default)]
     pub variables: BTreeMap<String, String>,

@@ -1,19 +1,32 @@
-//! The app's one key-value store, as the domain's [`KvStore`]: Spin's embedded
-//! `default` store unless the variable `redis_url` names a shared Redis.
+//! The app's one key-value store, as the domain's [`KvStore`]: the build's
+//! local store unless the variable `redis_url` names a shared Redis.
 //!
 //! Which one is an installation's choice, the same for every component: the
-//! embedded store for one `spin up`; Redis (through outbound Redis, with
-//! atomic compare-and-swap on the server) when several instances serve one
+//! local store for one instance; Redis (through outbound Redis, with atomic
+//! compare-and-swap on the server) when several instances serve one
 //! installation.
+//!
+//! The local store is chosen when building, because a host refuses a
+//! component that imports an interface it lacks: feature `embedded-kv`
+//! (`spin up`, SpinKube: Spin's `default` store with `wasi:keyvalue` atomics
+//! and batch), feature `sqlite-kv` (Fermyon Cloud: Spin's SQLite, no
+//! `wasi:keyvalue` at all), or neither (Akamai Functions: Redis only). With
+//! both, the embedded store wins (the default build's behaviour).
 
+#[cfg(feature = "embedded-kv")]
 mod embedded;
 mod redis;
+#[cfg(feature = "sqlite-kv")]
+mod sqlite;
 
 use cloudtuner_domain::kernel::error::ApiError;
 use cloudtuner_domain::kernel::kv::{KvError, KvStore};
 
+#[cfg(feature = "embedded-kv")]
 use embedded::SpinKv;
 use redis::RedisKv;
+#[cfg(feature = "sqlite-kv")]
+use sqlite::SqliteKv;
 
 use crate::settings::variable;
 
@@ -22,7 +35,10 @@ use crate::settings::variable;
 pub const DEFAULT_REDIS_PREFIX: &str = "cloudtuner:";
 
 pub enum AppKv {
+    #[cfg(feature = "embedded-kv")]
     Embedded(SpinKv),
+    #[cfg(feature = "sqlite-kv")]
+    Sqlite(SqliteKv),
     Redis(RedisKv),
 }
 
@@ -30,7 +46,7 @@ impl AppKv {
     /// Opens the store the variables select.
     pub fn open() -> Result<Self, ApiError> {
         match variable("redis_url") {
-            None => Ok(AppKv::Embedded(SpinKv::open_default()?)),
+            None => Self::open_local(),
             Some(url) => {
                 let prefix =
                     variable("redis_key_prefix").unwrap_or_else(|| DEFAULT_REDIS_PREFIX.into());
@@ -39,17 +55,42 @@ impl AppKv {
         }
     }
 
-    /// What the store is, for the health report: `embedded` or `redis`.
+    /// The store this build keeps an installation's data in without a Redis.
+    #[cfg(feature = "embedded-kv")]
+    fn open_local() -> Result<Self, ApiError> {
+        Ok(AppKv::Embedded(SpinKv::open_default()?))
+    }
+
+    #[cfg(all(feature = "sqlite-kv", not(feature = "embedded-kv")))]
+    fn open_local() -> Result<Self, ApiError> {
+        Ok(AppKv::Sqlite(SqliteKv::open_default()?))
+    }
+
+    #[cfg(not(any(feature = "embedded-kv", feature = "sqlite-kv")))]
+    fn open_local() -> Result<Self, ApiError> {
+        Err(ApiError::storage(
+            "this build keeps its data only in a shared Redis: set the variables redis_url and \
+             redis_host (it was built without a local store, e.g. for Akamai Functions)",
+        ))
+    }
+
+    /// What the store is, for the health report: `embedded`, `sqlite` or `redis`.
     pub fn backend(&self) -> &'static str {
         match self {
+            #[cfg(feature = "embedded-kv")]
             AppKv::Embedded(_) => "embedded",
+            #[cfg(feature = "sqlite-kv")]
+            AppKv::Sqlite(_) => "sqlite",
             AppKv::Redis(_) => "redis",
         }
     }
 
     fn inner(&self) -> &dyn KvStore {
         match self {
+            #[cfg(feature = "embedded-kv")]
             AppKv::Embedded(kv) => kv,
+            #[cfg(feature = "sqlite-kv")]
+            AppKv::Sqlite(kv) => kv,
             AppKv::Redis(kv) => kv,
         }
     }
