@@ -45,6 +45,8 @@ if [ ! -d tests/ui/node_modules/playwright-core ] || [ ! -d tests/ui/node_module
   npm ci --prefix tests/ui --no-audit --no-fund
 fi
 
+# The OpenAPI fuzz pass (tests/host/tests/fuzz.rs) installs pinned schemathesis into its own
+# virtualenv (tests/fuzz/install.sh), under a lock, when it first runs.
 # The storage tests drive the endpoint with real boto3 and the AWS CLI (pinned in tests/requirements.txt).
 if ! python3 -c "import boto3, awscli" 2>/dev/null || ! command -v aws >/dev/null; then
   echo "==> installing tests/requirements.txt (boto3, awscli)"
@@ -54,8 +56,22 @@ fi
 echo "==> building components: ${components[*]}"
 cargo build --target wasm32-wasip2 --release "${components[@]}"
 
-echo "==> running tests: ${native[*]}"
-cargo test "${native[@]}"
+# The same components built for Fermyon Cloud (spin.fermyon-cloud.toml): the store on Spin's
+# SQLite, no wasi:keyvalue imports, in a target dir of its own (tests/host/tests/platforms.rs).
+fermyon=()
+for p in $(grep -o 'release -p [a-z0-9-]*' spin.toml | awk '{print $3}' | sort -u); do fermyon+=(-p "$p"); done
+echo "==> building the Fermyon Cloud variant: ${fermyon[*]}"
+cargo build --target wasm32-wasip2 --release --target-dir target/fermyon-cloud \
+  --no-default-features --features fermyon-cloud "${fermyon[@]}"
+
+# The test host on its own: built alone it has the feature set `cargo run -p cloudtuner-testhost`
+# (the README's run command) has, so that command reuses this build instead of making another.
+others=()
+for p in "${native[@]}"; do [ "$p" = cloudtuner-testhost ] || [ "$p" = -p ] || others+=(-p "$p"); done
+echo "==> running tests: ${others[*]}"
+cargo test "${others[@]}"
+echo "==> running tests: -p cloudtuner-testhost"
+cargo test -p cloudtuner-testhost
 
 # The same integration suites again with every app's data in a real Redis
 # (one redis-server for the pass, each app under a key prefix of its own), so
@@ -72,4 +88,5 @@ for _ in $(seq 100); do
 done
 echo "==> the integration suites again, on Redis (127.0.0.1:$redis_port)"
 CLOUDTUNER_TEST_REDIS="127.0.0.1:$redis_port" cargo test -p cloudtuner-testhost \
-  --test jobs --test auth --test costs --test live --test storage --test endpoints --test served
+  --test jobs --test auth --test costs --test live --test storage --test endpoints --test served \
+  --test attacks

@@ -196,6 +196,10 @@ try {
 
   step("delete the finished first job (with confirmation)");
   await page.goto(`${BASE}/#/job/${encodeURIComponent(firstId)}`);
+  // A completed job's action bar holds its one button and nothing else (no stray `false`).
+  const bar = page.getByRole("button", { name: "Delete job" }).locator("..");
+  const barText = (await bar.innerText()).trim();
+  check(barText === "Delete job", `the action bar shows only its button, not ${JSON.stringify(barText)}`);
   await page.getByRole("button", { name: "Delete job" }).click();
   await page.getByRole("dialog").getByRole("button", { name: "Delete job" }).click();
   await page.waitForURL(/#\/jobs$/);

@@ -1,15 +1,16 @@
 //! `/api/cloud/auth/setup`: `GET` says whether the first admin is still to be
 //! created; `POST {"username", "password"}` creates it exactly once (409 after)
-//! and signs it in. SimpleTuner's CLI names the same things
-//! `GET /api/auth/setup/status`, `POST /api/auth/setup/first-admin` (its
-//! `email` and `display_name` are not kept: users here have neither) and
-//! `GET /api/users/meta/auth-status`.
+//! and signs it in. With an `admin_token` configured, only a `POST` carrying it
+//! (`Authorization: Bearer <admin_token>`) may (403 otherwise). SimpleTuner's
+//! CLI names the same things `GET /api/auth/setup/status`,
+//! `POST /api/auth/setup/first-admin` (its `email` and `display_name` are not
+//! kept: users here have neither) and `GET /api/users/meta/auth-status`.
 
 use cloudtuner_domain::auth::login::{LoginRequest, login};
 use cloudtuner_domain::auth::sessions::SESSION_TTL_MS;
 use cloudtuner_domain::auth::setup_status;
 use cloudtuner_domain::auth::users::UserStore;
-use cloudtuner_spin::{Call, Outcome, json, matched_route, respond};
+use cloudtuner_spin::{Call, Outcome, json, matched_route, respond, variable};
 use serde_json::json as j;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -31,8 +32,16 @@ fn run(req: &Request) -> Outcome {
     if route == "/api/users/meta/auth-status" {
         return Ok(json(200, &setup_status::auth_status(&users)?));
     }
+    let admin_token = variable("admin_token");
     if call.is("GET") {
-        return Ok(json(200, &setup_status::setup(&users)?));
+        return Ok(json(
+            200,
+            &setup_status::setup(&users, admin_token.as_deref())?,
+        ));
+    }
+    // Once done, setup answers 409 to everyone, as before.
+    if users.needs_setup()? {
+        setup_status::check_may_set_up(admin_token.as_deref(), &call.credentials())?;
     }
     let form = LoginRequest::from_body(&call.json()?);
     let admin = users.setup_first_admin(&form.username, &form.password, call.now_ms)?;

@@ -25,7 +25,9 @@ fn run(req: &Request) -> Outcome {
             Ok(json(200, &j!({"success": true, "id": id})))
         }
         _ => {
-            let user = users.patch(&p.id, &id, &call.json()?, call.now_ms)?;
+            let body = call.json()?;
+            let creds = call.credentials();
+            let user = users.patch(&p.id, &id, &body, creds.session_token(), call.now_ms)?;
             Ok(json(200, &j!({"success": true, "user": user.to_api()})))
         }
     }

@@ -5,12 +5,12 @@ use cloudtuner_domain::auth::credentials::{self, Credentials};
 use cloudtuner_domain::auth::principal::{Permission, Principal};
 use cloudtuner_domain::kernel::clock::now_ms;
 use cloudtuner_domain::kernel::error::ApiError;
-use cloudtuner_domain::kernel::event_log;
 use cloudtuner_domain::kernel::http::{param, parse_query};
 use cloudtuner_domain::providers::settings::{ProviderSettings, StoredSettings};
 use serde_json::Value;
 use spin_sdk::http::Request;
 
+use crate::audit;
 use crate::kv::AppKv;
 use crate::settings::{self, variable};
 
@@ -52,6 +52,7 @@ impl<'a> Call<'a> {
 
     /// For a route that answers every method itself (the S3 endpoint).
     pub fn any_method(req: &'a Request) -> Result<Self, ApiError> {
+        audit::forget();
         Ok(Call {
             req,
             kv: AppKv::open()?,
@@ -74,40 +75,42 @@ impl<'a> Call<'a> {
     }
 
     /// The caller, or `None` when anonymous; a bad credential is a 401.
+    /// The caller is remembered for the request, so that a 403 this request
+    /// answers is audited ([`crate::reply::respond`]).
     pub fn caller(&self) -> Result<Option<Principal>, ApiError> {
         let admin_token = variable("admin_token");
-        credentials::authenticate(
+        let caller = credentials::authenticate(
             &self.kv,
             &self.credentials(),
             admin_token.as_deref(),
             self.now_ms,
-        )
+        )?;
+        if let Some(p) = &caller {
+            audit::remember(p, &self.method(), self.req.path());
+        }
+        Ok(caller)
     }
 
     /// The caller; anonymous requests get a 401 that says how to authenticate.
+    /// A request signed in by the cookie alone that changes something must be
+    /// JSON (415 otherwise: see [`Credentials::check_cookie_request`]).
     pub fn principal(&self) -> Result<Principal, ApiError> {
-        self.caller()?
-            .ok_or_else(|| credentials::unauthorized(credentials::HOW_TO_AUTHENTICATE))
+        let p = self
+            .caller()?
+            .ok_or_else(|| credentials::unauthorized(credentials::HOW_TO_AUTHENTICATE))?;
+        self.credentials().check_cookie_request(
+            &self.method(),
+            self.header("content-type").as_deref(),
+            self.req.body().len(),
+        )?;
+        Ok(p)
     }
 
-    /// The caller, who must hold `permission` (403 otherwise).
+    /// The caller, who must hold `permission` (403 otherwise, audited as
+    /// every 403 is).
     pub fn principal_with(&self, permission: Permission) -> Result<Principal, ApiError> {
         let p = self.principal()?;
-        if let Err(e) = p.require(permission) {
-            event_log::record(
-                &self.kv,
-                event_log::NewEvent {
-                    kind: "permission.denied",
-                    actor: &p.id,
-                    target: None,
-                    owner: Some(&p.id),
-                    detail: serde_json::json!({"permission": permission.name(),
-                        "method": self.method(), "path": self.req.path()}),
-                },
-                self.now_ms,
-            );
-            return Err(e);
-        }
+        p.require(permission)?;
         Ok(p)
     }
 
@@ -160,9 +163,27 @@ impl<'a> Call<'a> {
         self.req.body()
     }
 
-    /// The body as JSON, or a 400 `invalid_json` that says why.
+    /// The body as JSON (at most [`MAX_JSON_BODY`] bytes), or a 400
+    /// `invalid_json` that says why.
     pub fn json(&self) -> Result<Value, ApiError> {
-        serde_json::from_slice(self.req.body()).map_err(|e| {
+        self.json_within(MAX_JSON_BODY)
+    }
+
+    /// [`Call::json`] for a route that legitimately takes up to `max_bytes`:
+    /// 413 `payload_too_large` beyond; 415 `unsupported_media_type` unless
+    /// declared JSON when no header credential is sent (anonymous or cookie:
+    /// a form another site posts must not be read as JSON).
+    pub fn json_within(&self, max_bytes: usize) -> Result<Value, ApiError> {
+        let body = self.req.body();
+        if body.len() > max_bytes {
+            return Err(too_large(body.len(), max_bytes));
+        }
+        if !self.credentials().sent_by_header()
+            && !credentials::is_json_content_type(self.header("content-type").as_deref())
+        {
+            return Err(credentials::json_required());
+        }
+        serde_json::from_slice(body).map_err(|e| {
             ApiError::new(
                 400,
                 "invalid_json",
@@ -193,6 +214,23 @@ impl<'a> Call<'a> {
             if https { "; Secure" } else { "" }
         )
     }
+}
+
+/// The most JSON a route reads unless it says otherwise (every JSON body
+/// here is a form or a config: kilobytes).
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
+
+/// 413 `payload_too_large`, in words.
+fn too_large(len: usize, max: usize) -> ApiError {
+    ApiError::new(
+        413,
+        "payload_too_large",
+        format!(
+            "the request body is {len} bytes; this route accepts at most {max} bytes ({} KiB) of JSON",
+            max / 1024
+        ),
+    )
+    .with_detail("max_bytes", max)
 }
 
 /// `host[:port]` of `scheme://host[:port]/path`.

@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod call;
 mod http;
 mod kv;
@@ -26,7 +27,7 @@ mod settings;
 mod stream;
 mod submit;
 
-pub use call::{Call, allow_methods, matched_route};
+pub use call::{Call, MAX_JSON_BODY, allow_methods, matched_route};
 pub use http::SpinHttp;
 pub use kv::{AppKv, DEFAULT_REDIS_PREFIX};
 pub use reply::{Outcome, json, json_bytes, render_error, respond};

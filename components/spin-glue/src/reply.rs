@@ -5,12 +5,24 @@ use cloudtuner_domain::kernel::error::ApiError;
 use serde_json::Value;
 use spin_sdk::http::Response;
 
+use crate::audit;
+
 /// What a component's `run` returns: its response, or the error to render.
 pub type Outcome = Result<Response, ApiError>;
 
 /// Turns a handler's outcome into the response; errors get the standard shape.
+/// Every 403 goes out through here or [`render_error`], where it is audited
+/// ([`crate::audit`]).
 pub fn respond(outcome: Outcome) -> Response {
-    outcome.unwrap_or_else(|e| render_error(&e))
+    match outcome {
+        Ok(resp) => {
+            if *resp.status() == 403 {
+                audit::denied(serde_json::from_slice(resp.body()).ok().as_ref());
+            }
+            resp
+        }
+        Err(e) => render_error(&e),
+    }
 }
 
 /// A JSON response; `body` is serialised straight to bytes (a JSON value or
@@ -35,7 +47,11 @@ pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
 /// `{"error", "message", "details"?}` with `WWW-Authenticate` on 401, `Allow`
 /// on 405 and `Retry-After` when the error says how long to wait.
 pub fn render_error(e: &ApiError) -> Response {
-    let mut resp = json(e.status, &e.body());
+    let body = e.body();
+    if e.status == 403 {
+        audit::denied(Some(&body));
+    }
+    let mut resp = json(e.status, &body);
     if e.status == 401 {
         resp.set_header("www-authenticate", "Bearer realm=\"cloudtuner\"");
     }

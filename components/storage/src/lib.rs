@@ -10,11 +10,13 @@ use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
 #[http_component]
-fn handle(req: Request) -> Response {
-    respond(run(&req))
+fn handle(mut req: Request) -> Response {
+    // The body is moved, never copied: it may be as large as an object.
+    let body = std::mem::take(req.body_mut());
+    respond(run(&req, body))
 }
 
-fn run(req: &Request) -> Outcome {
+fn run(req: &Request, body: Vec<u8>) -> Outcome {
     let call = Call::any_method(req)?;
     // Session or API key, for downloads; S3 signatures are checked in the
     // domain. A bad session/API key here is simply "no user".
@@ -37,7 +39,7 @@ fn run(req: &Request) -> Outcome {
         raw_path: req.path().to_string(),
         raw_query: req.query().to_string(),
         headers: call.headers(),
-        body: req.body().to_vec(),
+        body,
     };
     let out = s3::handle(&ctx, &s3_request);
     let mut resp = Response::builder();

@@ -27,6 +27,11 @@ export async function eventsView() {
   const rows = h("tbody");
   const more = h("button", { type: "button", class: "secondary", hidden: true }, "Older events");
   const chain = h("p", { class: "muted", "aria-live": "polite" });
+  // Unauthenticated noise (rejected webhooks, failed sign-ins) is counted per type and hour.
+  const noise = h("ul", {
+    class: "small",
+    "aria-label": "Unauthenticated requests, counted",
+  });
   let before = null;
 
   async function load(reset) {
@@ -54,6 +59,18 @@ export async function eventsView() {
           ),
         );
       }
+      if (reset) {
+        noise.replaceChildren(
+          ...(r.aggregates || []).map((a) =>
+            h(
+              "li",
+              { title: `${a.from} – ${a.to}` },
+              `${a.type}: ${a.count} unauthenticated, ${ago(a.from)} (hour)`,
+              a.samples.length ? ` · first: ${a.samples.map((s) => s.target || detailText(s.detail)).join(", ")}` : "",
+            ),
+          ),
+        );
+      }
       if (!rows.children.length) rows.append(h("tr", {}, h("td", { colspan: "5", class: "muted" }, "No events.")));
       before = r.next_before;
       more.hidden = !before;
@@ -67,7 +84,10 @@ export async function eventsView() {
     try {
       const v = await get(paths.eventsVerify);
       chain.textContent = v.valid
-        ? `Chain intact: ${v.checked} entries checked (#${v.from_seq}–#${v.to_seq}).`
+        ? `Chain intact: ${v.checked} entries checked (#${v.from_seq}–#${v.to_seq})` +
+          (v.dropped
+            ? `; ${v.dropped} older entries were dropped by retention and cannot be checked.`
+            : ", the whole log.")
         : `Chain broken at ${v.problems.map((p) => `#${p.seq} (${p.problem})`).join(", ")}.`;
       chain.className = v.valid ? "ok" : "field-error";
     } catch (e) {
@@ -106,6 +126,7 @@ export async function eventsView() {
         ),
         rows,
       ),
+      noise,
       h("div", { class: "row" }, more, h("button", { type: "button", onclick: verify }, "Verify chain"), chain),
     ),
   );

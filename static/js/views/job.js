@@ -203,12 +203,14 @@ export async function jobView(id) {
           ),
     );
     chart.replaceChildren(lossChart(j.loss_history));
-    actions.replaceChildren(
+    // replaceChildren would print a `false` as text: only the buttons that apply go in.
+    const buttons = [
       ACTIVE.has(j.status)
         ? h("button", { type: "button", class: "danger", onclick: () => cancel(j) }, "Cancel job")
         : h("button", { type: "button", class: "secondary", onclick: () => remove(j) }, "Delete job"),
-      RERUNNABLE.has(j.status) && h("button", { type: "button", onclick: () => rerun(j) }, "Re-run"),
-    );
+    ];
+    if (RERUNNABLE.has(j.status)) buttons.push(h("button", { type: "button", onclick: () => rerun(j) }, "Re-run"));
+    actions.replaceChildren(...buttons);
   }
 
   // Says where a link goes: Replicate's delivery links are temporary.
@@ -220,11 +222,26 @@ export async function jobView(id) {
     return url;
   }
 
+  // A file stored on this server downloads, never opens here: it is the
+  // trainer's bytes, and a page of ours would run them as this origin. Its
+  // name to save as; undefined for links elsewhere (no download attribute).
+  function storedName(url) {
+    if (!url.startsWith(`${location.origin}${paths.storage}/`) && !url.startsWith(`${paths.storage}/`))
+      return undefined;
+    const last = url.split("?")[0].split("/").pop() || "output";
+    try {
+      return decodeURIComponent(last);
+    } catch {
+      return last;
+    }
+  }
+
   async function renderOutputs(j) {
     const items = [];
     const paths = j.delivery?.paths || [];
     if (j.output_url) {
-      items.push(h("p", {}, "Output: ", h("a", { href: j.output_url, rel: "noopener" }, outputLabel(j.output_url))));
+      const link = { href: j.output_url, rel: "noopener", download: storedName(j.output_url) };
+      items.push(h("p", {}, "Output: ", h("a", link, outputLabel(j.output_url))));
     }
     if (paths.includes("local")) {
       try {

@@ -51,9 +51,11 @@ async fn the_ui_runs_the_whole_flow_in_chromium() {
     ));
     fake.auto_tick(Duration::from_millis(250));
 
-    // No Replicate token: the UI's guided setup stores it.
+    // No Replicate token: the UI's guided setup stores it. No admin_token: the
+    // UI's first run makes the first admin (with one set, only its holder may).
     let served = TestApp::builder()
         .without_token()
+        .var("admin_token", "")
         .served()
         .start_against(&fake)
         .await;

@@ -534,8 +534,9 @@ async fn prometheus_metrics_count_jobs_spend_syncs_and_webhooks() {
 
     // A key scoped to metrics.view scrapes; a researcher does not.
     let anon = app.anonymous();
+    // Setup is the admin token's to do on a server that has one.
     let r = post_json(
-        &anon,
+        &app,
         "/api/cloud/auth/setup",
         &json!({"username": "root", "password": common::PASSWORD}),
     )

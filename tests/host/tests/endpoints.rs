@@ -415,3 +415,66 @@ async fn the_ui_is_served_with_types_etags_and_a_strict_csp() {
     let r = app.request("POST", "/index.html", &[], "").await;
     assert_eq!(r.status, 405);
 }
+
+/// The statuses any operation can answer are documented, by one rule each
+/// (clients and fuzzers read the document; `tests/host/tests/fuzz.rs` checks
+/// the answers against it): 401/403 where credentials are required, 400/404
+/// with a path parameter, 400 with query parameters, 400/413/415 with a body,
+/// 503 wherever the store is read; the S3 endpoint's own XML errors.
+#[test]
+fn openapi_documents_the_statuses_every_operation_can_answer() {
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            cloudtuner_testhost::workspace_root().join("components/api-docs/assets/openapi.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let default_security = doc["security"].clone();
+    let no_store = [
+        ("/openapi.json", "get"),
+        ("/docs", "get"),
+        ("/api/cloud/health/live", "get"),
+    ];
+    let mut missing = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            if !["get", "post", "put", "delete", "patch", "head"].contains(&method.as_str()) {
+                continue;
+            }
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let has = |place: &str| params.iter().any(|p| p["in"] == place);
+            let security = op.get("security").unwrap_or(&default_security);
+            let mut want: Vec<&str> = Vec::new();
+            if path.starts_with("/api/cloud/storage") {
+                want.extend(["400", "403", "404", "405", "413", "503"]);
+            } else {
+                if security.as_array().is_some_and(|s| !s.is_empty()) {
+                    want.extend(["401", "403"]);
+                }
+                if has("path") {
+                    want.extend(["400", "404"]);
+                }
+                if has("query") {
+                    want.push("400");
+                }
+                if op.get("requestBody").is_some() {
+                    want.extend(["400", "413", "415"]);
+                }
+                if !no_store.contains(&(path.as_str(), method.as_str())) {
+                    want.push("503");
+                }
+            }
+            for code in want {
+                if op["responses"].get(code).is_none() {
+                    missing.push(format!("{} {path}: {code}", method.to_uppercase()));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "undocumented statuses:\n{}",
+        missing.join("\n")
+    );
+}

@@ -693,19 +693,28 @@ async fn with_a_public_url_replicate_is_given_the_webhook() {
         create["webhook_events_filter"],
         json!(["start", "output", "logs", "completed"])
     );
-    // A per-job webhook_url overrides it.
+    // A per-job webhook_url may only name this server (Replicate's webhook
+    // carries the job's input); any other is refused.
     let r = post_json(
         app,
         SUBMIT,
-        &json!({"config": {"a": 2}, "webhook_url": "https://other.example"}),
+        &json!({"config": {"a": 2}, "webhook_url": "https://abc123.ngrok.io"}),
     )
     .await;
     let id = r.json()["job_id"].as_str().unwrap().to_string();
     let create = last_create(fake);
     assert_eq!(
         create["webhook"],
-        format!("https://other.example/api/cloud/webhooks/replicate?job={id}")
+        format!("https://abc123.ngrok.io/api/cloud/webhooks/replicate?job={id}")
     );
+    let r = post_json(
+        app,
+        SUBMIT,
+        &json!({"config": {"a": 2}, "webhook_url": "https://other.example"}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"], "invalid_webhook_url");
     let r = post_json(
         app,
         SUBMIT,

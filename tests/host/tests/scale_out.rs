@@ -317,7 +317,10 @@ async fn twenty_racing_first_admin_setups_over_two_replicas_make_one_admin() {
             .request(
                 "POST",
                 "/api/cloud/auth/setup",
-                &[],
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", &format!("Bearer {}", common::ADMIN_TOKEN)),
+                ],
                 json!({"username": format!("admin{i}"), "password": common::PASSWORD}).to_string(),
             )
             .await

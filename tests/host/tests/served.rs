@@ -149,7 +149,10 @@ async fn the_readmes_first_run_ci_download_and_dataset_blocks_run_as_written() {
     let (code, out) = bash(
         readme_block("first-run") + "\necho \"KEY=$CLOUDTUNER_KEY\"",
         dir.path(),
-        &[("CLOUDTUNER_URL", &url)],
+        &[
+            ("CLOUDTUNER_URL", &url),
+            ("CLOUDTUNER_ADMIN_TOKEN", common::ADMIN_TOKEN),
+        ],
     )
     .await;
     assert_eq!(code, 0, "{out}");

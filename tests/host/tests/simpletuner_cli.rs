@@ -82,7 +82,12 @@ async fn api_key(t: &TestApp) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simpletuners_cli_lists_shows_and_sets_what_users_ask() {
     let venv = tokio::task::spawn_blocking(install_cli).await.unwrap();
-    let t = TestApp::builder().served().start().await;
+    // No admin_token: SimpleTuner's CLI sets up the first admin anonymously, as on a fresh install.
+    let t = TestApp::builder()
+        .var("admin_token", "")
+        .served()
+        .start()
+        .await;
     let port = t.url.rsplit(':').next().unwrap().to_string();
     let bin = venv.join("bin/simpletuner");
 
@@ -317,7 +322,12 @@ fn field<'a>(out: &'a str, label: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simpletuners_cli_submits_follows_cancels_retries_deletes_and_configures() {
     use fake_replicate::{Outcome, Script};
-    let mut t = TestApp::builder().served().start().await;
+    // No admin_token: the CLI's own set-up makes the first admin.
+    let mut t = TestApp::builder()
+        .var("admin_token", "")
+        .served()
+        .start()
+        .await;
     let cli = admin_cli(&t).await;
     let keyed = t.app.anonymous().with_header("x-api-key", &cli.key);
     let r = keyed

@@ -3,62 +3,25 @@
 //! in constant time. Layout: `apikey:<sha256>` (record), `apikeyid:<id>` (the
 //! hash, for revoking by id), `apikeys:u:<user>` (ids, CAS).
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+pub use crate::auth::key_records::{ApiKey, by_id, list_for, revoke_all_for};
+
+use crate::auth::key_records::{deactivate, key_event, record_key, user_index};
 use crate::auth::principal::{Action, Permission};
 use crate::auth::principal::{AuthMethod, Principal, grants, is_known_permission};
 use crate::auth::users::{User, UserStore};
-use crate::kernel::clock::rfc3339;
 use crate::kernel::error::{ApiError, object_with_fields};
 use crate::kernel::kv::{self, KvStore, get_json, set_json};
 use crate::kernel::secrets::{constant_time_eq, random_base62, sha256_hex};
 
 pub const PREFIX: &str = "stk_";
 pub const DEFAULT_EXPIRES_DAYS: u64 = 90;
+/// Live (not revoked, not expired) keys one user may hold.
+pub const MAX_ACTIVE_KEYS: usize = 50;
 const DAY_MS: u64 = 24 * 3600 * 1000;
 /// `last_used_at` is written at most this often (each write is a KV write).
 const LAST_USED_GRANULARITY_MS: u64 = 60_000;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ApiKey {
-    pub id: String,
-    pub user_id: String,
-    pub name: String,
-    pub key_prefix: String,
-    pub key_hash: String,
-    pub created_ms: u64,
-    pub last_used_ms: Option<u64>,
-    pub expires_ms: u64,
-    pub scoped_permissions: Option<Vec<String>>,
-    pub active: bool,
-}
-
-impl ApiKey {
-    /// The API view: never the key or its hash.
-    pub fn to_api(&self, now_ms: u64) -> Value {
-        json!({
-            "id": self.id,
-            "name": self.name,
-            "key_prefix": self.key_prefix,
-            "user_id": self.user_id,
-            "created_at": rfc3339(self.created_ms),
-            "last_used_at": self.last_used_ms.map(rfc3339),
-            "expires_at": rfc3339(self.expires_ms),
-            "scoped_permissions": self.scoped_permissions,
-            "is_active": self.active && self.expires_ms > now_ms,
-            "revoked": !self.active,
-        })
-    }
-}
-
-fn record_key(hash: &str) -> String {
-    format!("apikey:{hash}")
-}
-
-fn user_index(user: &str) -> String {
-    format!("apikeys:u:{user}")
-}
 
 /// `POST /auth/api-keys`: validates the request against the creator and
 /// returns the full key (once) with its record.
@@ -134,6 +97,37 @@ pub fn create(
         }
         Some(_) => return Err(ApiError::bad_request("scoped_permissions must be an array")),
     };
+    let mut expires_ms = now_ms + days * DAY_MS;
+    // A key made with a key: no more scopes and no longer life than its maker.
+    let parent = match &creator.method {
+        AuthMethod::ApiKey { key_id } => Some(
+            by_id(kv, key_id)?
+                .filter(|k| k.is_live(now_ms))
+                .ok_or_else(|| ApiError::new(401, "invalid_api_key", "the API key is not valid"))?,
+        ),
+        _ => None,
+    };
+    let scopes = match &parent {
+        Some(p) => {
+            expires_ms = expires_ms.min(p.expires_ms);
+            scopes.or_else(|| creator.scopes.clone())
+        }
+        None => scopes,
+    };
+    let live = list_for(kv, &creator.id)?
+        .iter()
+        .filter(|k| k.is_live(now_ms))
+        .count();
+    if live >= MAX_ACTIVE_KEYS {
+        return Err(ApiError::new(
+            409,
+            "too_many_api_keys",
+            format!(
+                "you already have {live} active API keys, the most one user may hold; revoke keys you no longer use first"
+            ),
+        )
+        .with_detail("max_active_keys", MAX_ACTIVE_KEYS));
+    }
     let key = format!("{PREFIX}{}", random_base62(40));
     let record = ApiKey {
         id: random_base62(16),
@@ -143,9 +137,10 @@ pub fn create(
         key_hash: sha256_hex(&key),
         created_ms: now_ms,
         last_used_ms: None,
-        expires_ms: now_ms + days * DAY_MS,
+        expires_ms,
         scoped_permissions: scopes,
         active: true,
+        parent_id: parent.map(|p| p.id),
     };
     set_json(kv, &record_key(&record.key_hash), &record)?;
     kv.set(
@@ -155,27 +150,8 @@ pub fn create(
     kv::edit_json(kv, &user_index(&creator.id), |ids: &mut Vec<String>| {
         ids.push(record.id.clone())
     })?;
-    key_event(kv, creator, "api_key.created", &record, now_ms);
+    key_event(kv, &creator.id, "api_key.created", &record, now_ms);
     Ok((key, record))
-}
-
-pub fn by_id(kv: &dyn KvStore, id: &str) -> Result<Option<ApiKey>, ApiError> {
-    let Some(hash) = kv.get(&format!("apikeyid:{id}"))? else {
-        return Ok(None);
-    };
-    get_json(kv, &record_key(&String::from_utf8_lossy(&hash))).map_err(ApiError::from)
-}
-
-/// Keys of `user_id` (revoked and expired included, marked as such).
-pub fn list_for(kv: &dyn KvStore, user_id: &str) -> Result<Vec<ApiKey>, ApiError> {
-    let ids: Vec<String> = get_json(kv, &user_index(user_id))?.unwrap_or_default();
-    let mut out = Vec::new();
-    for id in ids {
-        if let Some(k) = by_id(kv, &id)? {
-            out.push(k);
-        }
-    }
-    Ok(out)
 }
 
 /// The keys `p` lists: their own, or with `all` everyone's (`api.keys.all`).
@@ -205,38 +181,18 @@ pub fn revoke(kv: &dyn KvStore, principal: &Principal, id: &str) -> Result<ApiKe
     if !principal.can(Action::ApiKeys, &key.user_id) || !key.active {
         return Err(not_found());
     }
-    let bytes = kv::update::<()>(kv, &record_key(&key.key_hash), |cur| {
-        let mut k: ApiKey = serde_json::from_slice(cur).map_err(|_| ())?;
-        k.active = false;
-        Ok(serde_json::to_vec(&k).expect("key"))
-    })
-    .map_err(|e| ApiError::storage(format!("{e:?}")))?;
-    let revoked: ApiKey = serde_json::from_slice(&bytes).expect("key");
-    key_event(
-        kv,
-        principal,
-        "api_key.revoked",
-        &revoked,
-        crate::kernel::clock::now_ms(),
-    );
+    let now_ms = crate::kernel::clock::now_ms();
+    let revoked = deactivate(kv, &principal.id, &key, now_ms)?;
+    // And every key made with it, and with those.
+    let mut makers = vec![revoked.id.clone()];
+    while let Some(maker) = makers.pop() {
+        for child in list_for(kv, &key.user_id)? {
+            if child.active && child.parent_id.as_deref() == Some(maker.as_str()) {
+                makers.push(deactivate(kv, &principal.id, &child, now_ms)?.id);
+            }
+        }
+    }
     Ok(revoked)
-}
-
-/// A key's creation or revocation in the event log: its id, name, prefix and
-/// scopes (the prefix is what every listing shows; never the key or its hash).
-fn key_event(kv: &dyn KvStore, actor: &Principal, kind: &str, key: &ApiKey, now_ms: u64) {
-    crate::kernel::event_log::record(
-        kv,
-        crate::kernel::event_log::NewEvent {
-            kind,
-            actor: &actor.id,
-            target: Some(&key.id),
-            owner: Some(&key.user_id),
-            detail: serde_json::json!({"name": key.name, "key_prefix": key.key_prefix,
-                "scoped_permissions": key.scoped_permissions}),
-        },
-        now_ms,
-    );
 }
 
 /// The principal behind a presented key; `Err(401)` for unknown, revoked or
@@ -285,94 +241,4 @@ pub fn principal_of(kv: &dyn KvStore, key: ApiKey, now_ms: u64) -> Result<Princi
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::auth::principal::Role;
-    use crate::kernel::kv::MemoryKv;
-
-    fn setup() -> (MemoryKv, Principal) {
-        let kv = MemoryKv::default();
-        let u = UserStore::new(&kv)
-            .create("alice", "a long enough password", Role::Researcher, 0)
-            .unwrap();
-        let p = u.principal(AuthMethod::Session, None);
-        (kv, p)
-    }
-
-    #[test]
-    fn keys_are_shown_once_stored_hashed_and_scoped() {
-        let (kv, alice) = setup();
-        let (key, rec) = create(
-            &kv,
-            &alice,
-            &json!({"name": "ci", "scoped_permissions": ["job.submit", "job.view.own"]}),
-            0,
-        )
-        .unwrap();
-        assert!(key.starts_with("stk_") && key.len() == 44);
-        assert!(!rec.to_api(0).to_string().contains(&key));
-        assert!(!rec.to_api(0).to_string().contains(&rec.key_hash));
-        for k in kv.keys() {
-            assert!(!String::from_utf8_lossy(&kv.get(&k).unwrap().unwrap()).contains(&key));
-        }
-        let p = authenticate(&kv, &key, 1).unwrap();
-        assert!(
-            p.has(Permission::JobSubmit)
-                && !p.can(Action::JobCancel, &alice.id)
-                && !p.has(Permission::ApiKeysOwn)
-        );
-        // The scoped key cannot mint keys.
-        assert_eq!(
-            create(&kv, &p, &json!({"name": "x"}), 1)
-                .unwrap_err()
-                .status,
-            403
-        );
-        assert_eq!(authenticate(&kv, "stk_nope", 1).unwrap_err().status, 401);
-    }
-
-    #[test]
-    fn scopes_must_be_held_and_keys_expire_and_revoke() {
-        let (kv, alice) = setup();
-        let err = create(
-            &kv,
-            &alice,
-            &json!({"name": "x", "scoped_permissions": ["job.view.all"]}),
-            0,
-        )
-        .unwrap_err();
-        assert_eq!((err.status, err.code), (403, "scope_exceeds_permissions"));
-        for bad in [
-            json!({"name": ""}),
-            json!({"name": "x", "expires_days": 0}),
-            json!({"name": "x", "expires_days": 366}),
-            json!({"name": "x", "scoped_permissions": ["fly"]}),
-            json!({"name": "x", "extra": 1}),
-        ] {
-            assert_eq!(
-                create(&kv, &alice, &bad, 0).unwrap_err().status,
-                400,
-                "{bad}"
-            );
-        }
-        let (key, rec) =
-            create(&kv, &alice, &json!({"name": "short", "expires_days": 1}), 0).unwrap();
-        assert_eq!(
-            authenticate(&kv, &key, DAY_MS).unwrap_err().message,
-            "the API key is expired"
-        );
-        let (key2, rec2) = create(&kv, &alice, &json!({"name": "other"}), 0).unwrap();
-        let bob = Principal {
-            id: "bob".into(),
-            ..alice.clone()
-        };
-        assert_eq!(revoke(&kv, &bob, &rec2.id).unwrap_err().status, 404);
-        revoke(&kv, &alice, &rec2.id).unwrap();
-        assert_eq!(
-            authenticate(&kv, &key2, 1).unwrap_err().message,
-            "the API key is revoked"
-        );
-        assert_eq!(list_for(&kv, &alice.id).unwrap().len(), 2);
-        assert_eq!(rec.user_id, alice.id);
-    }
-}
+mod tests;

@@ -57,6 +57,67 @@ impl Credentials {
     }
 }
 
+/// Whether a `Content-Type` value is JSON (`application/json`, with or
+/// without parameters such as `; charset=utf-8`).
+pub fn is_json_content_type(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/json")
+    })
+}
+
+/// 415 `unsupported_media_type`: the body must be declared as JSON.
+pub fn json_required() -> ApiError {
+    ApiError::new(
+        415,
+        "unsupported_media_type",
+        "send the body as JSON with the header `Content-Type: application/json` (required when \
+         signed in by the browser's cookie or not signed in, so that other web sites cannot post \
+         forms here on your behalf)",
+    )
+}
+
+impl Credentials {
+    /// Whether the request carries a credential only a script can send (an
+    /// API key or a bearer token): browsers never add those to a request
+    /// another site makes, so such requests cannot be forged cross-site.
+    pub fn sent_by_header(&self) -> bool {
+        self.api_key.is_some() || self.bearer.is_some()
+    }
+
+    /// Whether the caller is authenticated by the session cookie alone (what
+    /// a browser attaches by itself).
+    pub fn by_cookie(&self) -> bool {
+        !self.sent_by_header() && self.session_cookie.is_some()
+    }
+
+    /// Login CSRF and cross-site request forgery: a request another web site
+    /// can make a browser send without asking (a form, a `no-cors` fetch) is a
+    /// `POST` with a form or text body, or none. A cookie-authenticated
+    /// request that changes something must therefore be declared JSON, which
+    /// only same-origin scripts can send (anything else needs a CORS
+    /// preflight, which this server never grants). `DELETE`, `PUT` and
+    /// `PATCH` without a body are preflighted anyway and pass.
+    pub fn check_cookie_request(
+        &self,
+        method: &str,
+        content_type: Option<&str>,
+        body_len: usize,
+    ) -> Result<(), ApiError> {
+        let safe = ["GET", "HEAD", "OPTIONS"]
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(method));
+        let needs_json = !safe && (method.eq_ignore_ascii_case("POST") || body_len > 0);
+        if self.by_cookie() && needs_json && !is_json_content_type(content_type) {
+            return Err(json_required());
+        }
+        Ok(())
+    }
+}
+
 pub fn unauthorized(message: &str) -> ApiError {
     ApiError::new(401, "authentication_required", message.to_string())
 }
@@ -64,6 +125,12 @@ pub fn unauthorized(message: &str) -> ApiError {
 pub const HOW_TO_AUTHENTICATE: &str = "authentication required: sign in with POST /api/cloud/auth/login \
      and send `Authorization: Bearer <token>`, or send an API key as `Authorization: Bearer stk_...` \
      or `X-API-Key: stk_...`";
+
+/// Whether `presented` is the configured `admin_token` (constant time); a
+/// token shorter than 16 characters is never accepted.
+pub fn admin_token_matches(admin_token: Option<&str>, presented: &str) -> bool {
+    admin_token.is_some_and(|admin| admin.len() >= 16 && constant_time_eq(admin, presented))
+}
 
 /// `Ok(None)` for an anonymous request; `Err(401)` for a bad credential.
 pub fn authenticate(
@@ -79,9 +146,7 @@ pub fn authenticate(
         if token.starts_with(api_keys::PREFIX) || token.starts_with("st_") {
             return api_keys::authenticate(kv, token, now_ms).map(Some);
         }
-        if let Some(admin) = admin_token.filter(|a| a.len() >= 16)
-            && constant_time_eq(admin, token)
-        {
+        if admin_token_matches(admin_token, token) {
             return Ok(Some(Principal::admin(ADMIN_TOKEN_PRINCIPAL)));
         }
         return match session_user(kv, token, now_ms)? {
@@ -128,6 +193,28 @@ mod tests {
         assert_eq!(c.session_cookie.as_deref(), Some("sess_x"));
         assert_eq!(c.api_key.as_deref(), Some("stk_k"));
         assert_eq!(creds(&[("authorization", "Basic abc")]).bearer, None);
+    }
+
+    #[test]
+    fn cookie_requests_that_change_things_must_be_json() {
+        let cookie = creds(&[("cookie", "cloudtuner_session=sess_x")]);
+        let json = Some("application/json; charset=utf-8");
+        assert!(cookie.check_cookie_request("POST", json, 2).is_ok());
+        assert!(cookie.check_cookie_request("GET", None, 0).is_ok());
+        assert!(cookie.check_cookie_request("DELETE", None, 0).is_ok());
+        for (method, ct, len) in [
+            ("POST", None, 0),
+            ("POST", Some("text/plain"), 2),
+            ("POST", Some("application/x-www-form-urlencoded"), 2),
+            ("PUT", Some("multipart/form-data; boundary=x"), 2),
+        ] {
+            let err = cookie.check_cookie_request(method, ct, len).unwrap_err();
+            assert_eq!((err.status, err.code), (415, "unsupported_media_type"));
+        }
+        // A header credential cannot be forged cross-site: any body type.
+        let key = creds(&[("x-api-key", "stk_k"), ("cookie", "cloudtuner_session=s")]);
+        assert!(key.check_cookie_request("POST", None, 2).is_ok());
+        assert!(!is_json_content_type(Some("text/json")));
     }
 
     #[test]

@@ -19,14 +19,36 @@ pub fn login(
     remember: bool,
     now_ms: u64,
 ) -> Result<(User, NewSession), ApiError> {
-    if let Some(until) = login_guard::locked_until(kv, username, now_ms)? {
-        let secs = (until - now_ms).div_ceil(1000);
+    // Cheap refusals first, before any argon2 work: a place among the
+    // verifications in flight, then the attempt reserved (counted) for the
+    // name, so parallel guesses cannot all pass the lock.
+    let Some(_hashing) = login_guard::Argon2Slot::acquire(kv, now_ms)? else {
         return Err(ApiError::new(
-            429,
-            "login_locked",
-            format!("too many failed sign-ins for this user; try again in {secs} s"),
+            503,
+            "sign_in_busy",
+            "too many sign-ins are being checked right now; try again in a few seconds",
         )
-        .with_detail("retry_after_secs", secs));
+        .with_detail("retry_after_secs", 2));
+    };
+    // A reservation that cannot be written is refused, never evaluated.
+    match login_guard::reserve(kv, username, now_ms).map_err(|_| {
+        ApiError::new(
+            503,
+            "sign_in_busy",
+            "sign-in could not be checked right now; try again in a few seconds",
+        )
+        .with_detail("retry_after_secs", 2)
+    })? {
+        login_guard::Reservation::Granted => {}
+        login_guard::Reservation::Locked { until_ms } => {
+            let secs = (until_ms - now_ms).div_ceil(1000);
+            return Err(ApiError::new(
+                429,
+                "login_locked",
+                format!("too many failed sign-ins for this user; try again in {secs} s"),
+            )
+            .with_detail("retry_after_secs", secs));
+        }
     }
     let users = UserStore::new(kv);
     let user = users.by_username(username)?;
@@ -40,7 +62,7 @@ pub fn login(
         }
     };
     if !ok {
-        login_guard::record_failure(kv, username, now_ms)?;
+        // Already counted by the reservation.
         crate::kernel::event_log::record(
             kv,
             crate::kernel::event_log::NewEvent {

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod credentials;
+pub mod key_records;
 pub mod login;
 pub mod login_guard;
 pub mod principal;

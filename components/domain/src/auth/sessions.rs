@@ -135,3 +135,32 @@ pub fn end_all(kv: &dyn KvStore, user_id: &str) -> Result<(), ApiError> {
     }
     kv::delete_created(kv, &sessions_key(user_id)).map_err(ApiError::from)
 }
+
+/// Ends every session of a user but the one `keep` (a token) names, if any:
+/// a password change signs out everywhere else. Returns how many ended.
+pub fn end_all_except(
+    kv: &dyn KvStore,
+    user_id: &str,
+    keep: Option<&str>,
+) -> Result<usize, ApiError> {
+    let keep = keep.map(session_key);
+    let mut ended = Vec::new();
+    kv::edit_json(
+        kv,
+        &sessions_key(user_id),
+        |list: &mut Vec<(String, u64)>| {
+            ended.clear();
+            list.retain(|(k, _)| {
+                let kept = Some(k) == keep.as_ref();
+                if !kept {
+                    ended.push(k.clone());
+                }
+                kept
+            });
+        },
+    )?;
+    for k in &ended {
+        kv.delete(k)?;
+    }
+    Ok(ended.len())
+}

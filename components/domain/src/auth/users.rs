@@ -202,11 +202,19 @@ impl<'a> UserStore<'a> {
     /// `PATCH /api/cloud/auth/users/{id}` by admin `actor`: `role`, `password`
     /// and `disabled`, all validated before anything is written. An admin
     /// cannot disable or demote themself.
+    ///
+    /// A new password signs the user out everywhere: their sessions end and,
+    /// when an admin resets someone else's, their API keys are revoked (a
+    /// reset is what follows a stolen password, and keys made with it must not
+    /// outlive it). An admin changing their own keeps the session it is made
+    /// from (`keep_session`, the token) and their keys: a routine rotation
+    /// should not break their automation, and they see and revoke their keys.
     pub fn patch(
         &self,
         actor: &str,
         id: &str,
         body: &Value,
+        keep_session: Option<&str>,
         now_ms: u64,
     ) -> Result<User, ApiError> {
         let obj = object_with_fields(body, &["role", "password", "disabled"], "invalid_request")?;
@@ -253,15 +261,20 @@ impl<'a> UserStore<'a> {
             u.updated_ms = now_ms;
             Ok(())
         })?;
-        let changed: Vec<&String> = obj.keys().collect();
-        self.event(
-            actor,
-            "user.changed",
-            &user,
-            serde_json::json!({"changed": changed,
-            "role": user.role.as_str(), "disabled": user.disabled}),
-            now_ms,
-        );
+        let mut detail = serde_json::json!({"changed": obj.keys().collect::<Vec<_>>(),
+            "role": user.role.as_str(), "disabled": user.disabled});
+        if password.is_some() {
+            let own = id == actor;
+            let ended = sessions::end_all_except(self.kv, id, keep_session.filter(|_| own))?;
+            let revoked = if own {
+                0
+            } else {
+                crate::auth::key_records::revoke_all_for(self.kv, actor, id, now_ms)?
+            };
+            detail["sessions_ended"] = serde_json::json!(ended);
+            detail["api_keys_revoked"] = serde_json::json!(revoked);
+        }
+        self.event(actor, "user.changed", &user, detail, now_ms);
         Ok(user)
     }
 
@@ -367,6 +380,51 @@ impl<'a> UserStore<'a> {
 mod tests {
     use super::*;
     use crate::kernel::kv::MemoryKv;
+
+    #[test]
+    fn a_password_reset_ends_sessions_and_revokes_keys() {
+        use crate::auth::api_keys;
+        use crate::auth::login::{login, session_user};
+        let kv = MemoryKv::default();
+        let users = UserStore::new(&kv);
+        let pw = "a long enough password";
+        let root = users.create("root", pw, Role::Admin, 0).unwrap();
+        let bob = users.create("bob", pw, Role::Researcher, 0).unwrap();
+        let (_, bob_session) = login(&kv, "bob", pw, false, 0).unwrap();
+        let bob_p = bob.principal(AuthMethod::Session, None);
+        let (key, _) = api_keys::create(&kv, &bob_p, &json!({"name": "ci"}), 0).unwrap();
+        users
+            .patch(
+                &root.id,
+                &bob.id,
+                &json!({"password": "a brand new password"}),
+                None,
+                1,
+            )
+            .unwrap();
+        assert!(session_user(&kv, &bob_session.token, 2).unwrap().is_none());
+        assert_eq!(
+            api_keys::authenticate(&kv, &key, 2).unwrap_err().status,
+            401
+        );
+        // Changing one's own: the other sessions end, this one and the keys stay.
+        let (_, here) = login(&kv, "root", pw, false, 3).unwrap();
+        let (_, elsewhere) = login(&kv, "root", pw, false, 3).unwrap();
+        let root_p = root.principal(AuthMethod::Session, None);
+        let (root_key, _) = api_keys::create(&kv, &root_p, &json!({"name": "ci"}), 3).unwrap();
+        users
+            .patch(
+                &root.id,
+                &root.id,
+                &json!({"password": "another new password"}),
+                Some(&here.token),
+                4,
+            )
+            .unwrap();
+        assert!(session_user(&kv, &here.token, 5).unwrap().is_some());
+        assert!(session_user(&kv, &elsewhere.token, 5).unwrap().is_none());
+        assert!(api_keys::authenticate(&kv, &root_key, 5).is_ok());
+    }
 
     #[test]
     fn usernames_are_unique_case_insensitively_and_reusable_after_delete() {

@@ -82,17 +82,29 @@ pub fn reserve(
     est_usd: f64,
     now_ms: u64,
 ) -> Result<Check, ApiError> {
-    let m = micros(est_usd);
+    let m = super::estimate::reservable_micros(est_usd)?;
     let keys = every_spend_key(now_ms, owner);
     let active = &spend_keys(s.cost_limit_period, now_ms, owner)[match s.cost_limit_scope {
         LimitScope::Global => 0,
         LimitScope::User => 1,
     }];
     let mut after = 0;
-    for k in &keys {
-        let total = kv.increment(k, m)?;
-        if k == active {
-            after = total;
+    for (i, k) in keys.iter().enumerate() {
+        match kv.increment(k, m) {
+            Ok(total) if k == active => after = total,
+            Ok(_) => {}
+            Err(e) => {
+                // Whatever was reserved before the failure is given back, so
+                // a failing store never leaves part of a reservation behind.
+                let _ = release(
+                    kv,
+                    &Reservation {
+                        keys: keys[..i].to_vec(),
+                        micros: m,
+                    },
+                );
+                return Err(e.into());
+            }
         }
     }
     let reservation = Reservation { keys, micros: m };
@@ -117,10 +129,10 @@ pub fn reserve(
                     format!(
                         "Cost limit exceeded: this job (estimated ${est_usd:.2}) would bring spend to ${spend:.2} of the ${limit:.2} {} limit ({} spent or reserved before it).",
                         period_name(s.cost_limit_period),
-                        format_args!("${:.2}", usd(after - m)),
+                        format_args!("${:.2}", usd(after.saturating_sub(m))),
                     ),
                 )
-                .with_detail("current_spend", usd(after - m))
+                .with_detail("current_spend", usd(after.saturating_sub(m)))
                 .with_detail("limit_amount", limit)
                 .with_detail("estimated_cost", est_usd),
             ));
@@ -134,7 +146,7 @@ pub fn reserve(
             warning: Some(warning),
         });
     }
-    let warning = (limit_m > 0 && after * 100 >= limit_m * 80).then(|| {
+    let warning = (limit_m > 0 && i128::from(after) * 100 >= i128::from(limit_m) * 80).then(|| {
         format!(
             "Approaching limit: {}",
             limit_line(spend, limit, s.cost_limit_period)
@@ -146,11 +158,16 @@ pub fn reserve(
     })
 }
 
+/// Gives a reservation back in every window it took; tries every key even
+/// when one fails, and reports the first failure.
 pub fn release(kv: &dyn KvStore, r: &Reservation) -> Result<(), ApiError> {
+    let mut first = None;
     for k in &r.keys {
-        kv.increment(k, -r.micros)?;
+        if let Err(e) = kv.increment(k, r.micros.saturating_neg()) {
+            first.get_or_insert(e);
+        }
     }
-    Ok(())
+    first.map_or(Ok(()), |e| Err(e.into()))
 }
 
 /// `GET /api/cloud/metrics/cost-limit` for an owner (or everyone).
@@ -219,6 +236,117 @@ mod tests {
             cost_limit_action: action,
             ..Default::default()
         }
+    }
+
+    /// A store whose increments of keys containing `fail` fail, as Redis'
+    /// `INCRBY` does on overflow.
+    struct FailingIncrements {
+        inner: MemoryKv,
+        fail: &'static str,
+    }
+
+    impl KvStore for FailingIncrements {
+        fn get(&self, k: &str) -> Result<Option<Vec<u8>>, crate::kernel::kv::KvError> {
+            self.inner.get(k)
+        }
+        fn set(&self, k: &str, v: &[u8]) -> Result<(), crate::kernel::kv::KvError> {
+            self.inner.set(k, v)
+        }
+        fn delete(&self, k: &str) -> Result<(), crate::kernel::kv::KvError> {
+            self.inner.delete(k)
+        }
+        fn exists(&self, k: &str) -> Result<bool, crate::kernel::kv::KvError> {
+            self.inner.exists(k)
+        }
+        fn increment(&self, k: &str, d: i64) -> Result<i64, crate::kernel::kv::KvError> {
+            if k.contains(self.fail) {
+                return Err(crate::kernel::kv::KvError::new("increment would overflow"));
+            }
+            self.inner.increment(k, d)
+        }
+        fn swap(
+            &self,
+            k: &str,
+            seen: Option<&[u8]>,
+            new: &[u8],
+        ) -> Result<bool, crate::kernel::kv::KvError> {
+            self.inner.swap(k, seen, new)
+        }
+    }
+
+    fn every_counter(kv: &dyn KvStore, ms: u64, owner: &str) -> Vec<i64> {
+        every_spend_key(ms, owner)
+            .iter()
+            .map(|k| read_counter(kv, k).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn an_estimate_past_the_bound_is_refused_and_reserves_nothing() {
+        let kv = MemoryKv::default();
+        let s = limited(100.0, LimitAction::Block);
+        for est in [
+            f64::MAX,
+            f64::INFINITY,
+            f64::NAN,
+            -1.0,
+            crate::billing::estimate::MAX_ESTIMATE_USD * 1.01,
+        ] {
+            let Err(e) = reserve(&kv, &s, "a", est, 0) else {
+                panic!("{est} was reserved")
+            };
+            assert_eq!((e.status, e.code), (400, "estimate_too_large"), "{est}");
+        }
+        assert_eq!(every_counter(&kv, 0, "a"), [0; 6]);
+        // The bound itself fits, and the block limit still holds after it.
+        let Check::Blocked(e) =
+            reserve(&kv, &s, "a", crate::billing::estimate::MAX_ESTIMATE_USD, 0).unwrap()
+        else {
+            panic!("a $1M job does not fit a $100 limit")
+        };
+        assert_eq!(e.status, 402);
+        assert_eq!(every_counter(&kv, 0, "a"), [0; 6]);
+        let Check::Allowed { .. } = reserve(&kv, &s, "a", 1.0, 0).unwrap() else {
+            panic!("a $1 job fits")
+        };
+    }
+
+    #[test]
+    fn a_reservation_that_fails_part_way_gives_back_what_it_took() {
+        let ms = 1_795_879_207_000; // 2026-11-28
+        // The weekly keys come after the daily ones: two were taken first.
+        let kv = FailingIncrements {
+            inner: MemoryKv::default(),
+            fail: "-W",
+        };
+        let s = StoredSettings::default();
+        let e = reserve(&kv, &s, "a", 5.0, ms)
+            .err()
+            .expect("the store failed");
+        assert_eq!(e.status, 500);
+        assert_eq!(every_counter(&kv.inner, ms, "a"), [0; 6]);
+    }
+
+    #[test]
+    fn amounts_are_clamped_so_counters_cannot_overflow() {
+        assert_eq!(micros(f64::NAN), 0);
+        assert_eq!(micros(f64::INFINITY), 1_000_000_000_000_000);
+        assert_eq!(micros(-f64::MAX), -1_000_000_000_000_000);
+        // A limit compared with a huge spend does not overflow.
+        let kv = MemoryKv::default();
+        let s = limited(
+            crate::providers::settings::MAX_COST_LIMIT_USD,
+            LimitAction::Warn,
+        );
+        kv.increment(&spend_keys(Period::Monthly, 0, "a")[0], i64::MAX / 2)
+            .unwrap();
+        assert!(matches!(
+            reserve(&kv, &s, "a", 1.0, 0).unwrap(),
+            Check::Allowed {
+                warning: Some(_),
+                ..
+            }
+        ));
     }
 
     #[test]

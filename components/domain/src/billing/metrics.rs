@@ -49,8 +49,16 @@ pub fn settle(kv: &dyn KvStore, job: &Settlement) -> Result<(), ApiError> {
     );
     let actual = micros(job.cost_usd);
     if let Some(r) = job.reservation {
+        // Every window is settled even if one fails (the first failure is
+        // reported after), so no window keeps the reservation.
+        let mut failed = None;
         for k in &r.keys {
-            kv.increment(k, actual - r.micros)?;
+            if let Err(e) = kv.increment(k, actual.saturating_sub(r.micros)) {
+                failed.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e.into());
         }
     }
     let day = day_key(job.ended_ms);
@@ -92,7 +100,7 @@ impl DayAggregate {
             Outcome::Failed => self.failed += 1,
             Outcome::Cancelled => self.cancelled += 1,
         }
-        self.total_cost_micros += micros(job.cost_usd);
+        self.total_cost_micros = self.total_cost_micros.saturating_add(micros(job.cost_usd));
         if let Some(d) = job.duration_seconds {
             self.duration_seconds += d;
             self.durations += 1;

@@ -29,8 +29,17 @@ pub fn day_key(ms: u64) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
+/// The most any amount counts for, in USD: every sum of amounts then stays
+/// far inside an i64 of micro-dollars (9.2e12 USD).
+const MAX_AMOUNT_USD: f64 = 1e9;
+
+/// `usd` in micro-dollars, clamped to ±[`MAX_AMOUNT_USD`] (not a number: 0),
+/// so no amount can push a counter toward overflow.
 pub(crate) fn micros(usd: f64) -> i64 {
-    (usd * 1e6).round() as i64
+    if usd.is_nan() {
+        return 0;
+    }
+    (usd.clamp(-MAX_AMOUNT_USD, MAX_AMOUNT_USD) * 1e6).round() as i64
 }
 
 pub(crate) fn usd(micros: i64) -> f64 {

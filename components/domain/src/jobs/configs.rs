@@ -91,6 +91,10 @@ pub fn validate_body(config: &Value, dataloader: &Value) -> Result<(), ApiError>
     }
 }
 
+/// The most saved configs one user may keep: each is a KV value of up to a
+/// request body, and the list reads them all.
+pub const MAX_CONFIGS_PER_USER: usize = 200;
+
 fn key(owner: &str, name: &str) -> String {
     format!("config:{owner}:{name}")
 }
@@ -186,13 +190,33 @@ impl<'a> ConfigStore<'a> {
             created_ms: existing.as_ref().map_or(now_ms, |e| e.created_ms),
             updated_ms: now_ms,
         };
-        set_json(self.kv, &key(owner, name), &saved)?;
+        // The name takes its place in the index first, where the cap is
+        // checked atomically (racing creates cannot pass it together).
+        let mut full = false;
         self.edit_index(owner, |names| {
-            if !names.iter().any(|n| n == name) {
-                names.push(name.to_string());
-                names.sort();
+            full = false;
+            if names.iter().any(|n| n == name) {
+                return;
             }
+            if names.len() >= MAX_CONFIGS_PER_USER {
+                full = true;
+                return;
+            }
+            names.push(name.to_string());
+            names.sort();
         })?;
+        if full {
+            return Err(ApiError::new(
+                409,
+                "too_many_configs",
+                format!(
+                    "you already have {MAX_CONFIGS_PER_USER} saved configs, the most one user may \
+                     keep; delete one you no longer need, or save over an existing name"
+                ),
+            )
+            .with_detail("max_configs", MAX_CONFIGS_PER_USER));
+        }
+        set_json(self.kv, &key(owner, name), &saved)?;
         Ok((saved, existing.is_none()))
     }
 
@@ -286,6 +310,33 @@ mod tests {
         assert!(store.delete("a", "alpha").unwrap());
         assert!(!store.delete("a", "alpha").unwrap());
         assert_eq!(store.list("a").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_user_may_keep_only_so_many_configs_but_may_always_save_over_one() {
+        let kv = MemoryKv::default();
+        let store = ConfigStore::new(&kv);
+        for i in 0..MAX_CONFIGS_PER_USER {
+            store
+                .put("a", &format!("c{i}"), json!({"x": i}), json!([]), 1)
+                .unwrap();
+        }
+        let e = store
+            .put("a", "one-more", json!({"x": 1}), json!([]), 2)
+            .unwrap_err();
+        assert_eq!((e.status, e.code), (409, "too_many_configs"));
+        assert!(store.get("a", "one-more").unwrap().is_none());
+        assert_eq!(store.list("a").unwrap().len(), MAX_CONFIGS_PER_USER);
+        // Saving over an existing one, and another user's, still work.
+        let (_, created) = store.put("a", "c0", json!({"x": 9}), json!([]), 3).unwrap();
+        assert!(!created);
+        store
+            .put("b", "one-more", json!({"x": 1}), json!([]), 3)
+            .unwrap();
+        assert!(store.delete("a", "c1").unwrap());
+        store
+            .put("a", "one-more", json!({"x": 1}), json!([]), 4)
+            .unwrap();
     }
 
     #[test]

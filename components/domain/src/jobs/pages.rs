@@ -124,6 +124,26 @@ pub fn assign(kv: &dyn KvStore, scope: Scope, s: &Summary) -> Result<u64, KvErro
     Ok(page)
 }
 
+/// Hands out a slot for a new job without counting it (see [`count`]): its
+/// page number. A slot whose job never gets written is only a gap in a page.
+pub fn slot(kv: &dyn KvStore, scope: Scope) -> Result<u64, KvError> {
+    let mut page = 0;
+    edit_json::<Head>(kv, &scope.head_key(), |h| {
+        if h.assigned >= PAGE_SIZE {
+            h.page += 1;
+            h.assigned = 0;
+        }
+        h.assigned += 1;
+        page = h.page;
+    })?;
+    Ok(page)
+}
+
+/// Counts a new job whose record now exists.
+pub fn count(kv: &dyn KvStore, scope: Scope, s: &Summary) -> Result<(), KvError> {
+    edit_json::<Head>(kv, &scope.head_key(), |h| h.add(&s.provider, s.status, 1))
+}
+
 /// Moves one job's count from one status to another.
 pub fn recount(
     kv: &dyn KvStore,

@@ -183,3 +183,53 @@ fn the_sync_adopts_a_prediction_whose_create_answer_was_lost() {
     assert_eq!(adopted.prediction_id.as_deref(), Some("p9"));
     assert_eq!(adopted.status, JobStatus::Running);
 }
+
+#[test]
+fn a_job_whose_submit_died_before_replicate_fails_and_frees_its_reservation() {
+    let kv = MemoryKv::default();
+    let stored = crate::providers::settings::StoredSettings::default();
+    let crate::billing::limits::Check::Allowed { reservation, .. } =
+        crate::billing::limits::reserve(&kv, &stored, "alice", 5.0, NOW).unwrap()
+    else {
+        panic!("no limit set")
+    };
+    let spent = || {
+        crate::billing::limits::global_spend_usd(
+            &kv,
+            crate::providers::settings::Period::Daily,
+            NOW,
+        )
+        .unwrap()
+    };
+    assert_eq!(spent(), 5.0);
+    // Recorded, then nothing: no input hash, no prediction (it died zipping).
+    let mut stalled = job("j3", "alice");
+    stalled.status = JobStatus::Uploading;
+    stalled.created_ms = NOW;
+    stalled.reservation = Some(reservation);
+    JobStore::new(&kv).create(&mut stalled).unwrap();
+    let http = ScriptedHttp::new();
+    let pass = |now| {
+        block_on(sync::run(
+            &JobStore::new(&kv),
+            &http,
+            &settings(),
+            sync::DEFAULT_BUDGET,
+            now,
+        ))
+    };
+    // Too young to judge: a submit may still be running.
+    assert_eq!(pass(NOW + 60_000).abandoned, 0);
+    assert_eq!(
+        JobStore::new(&kv).get("j3").unwrap().unwrap().status,
+        JobStatus::Uploading
+    );
+    let report = pass(NOW + sync::ADOPT_WINDOW_MS);
+    assert_eq!(report.abandoned, 1, "{:?}", report.errors);
+    let failed = JobStore::new(&kv).get("j3").unwrap().unwrap();
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert!(failed.error_message.unwrap().contains("submit it again"));
+    assert_eq!(spent(), 0.0, "the reservation was given back");
+    assert!(JobStore::new(&kv).active().unwrap().is_empty());
+    assert!(http.requests().is_empty(), "nothing to ask Replicate");
+}

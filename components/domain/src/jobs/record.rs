@@ -316,7 +316,8 @@ impl Job {
 }
 
 /// Replaces the values of secret-looking keys (tokens, passwords, secret and
-/// access keys) with `"***"`, at any depth.
+/// access keys) with `"***"`, at any depth, including inside strings that
+/// hold JSON (SimpleTuner sends `publishing_config` as a JSON string).
 pub fn redact(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
@@ -331,8 +332,35 @@ pub fn redact(value: &Value) -> Value {
                 .collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        Value::String(s) => match embedded_json(s) {
+            Some(inner) => {
+                let redacted = redact(&inner);
+                if redacted == inner {
+                    value.clone()
+                } else {
+                    Value::String(redacted.to_string())
+                }
+            }
+            None => value.clone(),
+        },
         other => other.clone(),
     }
+}
+
+/// The object or array a string holds as JSON text, if it does.
+fn embedded_json(s: &str) -> Option<Value> {
+    let t = s.trim_start();
+    if !(t.starts_with('{') || t.starts_with('[')) {
+        return None;
+    }
+    serde_json::from_str::<Value>(s)
+        .ok()
+        .filter(|v| v.is_object() || v.is_array())
+}
+
+/// Whether `value` holds any secret [`redact`] would hide.
+pub fn holds_secrets(value: &Value) -> bool {
+    redact(value) != *value
 }
 
 /// The other half of [`redact`]: a secret sent back as `"***"` (a form that
@@ -340,6 +368,22 @@ pub fn redact(value: &Value) -> Value {
 /// at the same place; with nothing to keep it is dropped, never stored as
 /// `"***"`.
 pub fn restore_redacted(new: &mut Value, old: Option<&Value>) {
+    if let Value::String(text) = new {
+        // JSON text (a `publishing_config` string) is restored inside, and
+        // written back only if a redacted secret was in it.
+        if let Some(mut inner) = embedded_json(text) {
+            let before = inner.clone();
+            let old_inner = old.and_then(|o| match o {
+                Value::String(t) => embedded_json(t),
+                other => Some(other.clone()),
+            });
+            restore_redacted(&mut inner, old_inner.as_ref());
+            if inner != before {
+                *new = Value::String(inner.to_string());
+            }
+        }
+        return;
+    }
     match new {
         Value::Object(map) => {
             let keys: Vec<String> = map.keys().cloned().collect();
@@ -380,77 +424,4 @@ pub fn is_secret_key(key: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use JobStatus::*;
-
-    #[test]
-    fn transitions_move_forward_only_and_terminal_is_final() {
-        for (from, to) in [
-            (Pending, Uploading),
-            (Pending, Queued),
-            (Uploading, Queued),
-            (Queued, Running),
-            (Queued, Completed),
-            (Running, Completed),
-            (Running, Failed),
-            (Pending, Cancelled),
-            (Running, Running),
-        ] {
-            assert!(check_transition(from, to).is_ok(), "{from:?} -> {to:?}");
-        }
-        for (from, to) in [
-            (Completed, Running),
-            (Completed, Failed),
-            (Cancelled, Completed),
-            (Failed, Queued),
-            (Running, Queued),
-            (Queued, Pending),
-        ] {
-            assert_eq!(
-                check_transition(from, to),
-                Err(IllegalTransition { from, to }),
-                "{from:?} -> {to:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn replicate_statuses_map_and_unknown_ones_do_not() {
-        assert_eq!(JobStatus::from_replicate("starting"), Some(Queued));
-        assert_eq!(JobStatus::from_replicate("processing"), Some(Running));
-        assert_eq!(JobStatus::from_replicate("succeeded"), Some(Completed));
-        assert_eq!(JobStatus::from_replicate("failed"), Some(Failed));
-        assert_eq!(JobStatus::from_replicate("canceled"), Some(Cancelled));
-        assert_eq!(JobStatus::from_replicate("aborted"), Some(Cancelled));
-        assert_eq!(JobStatus::from_replicate("booting-gpus"), None);
-    }
-
-    #[test]
-    fn redaction_hides_secret_keys_at_any_depth() {
-        let config = json!({
-            "--hub_token": "hf_x",
-            "model_family": "flux",
-            "publishing_config": [{"provider": "s3", "secret_key": "abc", "access_key": "AK", "bucket": "b"}],
-            "password": null,
-        });
-        let r = redact(&config);
-        assert_eq!(r["--hub_token"], "***");
-        assert_eq!(r["model_family"], "flux");
-        assert_eq!(r["publishing_config"][0]["secret_key"], "***");
-        assert_eq!(r["publishing_config"][0]["access_key"], "***");
-        // What a form sends back unchanged keeps the stored secret.
-        let stored = json!({"publishing_config": [{"bucket": "b", "secret_key": "real"}], "--hub_token": "hf_1"});
-        let mut sent = json!({"publishing_config": [{"bucket": "b2", "secret_key": "***"}], "--hub_token": "***"});
-        restore_redacted(&mut sent, Some(&stored));
-        assert_eq!(
-            sent,
-            json!({"publishing_config": [{"bucket": "b2", "secret_key": "real"}], "--hub_token": "hf_1"})
-        );
-        let mut fresh = json!({"--hub_token": "***"});
-        restore_redacted(&mut fresh, None);
-        assert_eq!(fresh, json!({}));
-        assert_eq!(r["publishing_config"][0]["bucket"], "b");
-        assert_eq!(r["password"], Value::Null);
-    }
-}
+mod tests;

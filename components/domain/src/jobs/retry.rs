@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::auth::principal::Permission;
 use crate::jobs::lifecycle::{invalid_state, visible_job};
-use crate::jobs::record::{Job, JobStatus, Lineage};
+use crate::jobs::record::{Job, JobStatus, Lineage, holds_secrets};
 use crate::jobs::store::JobStore;
 use crate::jobs::submit::{SubmitContext, Submitted, submit_attempt};
 use crate::kernel::error::{ApiError, object_with_fields};
@@ -47,11 +47,31 @@ fn prepare<H: HttpClient>(
     if !RETRYABLE.contains(&job.status) {
         return Err(invalid_state(&job, "re-run", &RETRYABLE));
     }
+    secrets_stay_with_their_owner(&job, &ctx.principal.id)?;
     let key = match header_key.map(str::trim).filter(|k| !k.is_empty()) {
         Some(k) => Some(Value::from(k)),
         None => body_key(raw)?,
     };
     Ok((submit_body(&job, key), next_attempt(&job)))
+}
+
+/// A job's stored config may hold its owner's secrets (publishing keys,
+/// tokens). Someone else who may see the job (a lead, an admin) must not run
+/// a job with them: such a re-run is refused, and they submit the config
+/// with their own secrets instead. A job without secrets re-runs for anyone
+/// who may see it.
+fn secrets_stay_with_their_owner(job: &Job, caller: &str) -> Result<(), ApiError> {
+    if job.owner == caller || !(holds_secrets(&job.config) || holds_secrets(&job.dataloader_config))
+    {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        403,
+        "rerun_needs_owner",
+        "this job's config holds its owner's secrets (keys or tokens), so only its owner can \
+         re-run it; submit the config with your own secrets instead",
+    )
+    .with_detail("job_id", job.job_id.as_str()))
 }
 
 /// The `idempotency_key` of an optional JSON body (`{}` or empty is none).

@@ -59,22 +59,39 @@ impl<'a> JobStore<'a> {
     }
 
     /// Stores a new job and lists it: a slot in each scope's pages (kept in
-    /// the record, so later changes go straight to its page), the record,
-    /// then its summary.
+    /// the record, so later changes go straight to its page), its place
+    /// among the active jobs, the record, then its count and summary.
+    ///
+    /// The order is what a submit that dies half-way leaves behind: the job
+    /// is active before its record exists, so a record that was written is
+    /// always one the sync follows (and settles, and fails if it never
+    /// reached Replicate); it is counted only once its record exists, so a
+    /// failed write leaves no phantom in the list's totals.
     pub fn create(&self, job: &mut Job) -> Result<(), ApiError> {
         let summary = Summary::of(job);
         let slots = Slots {
-            all: pages::assign(self.kv, Scope::All, &summary)?,
-            owner: pages::assign(self.kv, Scope::Owner(&job.owner), &summary)?,
+            all: pages::slot(self.kv, Scope::All)?,
+            owner: pages::slot(self.kv, Scope::Owner(&job.owner))?,
         };
         job.list_pages = Some(slots);
-        set_json(self.kv, &job_key(&job.job_id), job)?;
+        let active = !job.status.is_terminal();
+        if active {
+            pages::set_active(self.kv, &job.job_id, &job.owner, true)?;
+        }
+        if let Err(e) = set_json(self.kv, &job_key(&job.job_id), job) {
+            if active {
+                let _ = pages::set_active(self.kv, &job.job_id, &job.owner, false);
+            }
+            return Err(e.into());
+        }
+        // The job exists from here: a submit that failed now would give its
+        // reservation back while the job (active, holding it) settles it
+        // again when it ends. So listing is best effort; the job's next
+        // change puts its entry in its page again.
         let entry = Entry::of(&summary);
         for scope in [Scope::All, Scope::Owner(&job.owner)] {
-            pages::put(self.kv, scope, slots.of(scope), &entry)?;
-        }
-        if !job.status.is_terminal() {
-            pages::set_active(self.kv, &job.job_id, &job.owner, true)?;
+            let _ = pages::count(self.kv, scope, &summary);
+            let _ = pages::put(self.kv, scope, slots.of(scope), &entry);
         }
         Ok(())
     }

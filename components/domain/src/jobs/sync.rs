@@ -22,6 +22,7 @@ use crate::jobs::store::JobStore;
 use crate::kernel::clock::parse_rfc3339_ms;
 use crate::kernel::counters::{Event, count};
 use crate::kernel::http::HttpClient;
+use crate::kernel::kv::UpdateError;
 use crate::providers::catalog::{TRAINER_OWNER, TRAINER_PREFIX};
 use crate::providers::replicate::ReplicateClient;
 use crate::providers::settings::ProviderSettings;
@@ -53,6 +54,8 @@ pub struct SyncReport {
     pub notifications_failed: usize,
     /// Finished jobs deleted by retention ([`crate::jobs::retention`]).
     pub pruned: usize,
+    /// Abandoned multipart uploads aborted (scheduled passes only).
+    pub uploads_expired: usize,
     /// Requests this pass made to Replicate, and the most it could.
     pub provider_requests: usize,
     pub request_budget: usize,
@@ -79,6 +82,7 @@ impl SyncReport {
             "notifications_sent": self.notifications_sent,
             "notifications_failed": self.notifications_failed,
             "pruned": self.pruned,
+            "uploads_expired": self.uploads_expired,
             "provider_requests": self.provider_requests,
             "request_budget": self.request_budget,
             "skipped": self.skipped,
@@ -101,6 +105,12 @@ pub async fn scheduled_pass<H: HttpClient>(
 ) -> SyncReport {
     let mut report = run(store, http, settings, request_budget, now_ms).await;
     report.add_retention(crate::jobs::retention::run(store, retention_days, now_ms));
+    // Multipart uploads abandoned mid-way (a trainer or browser that went
+    // away) hold their parts, and datasets' quota, until expired here.
+    match crate::storage::datasets::expire_stale_uploads(store.kv(), now_ms) {
+        Ok(n) => report.uploads_expired = n,
+        Err(e) => report.errors.push(json!({"error": e.to_string()})),
+    }
     report
 }
 
@@ -197,14 +207,17 @@ impl Pass<'_, '_> {
 
     async fn jobs<H: HttpClient>(&mut self, http: &H, ids: Vec<String>) {
         let mut found = Found::default();
+        let mut stalled = Vec::new();
         for id in ids {
             match self.store.get(&id) {
                 Ok(Some(job)) if job.prediction_id.is_some() => found.unseen.push(job),
                 Ok(Some(job)) if job.input_sha256.is_some() => found.orphans.push(job),
-                Ok(_) => {}
+                Ok(Some(job)) => stalled.push(job),
+                Ok(None) => {}
                 Err(e) => self.error(Some(&id), e.message),
             }
         }
+        self.fail_stalled(&stalled);
         let client = match ReplicateClient::new(http, &self.settings.api_base, &self.settings.token)
         {
             Ok(c) => c,
@@ -345,6 +358,37 @@ impl Pass<'_, '_> {
         match adopted {
             Ok(_) => self.report.adopted += 1,
             Err(e) => self.error(Some(&job.job_id), format!("{e:?}")),
+        }
+    }
+
+    /// Fails the jobs whose submit stopped before it sent Replicate anything
+    /// (no prediction id, no input hash: it died packaging or uploading the
+    /// datasets). No prediction can exist for them, so no request is needed;
+    /// once past [`ADOPT_WINDOW_MS`] (far longer than any submit runs) they
+    /// fail, which gives their spend reservation back.
+    fn fail_stalled(&mut self, stalled: &[Job]) {
+        let now = self.now_ms;
+        for job in stalled
+            .iter()
+            .filter(|j| now >= j.created_ms.saturating_add(ADOPT_WINDOW_MS))
+        {
+            let failed = self.store.update::<()>(&job.job_id, |j| {
+                if j.prediction_id.is_none() && j.input_sha256.is_none() && !j.status.is_terminal()
+                {
+                    j.error_message = Some(
+                        "The submit stopped before this job reached Replicate (while its \
+                         datasets were packaged or uploaded); submit it again"
+                            .into(),
+                    );
+                    let _ = j.transition(JobStatus::Failed, now);
+                }
+                Ok(())
+            });
+            match failed {
+                Ok(_) => self.report.abandoned += 1,
+                Err(UpdateError::Store(e)) => self.error(Some(&job.job_id), e.to_string()),
+                Err(_) => self.error(Some(&job.job_id), "the job changed meanwhile; next pass"),
+            }
         }
     }
 

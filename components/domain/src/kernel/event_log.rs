@@ -9,6 +9,12 @@
 //! (each append deletes the one that falls out), so the log costs at most
 //! `KEPT + 2` keys of Fermyon Cloud's 1,024. Entries hold ids, names and
 //! outcomes, never a secret. Recording never fails the action it records.
+//!
+//! Only attributable events are chained. What anyone on the internet can
+//! cause without a credential (actor `anonymous`: rejected webhooks, failed
+//! sign-ins) is counted per (kind, hour) with a few samples ([`noise`]), so
+//! it cannot push users' history out of the chain. Every stored field is
+//! bounded ([`MAX_FIELD_CHARS`], [`MAX_DETAIL_BYTES`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -24,6 +30,15 @@ pub const KEPT: u64 = 250;
 const HEAD: &str = "ev:head";
 /// The hash before the first entry.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+mod noise;
+
+/// The longest string kept in any field; longer ones are cut.
+pub const MAX_FIELD_CHARS: usize = 200;
+/// The largest `detail` kept, as JSON; a larger one is replaced by a note.
+pub const MAX_DETAIL_BYTES: usize = 2048;
+/// The actor of events nobody authenticated: they are counted, not chained.
+pub const ANONYMOUS: &str = "anonymous";
 
 fn entry_key(seq: u64) -> String {
     format!("ev:{seq:012}")
@@ -97,9 +112,55 @@ impl Entry {
     }
 }
 
-/// Appends `ev`. Errors are swallowed: the log must not break what it records.
+/// Appends `ev` (anonymous events are counted instead, see [`noise`]).
+/// Errors are swallowed: the log must not break what it records.
 pub fn record(kv: &dyn KvStore, ev: NewEvent, now_ms: u64) {
-    let _ = append(kv, &ev, now_ms);
+    let (kind, actor) = (cut(ev.kind), cut(ev.actor));
+    let (target, owner) = (ev.target.map(cut), ev.owner.map(cut));
+    let ev = NewEvent {
+        kind: &kind,
+        actor: &actor,
+        target: target.as_deref(),
+        owner: owner.as_deref(),
+        detail: bound_detail(&ev.detail),
+    };
+    let _ = if ev.actor == ANONYMOUS {
+        noise::count(kv, &ev, now_ms)
+    } else {
+        append(kv, &ev, now_ms).map(|_| ())
+    };
+}
+
+/// `s` cut to [`MAX_FIELD_CHARS`] characters.
+fn cut(s: &str) -> String {
+    match s.char_indices().nth(MAX_FIELD_CHARS) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// `detail` with every string cut and every list and object shortened; if it
+/// is still larger than [`MAX_DETAIL_BYTES`], a note saying so.
+fn bound_detail(detail: &Value) -> Value {
+    fn walk(v: &Value, depth: usize) -> Value {
+        match v {
+            Value::String(s) => Value::String(cut(s)),
+            Value::Array(a) if depth < 4 => a.iter().take(20).map(|x| walk(x, depth + 1)).collect(),
+            Value::Object(o) if depth < 4 => Value::Object(
+                o.iter()
+                    .take(20)
+                    .map(|(k, x)| (cut(k), walk(x, depth + 1)))
+                    .collect(),
+            ),
+            Value::Array(_) | Value::Object(_) => json!("…"),
+            other => other.clone(),
+        }
+    }
+    let bounded = walk(detail, 0);
+    if bounded.to_string().len() > MAX_DETAIL_BYTES {
+        return json!({"truncated": true});
+    }
+    bounded
 }
 
 fn append(kv: &dyn KvStore, ev: &NewEvent, now_ms: u64) -> Result<u64, ApiError> {
@@ -157,6 +218,11 @@ fn head(kv: &dyn KvStore) -> Result<Head, ApiError> {
     }))
 }
 
+/// What the log keeps, in words (answered by list and verify).
+pub const RETENTION: &str = "the newest 250 chained entries (sign-ins, keys, users, jobs, settings, \
+    refused permissions); unauthenticated events (rejected webhooks, failed sign-ins) are counted per \
+    type and hour, with the first samples, for the newest 144 hours of such events";
+
 /// `GET /api/cloud/events`: newest first, filtered, a page at a time.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
@@ -211,11 +277,21 @@ pub fn list(kv: &dyn KvStore, q: &EventQuery, viewer: Option<&str>) -> Result<Va
         };
     }
     let more = next > oldest;
+    // Counted noise is nobody's object: admins see it, on the first page.
+    let aggregates = match (viewer, q.before, q.actor.as_deref(), &q.target) {
+        (None, None, None | Some(ANONYMOUS), None) => {
+            noise::list(kv, q.kind.as_deref(), q.since_ms)?
+        }
+        _ => Vec::new(),
+    };
     Ok(json!({
         "events": events.iter().map(Entry::to_api).collect::<Vec<_>>(),
         "next_before": more.then_some(next),
         "kept": KEPT,
         "latest_seq": head.seq,
+        "dropped": oldest - 1,
+        "aggregates": aggregates,
+        "retention": RETENTION,
     }))
 }
 
@@ -252,124 +328,31 @@ pub fn verify(kv: &dyn KvStore) -> Result<Value, ApiError> {
     {
         problems.push(json!({"seq": head.seq, "problem": "the head does not name the last entry"}));
     }
+    // Entries aged out are gone: the chain is checked from the oldest kept
+    // one, whose link to its predecessor cannot be checked. Say so.
+    let dropped = oldest - 1;
+    let scope = if dropped == 0 {
+        format!("the whole log: {} entries from #1", head.seq)
+    } else {
+        format!(
+            "from the oldest kept entry #{oldest} to #{}; the {dropped} entries before it were dropped \
+             by retention and are not checked (nor is #{oldest}'s link to them)",
+            head.seq
+        )
+    };
     Ok(json!({
         "valid": problems.is_empty(),
+        "complete": dropped == 0,
         "checked": head.seq + 1 - oldest,
+        "dropped": dropped,
         "from_seq": oldest.min(head.seq),
         "to_seq": head.seq,
+        "verified": scope,
+        "retention": RETENTION,
         "head_hash": head.hash,
         "problems": problems,
     }))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kernel::kv::MemoryKv;
-
-    fn ev<'a>(kind: &'a str, actor: &'a str, owner: Option<&'a str>) -> NewEvent<'a> {
-        NewEvent {
-            kind,
-            actor,
-            target: Some("t1"),
-            owner,
-            detail: json!({}),
-        }
-    }
-
-    #[test]
-    fn entries_chain_list_newest_first_and_verify() {
-        let kv = MemoryKv::default();
-        for i in 0..5 {
-            record(&kv, ev("job.submitted", "alice", Some("alice")), 1_000 + i);
-        }
-        record(&kv, ev("auth.login_failed", "anonymous", None), 2_000);
-        let page = list(
-            &kv,
-            &EventQuery {
-                limit: 4,
-                ..Default::default()
-            },
-            None,
-        )
-        .unwrap();
-        let seqs: Vec<u64> = page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["seq"].as_u64().unwrap())
-            .collect();
-        assert_eq!(seqs, [6, 5, 4, 3]);
-        assert_eq!(page["next_before"], 3);
-        let rest = list(
-            &kv,
-            &EventQuery {
-                limit: 4,
-                before: Some(3),
-                ..Default::default()
-            },
-            None,
-        )
-        .unwrap();
-        assert_eq!(rest["events"].as_array().unwrap().len(), 2);
-        assert!(rest["next_before"].is_null());
-        // Alice sees her own events, not the failed sign-in.
-        let mine = list(
-            &kv,
-            &EventQuery {
-                limit: 50,
-                ..Default::default()
-            },
-            Some("alice"),
-        )
-        .unwrap();
-        assert_eq!(mine["events"].as_array().unwrap().len(), 5);
-        let kinds = list(
-            &kv,
-            &EventQuery {
-                limit: 50,
-                kind: Some("auth".into()),
-                ..Default::default()
-            },
-            None,
-        )
-        .unwrap();
-        assert_eq!(kinds["events"].as_array().unwrap().len(), 1);
-        assert_eq!(verify(&kv).unwrap()["valid"], true);
-    }
-
-    #[test]
-    fn a_changed_entry_breaks_the_chain_where_it_was_changed() {
-        let kv = MemoryKv::default();
-        for i in 0..4 {
-            record(&kv, ev("job.cancelled", "bob", Some("bob")), i);
-        }
-        let key = entry_key(2);
-        let mut e: Entry = kv::get_json(&kv, &key).unwrap().unwrap();
-        e.actor = "mallory".into();
-        kv::set_json(&kv, &key, &e).unwrap();
-        let v = verify(&kv).unwrap();
-        assert_eq!(v["valid"], false);
-        assert_eq!(v["problems"][0]["seq"], 2, "{v}");
-        // Rewriting its hash too is caught by the next entry.
-        e.hash = e.digest();
-        kv::set_json(&kv, &key, &e).unwrap();
-        let v = verify(&kv).unwrap();
-        assert_eq!(v["problems"][0]["seq"], 3, "{v}");
-    }
-
-    #[test]
-    fn only_the_newest_entries_are_kept() {
-        let kv = MemoryKv::default();
-        for i in 0..KEPT + 10 {
-            record(&kv, ev("job.submitted", "a", None), i);
-        }
-        assert!(kv.get(&entry_key(10)).unwrap().is_none());
-        assert!(kv.get(&entry_key(11)).unwrap().is_some());
-        let v = verify(&kv).unwrap();
-        assert_eq!(
-            (v["valid"].as_bool(), v["checked"].as_u64()),
-            (Some(true), Some(KEPT))
-        );
-    }
-}
+mod tests;

@@ -9,15 +9,18 @@
 //!   backoff (5 s, 1 min, 5 min, 30 min, 2 h, 6 h; then dropped), a 410 that
 //!   disables the subscription, and no redirects followed (wasi-http never
 //!   follows them).
-//! - Private-network targets (loopback, RFC 1918, link-local, `localhost`) are
-//!   refused unless an admin sets `allow_private`. Host names that *resolve*
-//!   to private addresses can only be stopped by the runtime: run Spin with
+//! - Special-purpose targets (loopback, private, link-local, CGNAT, reserved,
+//!   documentation, multicast, in any spelling; `localhost`, `*.local`,
+//!   `*.internal`: see [`targets`]) are refused unless an admin sets
+//!   `allow_private`. Host names that *resolve* to private addresses can only
+//!   be stopped by the runtime: run Spin with
 //!   `[outbound_networking] block_networks = ["private"]`.
+//! - A user has at most [`MAX_PER_OWNER`] subscriptions, and delivery takes
+//!   turns across owners and subscriptions ([`outbox`]), so one user's dead
+//!   targets cannot delay anyone else's.
 //!
 //! Layout: `notif:<id>` (subscription, with its secret), `notifs:u:<owner>`
 //! (ids), `notif:outbox` (pending deliveries, CAS).
-
-use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -25,10 +28,8 @@ use serde_json::{Value, json};
 use crate::auth::principal::Principal;
 use crate::kernel::clock::rfc3339;
 use crate::kernel::error::{ApiError, object_with_fields};
-use crate::kernel::http::{HttpClient, HttpRequest, Method};
 use crate::kernel::kv::{self, KvStore, get_json, set_json};
 use crate::kernel::secrets::random_base62;
-use crate::kernel::signing::sign;
 
 pub const EVENTS: [&str; 5] = [
     "job.queued",
@@ -37,11 +38,13 @@ pub const EVENTS: [&str; 5] = [
     "job.failed",
     "job.cancelled",
 ];
-const OUTBOX: &str = "notif:outbox";
-/// Seconds to wait after the n-th failed attempt.
-const BACKOFF_SECS: [u64; 6] = [5, 60, 300, 1800, 7200, 21600];
-/// Deliveries attempted per sync pass (each is one outbound request).
-pub const DELIVERIES_PER_PASS: usize = 20;
+/// Subscriptions one user may have.
+pub const MAX_PER_OWNER: usize = 10;
+
+mod outbox;
+pub mod targets;
+
+pub use outbox::{DELIVERIES_PER_PASS, Pending, deliver_due, enqueue};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subscription {
@@ -65,59 +68,6 @@ impl Subscription {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Pending {
-    pub webhook_id: String,
-    pub subscription: String,
-    pub event: String,
-    pub payload: Value,
-    pub attempts: u32,
-    pub next_ms: u64,
-}
-
-fn is_private(host: &str) -> bool {
-    let h = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
-    if h == "localhost"
-        || h.ends_with(".localhost")
-        || h.ends_with(".local")
-        || h.ends_with(".internal")
-    {
-        return true;
-    }
-    match h.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => {
-            ip.is_private()
-                || ip.is_loopback()
-                || ip.is_link_local()
-                || ip.is_unspecified()
-                || ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1])
-        }
-        Ok(IpAddr::V6(ip)) => {
-            ip.is_loopback()
-                || ip.is_unspecified()
-                || (ip.segments()[0] & 0xfe00) == 0xfc00
-                || (ip.segments()[0] & 0xffc0) == 0xfe80
-        }
-        Err(_) => false,
-    }
-}
-
-/// `scheme://host[:port]/...` → (scheme, host).
-fn split_url(url: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let host = if authority.starts_with('[') {
-        authority.split_inclusive(']').next()?
-    } else {
-        authority.split(':').next()?
-    };
-    (!host.is_empty()).then_some((scheme, host))
-}
-
 pub fn create(
     kv: &dyn KvStore,
     principal: &Principal,
@@ -131,14 +81,9 @@ pub fn create(
         .unwrap_or("")
         .trim()
         .to_string();
-    let Some((scheme, host)) = split_url(&url) else {
-        return Err(ApiError::bad_request(
-            "`url` must be an absolute http(s) URL",
-        ));
-    };
-    if scheme != "https" && scheme != "http" {
-        return Err(ApiError::bad_request("`url` must use http or https"));
-    }
+    let target = targets::parse(&url)?;
+    // Stored as parsed, so the delivery sends to exactly what was checked.
+    let url = target.to_string();
     let allow_private = obj
         .get("allow_private")
         .and_then(Value::as_bool)
@@ -150,12 +95,14 @@ pub fn create(
             "only admins may allow private-network targets",
         ));
     }
-    if is_private(host) && !allow_private {
+    if let Some(host) = targets::special_host(&target)
+        && !allow_private
+    {
         return Err(ApiError::new(
             400,
             "private_target",
             format!(
-                "{host} is a private-network address; an admin can allow it with \"allow_private\": true"
+                "{host} is a private or special-purpose address; an admin can allow it with \"allow_private\": true"
             ),
         ));
     }
@@ -184,12 +131,29 @@ pub fn create(
         created_ms: now_ms,
         allow_private,
     };
-    set_json(kv, &format!("notif:{}", sub.id), &sub)?;
+    // The slot first (inside the same CAS as the count), then the record.
+    let mut full = false;
     edit_list(
         kv,
         &format!("notifs:u:{}", sub.owner),
-        |ids: &mut Vec<String>| ids.push(sub.id.clone()),
+        |ids: &mut Vec<String>| {
+            full = ids.len() >= MAX_PER_OWNER;
+            if !full {
+                ids.push(sub.id.clone());
+            }
+        },
     )?;
+    if full {
+        return Err(ApiError::new(
+            409,
+            "too_many_notifications",
+            format!(
+                "you have {MAX_PER_OWNER} notification URLs, the most one user may have; delete one first"
+            ),
+        )
+        .with_detail("max", MAX_PER_OWNER));
+    }
+    set_json(kv, &format!("notif:{}", sub.id), &sub)?;
     Ok((sub, secret))
 }
 
@@ -238,140 +202,12 @@ pub fn delete(kv: &dyn KvStore, principal: &Principal, id: &str) -> Result<(), A
     }
 }
 
-/// A job's status change, as notifications see it (built by the job store).
-#[derive(Clone)]
-pub struct JobEvent<'a> {
-    pub job_id: &'a str,
-    pub owner: &'a str,
-    /// The new status: `queued`, `running`, `completed`, `failed`, ...
-    pub status: &'a str,
-    /// The job as the API shows it (the event's `data.job`): called only
-    /// when someone subscribes, so a status change with no subscribers costs
-    /// no serialisation.
-    pub view: &'a dyn Fn() -> Value,
-}
-
-/// The event type a status is announced as; `None` for statuses nobody
-/// subscribes to (`pending`, `uploading`).
-fn event_for(status: &str) -> Option<&'static str> {
-    EVENTS
-        .iter()
-        .copied()
-        .find(|e| e.strip_prefix("job.") == Some(status))
-}
-
-/// Queues the event for a job's new status to its owner's subscriptions.
-pub fn enqueue(kv: &dyn KvStore, change: &JobEvent, now_ms: u64) -> Result<(), ApiError> {
-    let Some(event) = event_for(change.status) else {
-        return Ok(());
-    };
-    let subs: Vec<Subscription> = list_for(kv, change.owner)?
-        .into_iter()
-        .filter(|s| s.active && s.events.iter().any(|e| e == event))
-        .collect();
-    if subs.is_empty() {
-        return Ok(());
-    }
-    let payload =
-        json!({"type": event, "timestamp": rfc3339(now_ms), "data": {"job": (change.view)()}});
-    edit_list(kv, OUTBOX, |outbox: &mut Vec<Pending>| {
-        for s in &subs {
-            // Stable per (job, status, subscription): a retry reuses it.
-            let webhook_id = format!("msg_{}_{}_{}", change.job_id, change.status, s.id);
-            if !outbox.iter().any(|p| p.webhook_id == webhook_id) {
-                outbox.push(Pending {
-                    webhook_id,
-                    subscription: s.id.clone(),
-                    event: event.to_string(),
-                    payload: payload.clone(),
-                    attempts: 0,
-                    next_ms: now_ms,
-                });
-            }
-        }
-    })
-}
-
-/// Delivers due events (at most [`DELIVERIES_PER_PASS`]); returns (sent, failed).
-pub async fn deliver_due<H: HttpClient>(kv: &dyn KvStore, http: &H, now_ms: u64) -> (usize, usize) {
-    let outbox: Vec<Pending> = get_json(kv, OUTBOX).ok().flatten().unwrap_or_default();
-    let due: Vec<Pending> = outbox
-        .into_iter()
-        .filter(|p| p.next_ms <= now_ms)
-        .take(DELIVERIES_PER_PASS)
-        .collect();
-    let (mut sent, mut failed) = (0, 0);
-    for p in due {
-        let sub: Option<Subscription> = get_json(kv, &format!("notif:{}", p.subscription))
-            .ok()
-            .flatten();
-        let outcome = match &sub {
-            Some(s) if s.active => Some(post(http, s, &p, now_ms).await),
-            _ => None, // deleted or disabled: drop the event
-        };
-        if outcome == Some(Delivery::Gone)
-            && let Some(mut s) = sub
-        {
-            s.active = false;
-            let _ = set_json(kv, &format!("notif:{}", s.id), &s);
-        }
-        let _ = edit_list(kv, OUTBOX, |outbox: &mut Vec<Pending>| {
-            let Some(i) = outbox.iter().position(|q| q.webhook_id == p.webhook_id) else {
-                return;
-            };
-            match outcome {
-                Some(Delivery::Failed) if (outbox[i].attempts as usize) < BACKOFF_SECS.len() => {
-                    let wait = BACKOFF_SECS[outbox[i].attempts as usize];
-                    outbox[i].attempts += 1;
-                    outbox[i].next_ms = now_ms + wait * 1000;
-                }
-                _ => {
-                    outbox.remove(i);
-                }
-            }
-        });
-        match outcome {
-            Some(Delivery::Ok) => sent += 1,
-            Some(_) => failed += 1,
-            None => {}
-        }
-    }
-    (sent, failed)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Delivery {
-    Ok,
-    Failed,
-    Gone,
-}
-
-async fn post<H: HttpClient>(http: &H, s: &Subscription, p: &Pending, now_ms: u64) -> Delivery {
-    let body = p.payload.to_string();
-    let ts = now_ms / 1000;
-    let Ok(sig) = sign(&s.secret, &p.webhook_id, ts, body.as_bytes()) else {
-        return Delivery::Failed;
-    };
-    let mut req = HttpRequest::new(Method::Post, s.url.clone())
-        .header("content-type", "application/json")
-        .header(
-            "user-agent",
-            concat!("cloudtuner/", env!("CARGO_PKG_VERSION")),
-        )
-        .header("webhook-id", p.webhook_id.clone())
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", format!("v1,{sig}"));
-    req.body = body.into_bytes();
-    match http.send(req).await {
-        Ok(r) if (200..300).contains(&r.status) => Delivery::Ok,
-        Ok(r) if r.status == 410 => Delivery::Gone,
-        _ => Delivery::Failed,
-    }
-}
+pub use outbox::JobEvent;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::http::Method;
     use crate::kernel::kv::MemoryKv;
     use crate::kernel::scripted::{Reply, ScriptedHttp, block_on};
 
@@ -436,27 +272,56 @@ mod tests {
     }
 
     #[test]
-    fn private_targets_are_recognised() {
-        for h in [
-            "localhost",
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.0.1",
-            "172.16.5.4",
-            "169.254.169.254",
-            "[::1]",
-            "100.64.0.1",
-            "db.internal",
-        ] {
-            assert!(is_private(h), "{h}");
+    fn special_targets_are_refused_unless_an_admin_allows_them() {
+        let kv = MemoryKv::default();
+        let body = json!({"url": "http://[::ffff:127.0.0.1]:8001/"});
+        let e = create(&kv, &Principal::admin("root"), &body, 0).unwrap_err();
+        assert_eq!((e.status, e.code), (400, "private_target"));
+        let allowed = json!({"url": "http://2130706433/x", "allow_private": true});
+        let (sub, _) = create(&kv, &Principal::admin("root"), &allowed, 0).unwrap();
+        assert_eq!(sub.url, "http://127.0.0.1/x", "stored as checked");
+    }
+
+    #[test]
+    fn a_user_has_at_most_max_per_owner_subscriptions() {
+        let kv = MemoryKv::default();
+        let body = json!({"url": "https://hooks.example.com/x"});
+        let alice = Principal::admin("alice");
+        for _ in 0..MAX_PER_OWNER {
+            create(&kv, &alice, &body, 0).unwrap();
         }
-        for h in ["example.com", "8.8.8.8", "[2001:db8::1]"] {
-            assert!(!is_private(h), "{h}");
+        let e = create(&kv, &alice, &body, 0).unwrap_err();
+        assert_eq!((e.status, e.code), (409, "too_many_notifications"));
+        assert_eq!(list_for(&kv, "alice").unwrap().len(), MAX_PER_OWNER);
+        create(&kv, &Principal::admin("bob"), &body, 0).unwrap();
+    }
+
+    #[test]
+    fn one_users_dead_targets_do_not_delay_another_users_delivery() {
+        let kv = MemoryKv::default();
+        let events = json!({"url": "https://dead.example/", "events": ["job.completed"]});
+        for _ in 0..MAX_PER_OWNER {
+            create(&kv, &Principal::admin("mallory"), &events, 0).unwrap();
         }
-        assert_eq!(
-            split_url("https://u:p@hooks.example.com:8443/x?y"),
-            Some(("https", "hooks.example.com"))
-        );
-        assert_eq!(split_url("http://[::1]:80/"), Some(("http", "[::1]")));
+        // Mallory's jobs finish first: 30 jobs x 10 dead targets queued ahead.
+        for i in 0..30 {
+            let id = format!("m{i}");
+            let done = JobEvent {
+                job_id: &id,
+                owner: "mallory",
+                status: "completed",
+                view: &|| json!({}),
+            };
+            enqueue(&kv, &done, 0).unwrap();
+        }
+        subscribed(&kv, "http://hooks.test/live");
+        let http = ScriptedHttp::new();
+        http.on(Method::Post, "/", vec![Reply::Lost; 1000]);
+        http.on(Method::Post, "/live", vec![Reply::Json(200, json!({}))]);
+        let (sent, failed) = block_on(deliver_due(&kv, &http, 0));
+        assert_eq!(sent, 1, "alice's event goes out in the first pass");
+        assert_eq!(failed, MAX_PER_OWNER, "each dead target tried once");
+        // The dead targets back off as a whole: the next pass tries none.
+        assert_eq!(block_on(deliver_due(&kv, &http, 1_000)), (0, 0));
     }
 }

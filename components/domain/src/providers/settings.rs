@@ -39,6 +39,12 @@ impl ProviderSettings {
 
 pub const KEY: &str = "settings:provider:replicate";
 
+/// The highest price an admin may set for a profile: $1/s ($3,600/h), some
+/// 80 times an 8×H100; a bound so money arithmetic stays in range.
+pub const MAX_COST_PER_SECOND: f64 = 1.0;
+/// The highest cost limit an admin may set, in USD.
+pub const MAX_COST_LIMIT_USD: f64 = 1e9;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
@@ -327,10 +333,11 @@ pub fn update(kv: &dyn KvStore, patch: &Value) -> Result<StoredSettings, ApiErro
                             .get("cost_per_second")
                             .or(Some(info))
                             .and_then(Value::as_f64)
-                            .filter(|r| *r >= 0.0 && r.is_finite())
+                            .filter(|r| (0.0..=MAX_COST_PER_SECOND).contains(r))
                             .ok_or_else(|| {
                                 bad(format!(
-                                    "hardware_info.{profile}: cost_per_second must be a number ≥ 0"
+                                    "hardware_info.{profile}: cost_per_second must be a number \
+                                     from 0 to {MAX_COST_PER_SECOND} ($/s for the whole profile)"
                                 ))
                             })?;
                         s.hardware_info.insert(id.to_string(), rate);
@@ -346,8 +353,13 @@ pub fn update(kv: &dyn KvStore, patch: &Value) -> Result<StoredSettings, ApiErro
                         Value::Null => None,
                         _ => Some(
                             v.as_f64()
-                                .filter(|a| *a >= 0.0 && a.is_finite())
-                                .ok_or_else(|| bad("Cost limit amount must be non-negative"))?,
+                                .filter(|a| (0.0..=MAX_COST_LIMIT_USD).contains(a))
+                                .ok_or_else(|| {
+                                    bad(format!(
+                                        "Cost limit amount must be non-negative and at most \
+                                         {MAX_COST_LIMIT_USD:.0}"
+                                    ))
+                                })?,
                         ),
                     }
                 }

@@ -17,13 +17,20 @@
 //! none): its datasets are `ready` from the first file, each file whole or
 //! absent.
 
+mod quota;
+
+pub use quota::{
+    Inflight, MAX_OPEN_UPLOADS, MAX_UPLOAD_PARTS, QuotaError, UPLOAD_TTL_MS, WRITE_HOLD_MS, Write,
+    expire_stale_uploads,
+};
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::kernel::clock::rfc3339;
 use crate::kernel::error::ApiError;
 use crate::kernel::kv::{
-    KvError, KvStore, create_once, delete_created, edit_json, get_json, set_json,
+    KvError, KvStore, UpdateError, create_once, delete_created, edit_json, get_json, update,
 };
 use crate::storage::objects::{IndexEntry, ObjectStore};
 
@@ -39,6 +46,9 @@ pub const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
 pub const DEFAULT_QUOTA_MB: u64 = 500;
 pub const DEFAULT_MAX_FILES: usize = 1000;
 const MAX_NAME: usize = 64;
+/// Datasets one user may have, empty or not: each costs keys even empty
+/// (a browser upload that never sent a file, a write refused for quota).
+pub const MAX_DATASETS: usize = 100;
 const SECRET_EXTENSIONS: [&str; 6] = ["env", "pem", "key", "crt", "p12", "pfx"];
 const IMAGE_EXTENSIONS: [&str; 9] = [
     "png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff", "jxl",
@@ -209,6 +219,9 @@ impl<'a> DatasetStore<'a> {
         self.get(name)?.ok_or_else(|| not_found(name))
     }
 
+    /// Creates the dataset, unless this user has [`MAX_DATASETS`] already
+    /// (`Ok(false)`): the names list is the count, so the limit holds under
+    /// concurrent creates.
     fn create(
         &self,
         name: &str,
@@ -227,23 +240,69 @@ impl<'a> DatasetStore<'a> {
         let bytes = serde_json::to_vec(&record).expect("dataset record");
         // Listed first: a listed name without a record is skipped, a record
         // without its name could never be listed or deleted.
-        edit_json::<Vec<String>>(self.kv, &names_key(self.owner), |names| {
+        let key = names_key(self.owner);
+        create_once(self.kv, &key, b"[]")?;
+        let listed = update(self.kv, &key, |cur| {
+            let mut names: Vec<String> = serde_json::from_slice(cur).unwrap_or_default();
             if !names.iter().any(|n| n == name) {
+                if names.len() >= MAX_DATASETS {
+                    return Err(());
+                }
                 names.push(name.to_string());
                 names.sort();
             }
-        })?;
-        create_once(self.kv, &record_key(self.owner, name), &bytes)
+            Ok(serde_json::to_vec(&names).expect("names serialise"))
+        });
+        match listed {
+            Ok(_) => {}
+            Err(UpdateError::Rejected(())) => return Ok(false),
+            Err(e) => return Err(KvError::new(format!("cannot update {key}: {e:?}"))),
+        }
+        create_once(self.kv, &record_key(self.owner, name), &bytes)?;
+        Ok(true)
+    }
+
+    /// A 409 `too_many_datasets` (the API's form of [`MAX_DATASETS`]).
+    pub fn too_many() -> ApiError {
+        ApiError::new(
+            409,
+            "too_many_datasets",
+            format!(
+                "you have {MAX_DATASETS} datasets, the most one user may have; delete one you no longer need first"
+            ),
+        )
+        .with_detail("max_datasets", MAX_DATASETS)
+    }
+
+    /// Changes the dataset's record by compare-and-swap (a concurrent write
+    /// or completion is never lost); `None` when there is no such dataset.
+    fn edit(&self, name: &str, f: impl Fn(&mut Dataset)) -> Result<Option<Dataset>, KvError> {
+        let key = record_key(self.owner, name);
+        let edited = update::<()>(self.kv, &key, |cur| {
+            let mut d: Dataset = serde_json::from_slice(cur).map_err(|_| ())?;
+            f(&mut d);
+            Ok(serde_json::to_vec(&d).expect("dataset record"))
+        });
+        match edited {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(UpdateError::Missing) => Ok(None),
+            Err(UpdateError::Store(e)) => Err(e),
+            Err(e) => Err(KvError::new(format!("cannot update {key}: {e:?}"))),
+        }
     }
 
     /// The dataset a write to `name` goes into, created (ready) on first use:
-    /// the S3 path, where the first `PutObject` makes the dataset.
-    pub fn ensure(&self, name: &str, now_ms: u64) -> Result<Dataset, KvError> {
+    /// the S3 path, where the first `PutObject` makes the dataset. `None`
+    /// when it does not exist and this user has [`MAX_DATASETS`] already.
+    pub fn ensure(&self, name: &str, now_ms: u64) -> Result<Option<Dataset>, KvError> {
         if let Some(d) = self.get(name)? {
-            return Ok(d);
+            return Ok(Some(d));
         }
-        self.create(name, State::Ready, None, now_ms)?;
+        if !self.create(name, State::Ready, None, now_ms)? {
+            return Ok(None);
+        }
         self.get(name)?
+            .map(Some)
             .ok_or_else(|| KvError::new("dataset record vanished"))
     }
 
@@ -281,14 +340,16 @@ impl<'a> DatasetStore<'a> {
                 format!("you already have a dataset named {name:?}; delete it first or pick another name"),
             )
             .with_detail("dataset", name)),
-            Some(mut d) => {
-                d.expected_files = Some(files);
-                d.updated_ms = now_ms;
-                set_json(self.kv, &record_key(self.owner, name), &d)?;
-                Ok(d)
-            }
+            Some(_) => self
+                .edit(name, |d| {
+                    d.expected_files = Some(files);
+                    d.updated_ms = now_ms;
+                })?
+                .ok_or_else(|| not_found(name)),
             None => {
-                self.create(name, State::Uploading, Some(files), now_ms)?;
+                if !self.create(name, State::Uploading, Some(files), now_ms)? {
+                    return Err(Self::too_many());
+                }
                 self.require(name)
             }
         }
@@ -296,7 +357,7 @@ impl<'a> DatasetStore<'a> {
 
     /// Ends a browser upload: ready once every announced file is stored.
     pub fn complete(&self, name: &str, now_ms: u64) -> Result<Dataset, ApiError> {
-        let mut d = self.require(name)?;
+        let d = self.require(name)?;
         let have = self.contents(name)?.files;
         if let Some(want) = d.expected_files.filter(|w| have < *w) {
             return Err(ApiError::new(
@@ -307,19 +368,20 @@ impl<'a> DatasetStore<'a> {
             .with_detail("files_uploaded", have)
             .with_detail("files_expected", want));
         }
-        d.state = State::Ready;
-        d.updated_ms = now_ms;
-        set_json(self.kv, &record_key(self.owner, name), &d)?;
-        Ok(d)
+        // By CAS: a write touching the record meanwhile must not undo this
+        // (nor this resurrect a dataset deleted meanwhile).
+        self.edit(name, |d| {
+            d.state = State::Ready;
+            d.updated_ms = now_ms;
+        })?
+        .ok_or_else(|| not_found(name))
     }
 
     /// Marks a write (best effort: the record is a summary, the files are the
-    /// truth).
+    /// truth). By CAS, so it never undoes a completion racing it, and never
+    /// writes back a record deleted meanwhile.
     pub fn touch(&self, name: &str, now_ms: u64) {
-        if let Ok(Some(mut d)) = self.get(name) {
-            d.updated_ms = now_ms;
-            let _ = set_json(self.kv, &record_key(self.owner, name), &d);
-        }
+        let _ = self.edit(name, |d| d.updated_ms = d.updated_ms.max(now_ms));
     }
 
     pub fn names(&self) -> Result<Vec<String>, KvError> {
@@ -362,6 +424,12 @@ impl<'a> DatasetStore<'a> {
     pub fn delete(&self, name: &str) -> Result<Dataset, ApiError> {
         let d = self.require(name)?;
         self.objects().drop_bucket(&self.bucket(name))?;
+        // Its uploads went with the bucket: they hold no quota any more (0:
+        // no time-based pruning needed here).
+        self.forget_dataset(name, 0).map_err(|e| match e {
+            QuotaError::Kv(e) => e,
+            other => KvError::new(format!("{other:?}")),
+        })?;
         delete_created(self.kv, &record_key(self.owner, name))?;
         edit_json::<Vec<String>>(self.kv, &names_key(self.owner), |names| {
             names.retain(|n| n != name)
@@ -388,101 +456,4 @@ impl<'a> DatasetStore<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kernel::kv::MemoryKv;
-    use serde_json::Map;
-
-    const LIMITS: Limits = Limits {
-        quota_bytes: 1 << 20,
-        max_files: 3,
-    };
-
-    #[test]
-    fn names_and_paths_are_checked_in_words() {
-        assert!(check_name("cats-2024_v1.0").is_ok());
-        for bad in ["", ".hidden", "a/b", "a b", &"x".repeat(65)] {
-            assert!(check_name(bad).unwrap_err().contains("not a dataset name"));
-        }
-        assert!(check_path("sub/1.png").is_ok());
-        assert!(check_path(".DS_Store").unwrap_err().contains("hidden"));
-        assert!(check_path("a/.git/x").unwrap_err().contains("hidden"));
-        assert!(check_path("creds.PEM").unwrap_err().contains("secret"));
-        assert!(check_path("a//b").unwrap_err().contains("relative"));
-        assert!(check_path("dir/").unwrap_err().contains("folders"));
-        assert!(excluded_name(".env") && excluded_name("x.key") && !excluded_name("x.txt"));
-    }
-
-    #[test]
-    fn a_browser_upload_is_uploading_until_every_file_is_there() {
-        let kv = MemoryKv::default();
-        let ds = DatasetStore::new(&kv, "alice");
-        let d = ds.begin_upload("cats", 2, &LIMITS, 1).unwrap();
-        assert_eq!(d.state, State::Uploading);
-        let bucket = ds.bucket("cats");
-        ds.objects()
-            .put(&bucket, "1.png", b"png", "image/png", Map::new(), 2)
-            .unwrap();
-        let e = ds.complete("cats", 3).unwrap_err();
-        assert_eq!((e.status, e.code), (409, "upload_incomplete"));
-        assert!(e.message.contains("1 of 2"), "{}", e.message);
-        // Resuming is the same dataset; the second file arrives; complete.
-        assert_eq!(
-            ds.begin_upload("cats", 2, &LIMITS, 4).unwrap().created_ms,
-            1
-        );
-        ds.objects()
-            .put(&bucket, "1.txt", b"a cat", "text/plain", Map::new(), 5)
-            .unwrap();
-        assert_eq!(ds.complete("cats", 6).unwrap().state, State::Ready);
-        let view = ds.view(&ds.require("cats").unwrap()).unwrap();
-        assert_eq!(
-            (
-                view["file_count"].clone(),
-                view["bytes"].clone(),
-                view["caption_files"].clone(),
-                view["image_files"].clone()
-            ),
-            (json!(2), json!(8), json!(1), json!(1))
-        );
-        assert_eq!(
-            ds.begin_upload("cats", 1, &LIMITS, 7).unwrap_err().code,
-            "dataset_exists"
-        );
-        assert_eq!(
-            ds.begin_upload("dogs", 4, &LIMITS, 7).unwrap_err().status,
-            413
-        );
-        assert_eq!(ds.usage().unwrap(), 8);
-    }
-
-    #[test]
-    fn datasets_are_per_user_and_deleted_with_every_key() {
-        let kv = MemoryKv::default();
-        let before = kv.keys().len();
-        let alice = DatasetStore::new(&kv, "alice");
-        alice.ensure("cats", 1).unwrap();
-        let bucket = alice.bucket("cats");
-        alice
-            .objects()
-            .put(&bucket, "a.png", b"x", "image/png", Map::new(), 1)
-            .unwrap();
-        alice
-            .objects()
-            .create_upload(&bucket, "big.bin", "b", Map::new(), 1)
-            .unwrap();
-        let bob = DatasetStore::new(&kv, "bob");
-        assert!(bob.get("cats").unwrap().is_none() && bob.list().unwrap().is_empty());
-        assert_eq!(bob.require("cats").unwrap_err().status, 404);
-        assert_eq!(alice.list().unwrap().len(), 1);
-        alice.delete("cats").unwrap();
-        // Every key the dataset used is gone (the names list stays, empty).
-        let left: Vec<String> = kv
-            .keys()
-            .into_iter()
-            .filter(|k| !k.ends_with("datasets:u:alice"))
-            .collect();
-        assert_eq!(left.len(), before, "{left:?}");
-        assert!(alice.list().unwrap().is_empty());
-    }
-}
+mod tests;

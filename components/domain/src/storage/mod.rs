@@ -12,3 +12,6 @@ pub mod objects;
 pub mod s3;
 pub mod sigv2;
 pub mod sigv4;
+
+#[cfg(test)]
+pub(crate) mod racing;

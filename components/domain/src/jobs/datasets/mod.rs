@@ -10,7 +10,7 @@
 //! left out. The archive (paths `<dataset dir name>/<relative path>`) must
 //! stay within Replicate's 100 MiB per-file limit *after* compression.
 
-use std::io::{Cursor, Write};
+use std::io::{Cursor, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Value, json};
@@ -23,8 +23,39 @@ use crate::storage::datasets::{DatasetStore, REFERENCE_SCHEME, State, excluded_n
 
 pub const GUEST_MOUNT: &str = "/datasets";
 pub const MAX_ARCHIVE_BYTES: usize = 100 * 1024 * 1024;
-/// Stop reading long before memory becomes a problem.
-const MAX_INPUT_BYTES: u64 = 1024 * 1024 * 1024;
+/// The most the datasets may hold before compression, checked from each
+/// file's size before it is read: room for captions and other text that
+/// compresses, while images (which do not) meet the archive limit first.
+const MAX_INPUT_BYTES: u64 = 4 * MAX_ARCHIVE_BYTES as u64;
+/// Files are read and zipped this much at a time, and the archive's size is
+/// checked after each piece: zipping stops as soon as it passes the limit,
+/// so memory holds at most the archive and one piece.
+const CHUNK_BYTES: u64 = 1024 * 1024;
+
+/// Why zipping stopped: a dataset the caller got wrong (400), or datasets
+/// too large to upload (413).
+enum ZipError {
+    Bad(String),
+    TooLarge(String),
+}
+
+impl From<String> for ZipError {
+    fn from(m: String) -> Self {
+        ZipError::Bad(m)
+    }
+}
+
+fn too_large(message: String) -> ApiError {
+    ApiError::new(413, "dataset_too_large", message)
+}
+
+fn archive_too_large() -> ZipError {
+    ZipError::TooLarge(
+        "the compressed datasets are over Replicate's 100 MiB upload limit; \
+         host them yourself and pass https URLs"
+            .into(),
+    )
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocalDataset {
@@ -149,7 +180,7 @@ impl Zipper {
         dir: &Path,
         archive_prefix: &str,
         summary: &mut DatasetSummary,
-    ) -> Result<(), String> {
+    ) -> Result<(), ZipError> {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
             .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
             .collect::<Result<_, _>>()
@@ -168,35 +199,58 @@ impl Zipper {
             if meta.is_dir() {
                 self.add_dir(&path, &archive_path, summary)?;
             } else if meta.is_file() {
-                self.add_file(&archive_path, meta.len(), summary, || {
-                    std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+                let mut file = None;
+                self.add_file(&archive_path, meta.len(), summary, |_, len| {
+                    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+                    let f = match &mut file {
+                        Some(f) => f,
+                        None => file.insert(std::fs::File::open(&path).map_err(cannot)?),
+                    };
+                    let mut piece = Vec::with_capacity(len as usize);
+                    f.take(len).read_to_end(&mut piece).map_err(cannot)?;
+                    Ok(piece)
                 })?;
             }
         }
         Ok(())
     }
 
-    /// Adds one file of `size` bytes (read only when zipping).
+    /// Adds one file of `size` bytes. Its size counts before anything is
+    /// read; when zipping, `read(offset, len)` gives it piece by piece (read
+    /// only then, and never past `size`).
     fn add_file(
         &mut self,
         archive_path: &str,
         size: u64,
         summary: &mut DatasetSummary,
-        read: impl FnOnce() -> Result<Vec<u8>, String>,
-    ) -> Result<(), String> {
-        self.input += size;
-        if self.input > MAX_INPUT_BYTES {
-            return Err(
-                "datasets exceed 1 GiB; upload them to your own storage and pass https URLs".into(),
-            );
+        mut read: impl FnMut(u64, u64) -> Result<Vec<u8>, String>,
+    ) -> Result<(), ZipError> {
+        let input = self.input.saturating_add(size);
+        if input > MAX_INPUT_BYTES {
+            return Err(ZipError::TooLarge(format!(
+                "the datasets hold more than {} MiB before compression; \
+                 host them yourself and pass https URLs",
+                MAX_INPUT_BYTES / 1_048_576
+            )));
         }
+        self.input = input;
         if let Some(zip) = self.zip.as_mut() {
-            let bytes = read()?;
             let options =
                 SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
             zip.start_file(archive_path, options)
-                .and_then(|()| zip.write_all(&bytes).map_err(Into::into))
                 .map_err(|e| format!("zip: {e}"))?;
+            let mut offset = 0;
+            while offset < size {
+                let piece = read(offset, CHUNK_BYTES.min(size - offset))?;
+                if piece.is_empty() {
+                    break; // the file shrank since it was measured
+                }
+                zip.write_all(&piece).map_err(|e| format!("zip: {e}"))?;
+                offset += piece.len() as u64;
+                if zip.get_ref().map_or(0, |c| c.get_ref().len()) > MAX_ARCHIVE_BYTES {
+                    return Err(archive_too_large());
+                }
+            }
         }
         summary.files += 1;
         summary.bytes += size;
@@ -209,7 +263,7 @@ impl Zipper {
         store: &DatasetStore,
         name: &str,
         summary: &mut DatasetSummary,
-    ) -> Result<(), String> {
+    ) -> Result<(), ZipError> {
         let objects = store.objects();
         let bucket = store.bucket(name);
         let files = store.files(name).map_err(|e| e.to_string())?;
@@ -218,13 +272,25 @@ impl Zipper {
                 self.skipped += 1;
                 continue;
             }
-            self.add_file(&format!("{name}/{path}"), entry.size, summary, || {
-                let m = objects
-                    .head(&bucket, &path)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("{path} was deleted while packaging"))?;
-                objects.read(&m, 0, m.size).map_err(|e| e.to_string())
-            })?;
+            let mut manifest = None;
+            self.add_file(
+                &format!("{name}/{path}"),
+                entry.size,
+                summary,
+                |offset, len| {
+                    let m = match &manifest {
+                        Some(m) => m,
+                        None => manifest.insert(
+                            objects
+                                .head(&bucket, &path)
+                                .map_err(|e| e.to_string())?
+                                .ok_or_else(|| format!("{path} was deleted while packaging"))?,
+                        ),
+                    };
+                    let end = offset.saturating_add(len).min(m.size);
+                    objects.read(m, offset, end).map_err(|e| e.to_string())
+                },
+            )?;
         }
         Ok(())
     }
@@ -289,15 +355,11 @@ pub fn package(sources: &Sources, dataloader: &Value) -> Result<Option<Archive>,
         .map_err(|e| ApiError::new(500, "archive_failed", format!("zip: {e}")))?
         .into_inner();
     if bytes.len() > MAX_ARCHIVE_BYTES {
-        return Err(ApiError::new(
-            413,
-            "dataset_too_large",
-            format!(
-                "the compressed datasets are {:.1} MiB, over Replicate's 100 MiB upload limit; \
+        return Err(too_large(format!(
+            "the compressed datasets are {:.1} MiB, over Replicate's 100 MiB upload limit; \
                  host them yourself and pass https URLs",
-                bytes.len() as f64 / 1_048_576.0
-            ),
-        ));
+            bytes.len() as f64 / 1_048_576.0
+        )));
     }
     Ok(Some(Archive {
         sha256: hex::encode(Sha256::digest(&bytes)),
@@ -359,7 +421,10 @@ fn walk(
                 zipper.add_dir(&path, &name, &mut summary)
             }
         };
-        added.map_err(|e| bad(&ds.id, &ds.dir, e))?;
+        added.map_err(|e| match e {
+            ZipError::Bad(m) => bad(&ds.id, &ds.dir, m),
+            ZipError::TooLarge(m) => too_large(m).with_detail("dataset_id", ds.id.as_str()),
+        })?;
         if summary.files == 0 {
             return Err(bad(
                 &ds.id,

@@ -164,3 +164,54 @@ fn uploaded_datasets_zip_like_folders_and_unfinished_ones_are_refused() {
     let e = package(&sources, &dl).err().unwrap();
     assert!(e.message.contains("has not finished"), "{}", e.message);
 }
+
+#[test]
+fn datasets_too_large_before_compression_are_refused_before_any_read() {
+    let kv = MemoryKv::default();
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path().join("huge");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("a.txt"), b"a caption").unwrap();
+    // A sparse file: its size says 401 MiB, reading it would take that long.
+    let f = std::fs::File::create(d.join("b.bin")).unwrap();
+    f.set_len(MAX_INPUT_BYTES + 1).unwrap();
+    let dl = json!([{"id": "huge", "instance_data_dir": "huge"}]);
+    let started = std::time::Instant::now();
+    let e = package(&src(&kv, root.path()), &dl).err().unwrap();
+    assert_eq!(
+        (e.status, e.code),
+        (413, "dataset_too_large"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("400 MiB"), "{}", e.message);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "refused from the file's size, not after reading it"
+    );
+    let e = preview(&src(&kv, root.path()), &dl).err().unwrap();
+    assert_eq!(e.code, "dataset_too_large");
+}
+
+#[test]
+fn files_are_zipped_piece_by_piece_whatever_their_size() {
+    let kv = MemoryKv::default();
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    // Over two pieces, and not a multiple of one.
+    let body: Vec<u8> = (0..(CHUNK_BYTES * 2 + 12_345))
+        .map(|i| (i % 251) as u8)
+        .collect();
+    std::fs::write(d.join("x.bin"), &body).unwrap();
+    let a = package(
+        &src(&kv, root.path()),
+        &json!([{"id": "d", "instance_data_dir": "d"}]),
+    )
+    .unwrap()
+    .unwrap();
+    let mut z = zip::ZipArchive::new(Cursor::new(a.bytes.clone())).unwrap();
+    let mut out = Vec::new();
+    z.by_name("d/x.bin").unwrap().read_to_end(&mut out).unwrap();
+    assert_eq!(out, body);
+}

@@ -304,8 +304,9 @@ fn new_job<H: HttpClient>(ctx: &SubmitContext<'_, H>, req: &Request, uploading: 
     Job {
         webhook_url: req.webhook_base.as_ref().map(|b| {
             format!(
-                "{}/api/cloud/webhooks/replicate?job={job_id}",
-                b.trim_end_matches('/')
+                "{}{}?job={job_id}",
+                b.trim_end_matches('/'),
+                request::WEBHOOK_ROUTE
             )
         }),
         job_id,

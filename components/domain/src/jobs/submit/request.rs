@@ -91,6 +91,7 @@ pub fn resolve_training(
         ));
     }
     crate::jobs::models::check(&config)?;
+    crate::billing::estimate::check_training_length(&config)?;
     Ok(Training {
         config,
         dataloader,
@@ -140,6 +141,42 @@ pub fn max_runtime(
         None | Some(Value::Null) => Ok(default_minutes),
         Some(v) => max_runtime_minutes(v),
     }
+}
+
+/// This server's webhook route, where Replicate posts a job's news.
+pub const WEBHOOK_ROUTE: &str = "/api/cloud/webhooks/replicate";
+
+/// The origin Replicate's webhooks for a new job go to: this server's own
+/// `public_url`, never one the submitter chooses. A webhook's body is the
+/// whole prediction, its input included (the trainer config with this
+/// server's per-job upload secret, the Hugging Face token), so a client
+/// `webhook_url` is accepted only when it names this server (its origin or
+/// its webhook route), for clients that send what they were configured with.
+pub(crate) fn own_webhook(
+    requested: Option<&str>,
+    public_url: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    let own = public_url
+        .map(|u| u.trim().trim_end_matches('/'))
+        .filter(|u| !u.is_empty());
+    let Some(asked) = requested.map(|u| u.trim().trim_end_matches('/')) else {
+        return Ok(own.map(str::to_string));
+    };
+    if let Some(own) = own
+        && (asked == own || asked == format!("{own}{WEBHOOK_ROUTE}"))
+    {
+        return Ok(Some(own.to_string()));
+    }
+    let message = match own {
+        Some(own) => format!(
+            "webhook_url may only name this server ({own}): Replicate's webhooks carry the \
+             job's input, so they go to this server alone; leave webhook_url out"
+        ),
+        None => "this server has no public_url, so Replicate's webhooks cannot reach it and \
+                 go nowhere else; leave webhook_url out (the sync follows the job)"
+            .to_string(),
+    };
+    Err(ApiError::new(400, "invalid_webhook_url", message).with_detail("webhook_url", asked))
 }
 
 pub(crate) fn opt_str(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
@@ -208,15 +245,10 @@ pub(super) fn parse(
         opt_str(body, "hardware_profile")?.as_deref(),
         stored.hardware_profile.as_deref(),
     )?;
-    let webhook_base = match opt_str(body, "webhook_url")? {
-        Some(u) if u.starts_with("https://") || u.starts_with("http://") => Some(u),
-        Some(u) => {
-            return Err(ApiError::bad_request(format!(
-                "webhook_url {u:?} must be an http(s) URL"
-            )));
-        }
-        None => settings.public_url.clone(),
-    };
+    let webhook_base = own_webhook(
+        opt_str(body, "webhook_url")?.as_deref(),
+        settings.public_url.as_deref(),
+    )?;
     let delivery = delivery::plan(&delivery::Choice {
         config: &config,
         requested: opt_str(body, "delivery")?.as_deref(),
@@ -235,4 +267,43 @@ pub(super) fn parse(
         fingerprint: idempotency::fingerprint(&value),
         max_runtime_minutes: max_runtime(body, stored.max_runtime_minutes)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhooks_go_only_to_this_servers_public_url() {
+        let own = Some("https://me.example/");
+        assert_eq!(
+            own_webhook(None, own).unwrap().as_deref(),
+            Some("https://me.example")
+        );
+        for same in [
+            "https://me.example",
+            "https://me.example/",
+            "https://me.example/api/cloud/webhooks/replicate",
+        ] {
+            assert_eq!(
+                own_webhook(Some(same), own).unwrap().as_deref(),
+                Some("https://me.example"),
+                "{same}"
+            );
+        }
+        for other in [
+            "https://attacker.example",
+            "https://attacker.example/collect/api/cloud/webhooks/replicate",
+            "https://me.example.attacker.example",
+            "https://me.example/api/cloud/webhooks/replicate/../../x",
+            "ftp://x",
+        ] {
+            let e = own_webhook(Some(other), own).unwrap_err();
+            assert_eq!((e.status, e.code), (400, "invalid_webhook_url"), "{other}");
+        }
+        assert_eq!(own_webhook(None, None).unwrap(), None);
+        assert_eq!(own_webhook(None, Some(" ")).unwrap(), None);
+        let e = own_webhook(Some("https://attacker.example"), None).unwrap_err();
+        assert!(e.message.contains("no public_url"), "{}", e.message);
+    }
 }

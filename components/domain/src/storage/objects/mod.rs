@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use crate::kernel::kv::{KvError, KvStore, delete_created, edit_json, get_json, update};
+use crate::kernel::kv::{
+    KvError, KvStore, MAX_CAS_ATTEMPTS, delete_created, edit_json, get_json, update,
+};
 
 /// Bytes per chunk value: under 1 MB with room to spare.
 pub const CHUNK: usize = 960 * 1024;
@@ -219,28 +221,59 @@ impl<'a> ObjectStore<'a> {
         // Swap so exactly the replaced manifest's blobs are freed. (A first write
         // racing another first write may leak the loser's chunks: Spin's CAS on
         // a missing key is an upsert.)
-        let mut replaced: Option<Manifest> = None;
-        for _ in 0..32 {
+        let mut swapped = None;
+        for attempt in 0..MAX_CAS_ATTEMPTS {
             let current = self.kv.read_for_swap(&key)?;
             if self.kv.swap(&key, current.as_deref(), &new)? {
-                replaced = current.and_then(|c| serde_json::from_slice(&c).ok());
+                swapped = Some(current.and_then(|c| serde_json::from_slice::<Manifest>(&c).ok()));
                 break;
             }
+            if attempt > 2 {
+                std::thread::sleep(std::time::Duration::from_micros(50 * attempt as u64));
+            }
         }
-        let entry = IndexEntry {
-            size: manifest.size,
-            etag: manifest.etag.clone(),
-            uploaded_ms: manifest.uploaded_ms,
+        // Never swapped in: the object is not ours, so neither is an index
+        // entry; free what was written and say so.
+        let Some(replaced) = swapped else {
+            for b in &manifest.blobs {
+                self.delete_blob(b);
+            }
+            return Err(KvError::new(format!("{} is too contended", manifest.key)).into());
         };
-        edit_json::<BucketIndex>(self.kv, &index_key(&manifest.bucket), |idx| {
-            idx.insert(manifest.key.clone(), entry.clone());
-        })?;
+        self.list_current(&manifest.bucket, &manifest.key)?;
         if let Some(old) = replaced {
             for b in old.blobs.iter().filter(|b| !manifest.blobs.contains(b)) {
                 self.delete_blob(b);
             }
         }
         Ok(())
+    }
+
+    /// Sets `key`'s index entry from its manifest as it is now (or removes it
+    /// when there is none). Read inside the index's CAS: of writers racing,
+    /// the last to edit the index read the manifest after the last swap, so
+    /// the entry ends as the object is, whichever order the edits land in.
+    fn list_current(&self, bucket: &str, key: &str) -> Result<(), KvError> {
+        let mut failed = None;
+        edit_json::<BucketIndex>(self.kv, &index_key(bucket), |idx| {
+            match self.head(bucket, key) {
+                Ok(Some(m)) => {
+                    idx.insert(
+                        key.to_string(),
+                        IndexEntry {
+                            size: m.size,
+                            etag: m.etag,
+                            uploaded_ms: m.uploaded_ms,
+                        },
+                    );
+                }
+                Ok(None) => {
+                    idx.remove(key);
+                }
+                Err(e) => failed = Some(e),
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
     }
 
     /// Reads `range` (inclusive start, exclusive end) of an object.
@@ -377,94 +410,4 @@ impl<'a> ObjectStore<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kernel::kv::MemoryKv;
-
-    pub(super) fn bytes(n: usize) -> Vec<u8> {
-        (0..n).map(|i| (i * 31 % 251) as u8).collect()
-    }
-
-    #[test]
-    fn objects_round_trip_in_chunks_with_ranges() {
-        let kv = MemoryKv::default();
-        let store = ObjectStore::new(&kv, 1 << 30);
-        let data = bytes(CHUNK * 2 + 100);
-        let m = store
-            .put(
-                "outputs",
-                "j/a.bin",
-                &data,
-                "application/octet-stream",
-                Map::new(),
-                5,
-            )
-            .unwrap();
-        assert_eq!(m.etag, format!("\"{}\"", hex::encode(Md5::digest(&data))));
-        assert_eq!(
-            kv.keys().iter().filter(|k| k.starts_with("s3d:")).count(),
-            3
-        );
-        let m = store.head("outputs", "j/a.bin").unwrap().unwrap();
-        assert_eq!(store.read(&m, 0, m.size).unwrap(), data);
-        let (a, b) = (CHUNK as u64 - 10, CHUNK as u64 * 2 + 5);
-        assert_eq!(store.read(&m, a, b).unwrap(), data[a as usize..b as usize]);
-        // Replacing frees the old chunks; deleting frees everything.
-        store
-            .put("outputs", "j/a.bin", b"small", "text/plain", Map::new(), 6)
-            .unwrap();
-        assert_eq!(
-            kv.keys().iter().filter(|k| k.starts_with("s3d:")).count(),
-            1
-        );
-        store.delete("outputs", "j/a.bin").unwrap();
-        assert!(
-            kv.keys()
-                .iter()
-                .all(|k| !k.starts_with("s3d:") && !k.starts_with("s3o:"))
-        );
-        assert!(store.list("outputs", "", None, 10).unwrap().0.is_empty());
-    }
-
-    #[test]
-    fn copies_are_independent_of_their_source() {
-        let kv = MemoryKv::default();
-        let store = ObjectStore::new(&kv, 1 << 30);
-        let data = bytes(CHUNK + 7);
-        let src = store
-            .put("b", "a.bin", &data, "x/y", Map::new(), 1)
-            .unwrap();
-        let copy = store.copy(&src, "b", "c.bin", None, 2).unwrap();
-        assert_eq!(
-            (copy.etag.clone(), copy.content_type.clone()),
-            (src.etag.clone(), "x/y".into())
-        );
-        store.delete("b", "a.bin").unwrap();
-        let copy = store.head("b", "c.bin").unwrap().unwrap();
-        assert_eq!(store.read(&copy, 0, copy.size).unwrap(), data);
-        assert_eq!(store.drop_bucket("b").unwrap(), 1);
-        assert!(kv.keys().is_empty(), "{:?}", kv.keys());
-    }
-
-    #[test]
-    fn listing_pages_by_prefix() {
-        let kv = MemoryKv::default();
-        let store = ObjectStore::new(&kv, 1 << 20);
-        for k in ["a/1", "a/2", "a/3", "b/1"] {
-            store
-                .put("outputs", k, k.as_bytes(), "t", Map::new(), 1)
-                .unwrap();
-        }
-        let (page, more) = store.list("outputs", "a/", None, 2).unwrap();
-        assert_eq!(
-            page.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
-            ["a/1", "a/2"]
-        );
-        assert!(more);
-        let (page, more) = store.list("outputs", "a/", Some("a/2"), 2).unwrap();
-        assert_eq!(page.len(), 1);
-        assert!(!more);
-        assert_eq!(store.delete_prefix("outputs", "a/").unwrap(), 3);
-        assert_eq!(store.list("outputs", "", None, 10).unwrap().0.len(), 1);
-    }
-}
+mod tests;

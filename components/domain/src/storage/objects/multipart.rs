@@ -175,6 +175,29 @@ impl ObjectStore<'_> {
         })
     }
 
+    /// Aborts the uploads into `bucket` started at or before `cutoff_ms`
+    /// (abandoned: a trainer that died mid-upload); returns how many.
+    pub fn expire_uploads(&self, bucket: &str, cutoff_ms: u64) -> Result<usize, KvError> {
+        let uploads: UploadIndex = get_json(self.kv, &uploads_key(bucket))?.unwrap_or_default();
+        let mut expired = 0;
+        for (id, key) in &uploads {
+            let stale = match get_json::<Upload>(self.kv, &upload_key(id))? {
+                Some(u) => u.created_ms <= cutoff_ms,
+                None => true,
+            };
+            if !stale {
+                continue;
+            }
+            match self.abort_upload(id, bucket, key) {
+                Ok(()) => expired += 1,
+                Err(StoreError::NoSuchUpload) => self.unlist_upload(bucket, id)?,
+                Err(StoreError::Kv(e)) => return Err(e),
+                Err(other) => return Err(KvError::new(format!("{other:?}"))),
+            }
+        }
+        Ok(expired)
+    }
+
     /// Abandons an upload and frees its parts.
     pub fn abort_upload(&self, id: &str, bucket: &str, key: &str) -> Result<(), StoreError> {
         let upload = self

@@ -66,12 +66,14 @@ pub fn job_credentials(kv: &dyn KvStore, job_id: &str) -> Result<(String, String
 }
 
 /// Authenticates the caller: SigV4 or upload-token headers → job; otherwise
-/// the user the component resolved.
+/// the user the component resolved. With the caller comes the body when it
+/// differs from the one received (aws-chunked framing removed); `None` means
+/// the body as received (not copied: a body may be hundreds of megabytes).
 pub(super) fn caller(
     ctx: &Context,
     req: &S3Request,
     key: &str,
-) -> Result<(Caller, Vec<u8>), S3Error> {
+) -> Result<(Caller, Option<Vec<u8>>), S3Error> {
     let signed = Signed {
         method: &req.method,
         raw_path: &req.raw_path,
@@ -105,7 +107,7 @@ pub(super) fn caller(
         let (_, secret) = job_credentials(ctx.kv, &job.job_id)?;
         crate::storage::sigv2::verify(&signed, &presigned, &secret, ctx.now_ms)
             .map_err(sig_error)?;
-        return Ok((Caller::Job(job), Vec::new()));
+        return Ok((Caller::Job(job), None));
     }
     let token = req
         .header("x-upload-token")
@@ -115,38 +117,36 @@ pub(super) fn caller(
         let job = ctx.jobs.uploader(job_id)?;
         let (_, secret) = job_credentials(ctx.kv, job_id)?;
         return match job {
-            Some(job) if constant_time_eq(token, &secret) => {
-                Ok((Caller::Job(job), req.body.clone()))
-            }
+            Some(job) if constant_time_eq(token, &secret) => Ok((Caller::Job(job), None)),
             _ => Err(access_denied(
                 "The upload token does not belong to the job this key is under.",
             )),
         };
     }
     match &ctx.user {
-        Some(p) => Ok((Caller::User(p.clone()), req.body.clone())),
+        Some(p) => Ok((Caller::User(p.clone()), None)),
         None => Err(access_denied(
             "Sign the request with the job's credentials (SigV4), send X-Upload-Token, or sign in.",
         )),
     }
 }
 
-/// The request body, its signature or hash checked (and aws-chunked framing
-/// removed).
+/// The request body, its signature or hash checked: `None` when it is the
+/// body as received, the decoded bytes when aws-chunked framing was removed.
+///
+/// Only the signed payload hash says whether the body is aws-chunked
+/// (`STREAMING-*`): `Content-Encoding` may be unsigned, and trusting it would
+/// let anyone who can alter a request skip the hash the signature covers.
 fn signed_body(
     req: &S3Request,
     signed: &Signed,
     claimed: &sigv4::Claimed,
     secret: &str,
-) -> Result<Vec<u8>, S3Error> {
+) -> Result<Option<Vec<u8>>, S3Error> {
     let hash = sigv4::payload_hash(signed, claimed);
-    if !(hash.starts_with("STREAMING-")
-        || req
-            .header("content-encoding")
-            .is_some_and(|c| c.contains("aws-chunked")))
-    {
+    if !hash.starts_with("STREAMING-") {
         sigv4::check_payload(hash, &req.body).map_err(sig_error)?;
-        return Ok(req.body.clone());
+        return Ok(None);
     }
     let signed_chunks = hash.starts_with("STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
     let body = sigv4::decode_aws_chunked(&req.body, signed_chunks.then_some((claimed, secret)))
@@ -160,7 +160,7 @@ fn signed_body(
             "The body is shorter or longer than x-amz-decoded-content-length.",
         ));
     }
-    Ok(body)
+    Ok(Some(body))
 }
 
 /// What an API key's S3 access key id starts with (a job's is its job id).

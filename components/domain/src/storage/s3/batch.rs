@@ -105,7 +105,10 @@ pub(super) fn copy_object(
         .header("x-amz-metadata-directive")
         .is_some_and(|d| d.eq_ignore_ascii_case("REPLACE"))
         .then(|| (content_type(req), metadata(req)));
-    let m = store.copy(&source, &db, &dk, replace, ctx.now_ms)?;
+    let hold = space.reserve(key, source.size)?;
+    let copied = store.copy(&source, &db, &dk, replace, ctx.now_ms);
+    space.release(hold);
+    let m = copied?;
     space.stored(key, &m);
     Ok(xml(
         200,

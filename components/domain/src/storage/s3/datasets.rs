@@ -5,9 +5,10 @@
 
 use crate::auth::principal::{Permission, Principal};
 use crate::storage::datasets::{
-    self, DatasetStore, Limits, MAX_FILE_BYTES, MAX_REQUEST_BYTES, S3_BUCKET,
+    self, DatasetStore, Limits, MAX_DATASETS, MAX_FILE_BYTES, MAX_OPEN_UPLOADS, MAX_REQUEST_BYTES,
+    MAX_UPLOAD_PARTS, QuotaError, S3_BUCKET, UPLOAD_TTL_MS, Write,
 };
-use crate::storage::objects::Manifest;
+use crate::storage::objects::{Manifest, StoreError};
 
 use super::Context;
 use super::auth::{Access, Caller};
@@ -34,8 +35,71 @@ impl<'a> Datasets<'a> {
         }
     }
 
+    fn require_scope(&self) -> Result<(), S3Error> {
+        if self.principal.has(Permission::DatasetUpload) {
+            Ok(())
+        } else {
+            Err(access_denied(
+                "Datasets are read and written with the dataset.upload permission (or a key scoped to it).",
+            ))
+        }
+    }
+
     fn store(&self) -> DatasetStore<'_> {
         DatasetStore::new(self.ctx.kv, &self.principal.id)
+    }
+
+    /// The dataset a write goes into, made on first use (S3 has no "create").
+    fn ensure(&self, dataset: &str) -> Result<(), S3Error> {
+        match self.store().ensure(dataset, self.ctx.now_ms)? {
+            Some(_) => Ok(()),
+            None => Err(s3err(
+                400,
+                "TooManyBuckets",
+                format!(
+                    "You have {MAX_DATASETS} datasets, the most one user may have; delete one you no longer need before starting {dataset:?}."
+                ),
+            )),
+        }
+    }
+}
+
+/// A refused reservation in S3's words.
+fn quota_error(e: QuotaError, dataset: &str) -> S3Error {
+    match e {
+        QuotaError::Kv(e) => e.into(),
+        QuotaError::Quota { used, quota } => s3err(
+            403,
+            "QuotaExceeded",
+            format!(
+                "Your datasets hold (or are receiving) {} of your {} quota (dataset_quota_mb); this file does not fit. Delete a dataset, abort unfinished uploads, or ask an admin to raise the quota.",
+                mb(used),
+                mb(quota)
+            ),
+        ),
+        QuotaError::TooManyFiles(max) => s3err(
+            400,
+            "InvalidRequest",
+            format!(
+                "Dataset {dataset:?} already holds (or is receiving) {max} files, the most a dataset may hold (dataset_max_files)."
+            ),
+        ),
+        QuotaError::TooManyUploads => s3err(
+            403,
+            "TooManyUploads",
+            format!(
+                "You have {MAX_OPEN_UPLOADS} multipart uploads open, the most one user may have. Complete or abort one (aws s3api abort-multipart-upload); abandoned uploads are aborted after {} hours.",
+                UPLOAD_TTL_MS / 3_600_000
+            ),
+        ),
+        QuotaError::NoSuchUpload => StoreError::NoSuchUpload.into(),
+        QuotaError::UploadTooLarge => s3err(
+            400,
+            "EntityTooLarge",
+            format!(
+                "The parts of this upload add up to more than 100 MiB (the most a dataset file may hold) or number more than {MAX_UPLOAD_PARTS}."
+            ),
+        ),
     }
 }
 
@@ -46,6 +110,18 @@ fn split(key: &str) -> (&str, &str) {
 
 fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1_048_576.0)
+}
+
+/// A dataset write carrying more than one request may.
+pub(super) fn request_too_large(request: u64) -> S3Error {
+    s3err(
+        400,
+        "EntityTooLarge",
+        format!(
+            "One request may carry at most 10 MB (Fermyon Cloud's limit); this one carries {}. Upload larger files in parts of up to 10 MB (the AWS CLI and boto3 use 8 MB parts).",
+            mb(request)
+        ),
+    )
 }
 
 impl Space for Datasets<'_> {
@@ -61,29 +137,19 @@ impl Space for Datasets<'_> {
         Ok((self.store().bucket(name), path.to_string()))
     }
 
-    fn authorize(&self, _key: &str, access: Access) -> Result<(), S3Error> {
-        if access == Access::Write && !self.principal.has(Permission::DatasetUpload) {
-            return Err(access_denied(
-                "Uploading datasets needs the dataset.upload permission (or a key scoped to it).",
-            ));
-        }
-        Ok(())
+    /// Reading is as much dataset business as writing: a key scoped to
+    /// something else (`metrics.view`) reaches none of its owner's datasets.
+    fn authorize(&self, _key: &str, _access: Access) -> Result<(), S3Error> {
+        self.require_scope()
     }
 
     fn authorize_list(&self, _prefix: &str) -> Result<(), S3Error> {
-        Ok(())
+        self.require_scope()
     }
 
     fn admit(&self, key: &str, size: Option<u64>, request: u64) -> Result<(), S3Error> {
         if request > MAX_REQUEST_BYTES {
-            return Err(s3err(
-                400,
-                "EntityTooLarge",
-                format!(
-                    "One request may carry at most 10 MB (Fermyon Cloud's limit); this one carries {}. Upload larger files in parts of up to 10 MB (the AWS CLI and boto3 use 8 MB parts).",
-                    mb(request)
-                ),
-            ));
+            return Err(request_too_large(request));
         }
         let (name, path) = split(key);
         datasets::check_name(name).map_err(|m| s3err(400, "InvalidBucketName", m))?;
@@ -97,36 +163,52 @@ impl Space for Datasets<'_> {
                 ),
             ));
         }
-        let store = self.store();
-        let bucket = store.bucket(name);
-        let existing = store.objects().head(&bucket, path)?.map(|m| m.size);
-        if existing.is_none() && store.contents(name)?.files >= self.limits.max_files {
-            return Err(s3err(
-                400,
-                "InvalidRequest",
-                format!(
-                    "Dataset {name:?} already holds {} files, the most a dataset may hold (dataset_max_files).",
-                    self.limits.max_files
-                ),
-            ));
-        }
-        let adding = size
-            .unwrap_or(request)
-            .saturating_sub(existing.unwrap_or(0));
-        let used = store.usage()?;
-        if used + adding > self.limits.quota_bytes {
-            return Err(s3err(
-                403,
-                "QuotaExceeded",
-                format!(
-                    "Your datasets hold {} of your {} quota (dataset_quota_mb); this file does not fit. Delete a dataset or ask an admin to raise the quota.",
-                    mb(used),
-                    mb(self.limits.quota_bytes)
-                ),
-            ));
-        }
-        store.ensure(name, self.ctx.now_ms)?;
         Ok(())
+    }
+
+    fn reserve(&self, key: &str, size: u64) -> Result<Option<String>, S3Error> {
+        let (dataset, path) = split(key);
+        let store = self.store();
+        let write = Write {
+            dataset,
+            path,
+            bytes: size,
+        };
+        let hold = store
+            .reserve_write(&write, &self.limits, self.ctx.now_ms)
+            .map_err(|e| quota_error(e, dataset))?;
+        if let Err(e) = self.ensure(dataset) {
+            let _ = store.release_write(&hold, self.ctx.now_ms);
+            return Err(e);
+        }
+        Ok(Some(hold))
+    }
+
+    fn release(&self, hold: Option<String>) {
+        if let Some(hold) = hold {
+            let _ = self.store().release_write(&hold, self.ctx.now_ms);
+        }
+    }
+
+    fn upload_opened(&self, key: &str, id: &str) -> Result<(), S3Error> {
+        let (dataset, path) = split(key);
+        let store = self.store();
+        store
+            .open_upload(id, dataset, path, &self.limits, self.ctx.now_ms)
+            .map_err(|e| quota_error(e, dataset))?;
+        self.ensure(dataset).inspect_err(|_| {
+            let _ = store.close_upload(id, self.ctx.now_ms);
+        })
+    }
+
+    fn reserve_part(&self, id: &str, number: u32, size: u64) -> Result<(), S3Error> {
+        self.store()
+            .reserve_part(id, number, size, &self.limits, self.ctx.now_ms)
+            .map_err(|e| quota_error(e, ""))
+    }
+
+    fn upload_closed(&self, id: &str) {
+        let _ = self.store().close_upload(id, self.ctx.now_ms);
     }
 
     fn stored(&self, key: &str, _m: &Manifest) {

@@ -29,7 +29,7 @@ pub use xml::{http_date, xml_escape};
 
 use crate::auth::principal::Principal;
 use crate::kernel::kv::KvStore;
-use crate::storage::objects::ObjectStore;
+use crate::storage::objects::{ObjectStore, StoreError};
 use crate::storage::sigv4;
 pub use crate::storage::{BUCKET, MOUNT};
 
@@ -137,9 +137,27 @@ pub fn handle(ctx: &Context, req: &S3Request) -> S3Response {
     let resource = target(&req.raw_path)
         .map(|(b, k)| format!("/{b}/{k}"))
         .unwrap_or_default();
-    match dispatch(ctx, req) {
+    let mut out = match dispatch(ctx, req) {
         Ok(r) => r,
         Err(e) => error_response(&e, &resource, head),
+    };
+    inert(&mut out);
+    out
+}
+
+/// What every storage response carries so a browser never runs what it holds:
+/// stored bytes are the users' and trainers' (an HTML or SVG file would run
+/// as this origin, with the viewer's session), and errors echo keys. Objects
+/// that would render as a document also download ([`ops::get_object`]).
+pub const INERT_HEADERS: [(&str, &str); 2] = [
+    ("x-content-type-options", "nosniff"),
+    ("content-security-policy", "default-src 'none'; sandbox"),
+];
+
+fn inert(out: &mut S3Response) {
+    for (name, value) in INERT_HEADERS {
+        out.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        out.headers.push((name.to_string(), value.to_string()));
     }
 }
 
@@ -163,13 +181,15 @@ fn dispatch(ctx: &Context, req: &S3Request) -> Result<S3Response, S3Error> {
             ),
         ));
     }
+    check_request_size(ctx, req, &bucket)?;
     // A bucket request (listing) names its job by the prefix, for upload tokens.
     let auth_key = if key.is_empty() {
         req.param("prefix").unwrap_or_default()
     } else {
         key.clone()
     };
-    let (who, body) = caller(ctx, req, &auth_key)?;
+    let (who, decoded) = caller(ctx, req, &auth_key)?;
+    let body: &[u8] = decoded.as_deref().unwrap_or(&req.body);
     let outputs;
     let datasets;
     let space: &dyn Space = if bucket == BUCKET {
@@ -185,10 +205,46 @@ fn dispatch(ctx: &Context, req: &S3Request) -> Result<S3Response, S3Error> {
     };
     let store = ObjectStore::new(ctx.kv, ctx.max_object);
     if key.is_empty() {
-        bucket_op(req, space, &store, &body)
+        bucket_op(req, space, &store, body)
     } else {
-        object_op(ctx, req, space, &store, &key, &body)
+        object_op(ctx, req, space, &store, &key, body)
     }
+}
+
+/// Refuses a body larger than anything the bucket takes in one request, before
+/// its signature is checked, it is hashed or decoded: working through hundreds
+/// of megabytes only to refuse them afterwards would hold the instance.
+fn check_request_size(ctx: &Context, req: &S3Request, bucket: &str) -> Result<(), S3Error> {
+    let datasets = bucket == DATASETS_BUCKET;
+    let limit = if datasets {
+        crate::storage::datasets::MAX_REQUEST_BYTES
+    } else {
+        ctx.max_object
+    };
+    let streaming = req
+        .header("x-amz-content-sha256")
+        .is_some_and(|h| h.starts_with("STREAMING-"));
+    // aws-chunked framing adds under 1% (a ~90-byte header per chunk of 8 KiB
+    // or more): allowed on top of the limit, the decoded size is checked after.
+    let allowed = if streaming {
+        limit.saturating_add(limit / 64 + 64 * 1024)
+    } else {
+        limit
+    };
+    let declared = req
+        .header("x-amz-decoded-content-length")
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let size = req.body.len() as u64;
+    if size <= allowed && declared <= limit {
+        return Ok(());
+    }
+    let size = size.max(declared);
+    Err(if datasets {
+        datasets::request_too_large(size)
+    } else {
+        StoreError::EntityTooLarge { size, max: limit }.into()
+    })
 }
 
 fn object_op(
@@ -215,7 +271,10 @@ fn object_op(
             let size = body.len() as u64;
             space.admit(key, Some(size), size)?;
             let (b, k) = space.locate(key)?;
-            let m = store.put(&b, &k, body, &content_type(req), metadata(req), ctx.now_ms)?;
+            let hold = space.reserve(key, size)?;
+            let put = store.put(&b, &k, body, &content_type(req), metadata(req), ctx.now_ms);
+            space.release(hold);
+            let m = put?;
             space.stored(key, &m);
             Ok(ok_headers(200, vec![("etag".into(), m.etag)]))
         }
@@ -228,6 +287,10 @@ fn object_op(
             space.admit(key, None, 0)?;
             let (b, k) = space.locate(key)?;
             let id = store.create_upload(&b, &k, &content_type(req), metadata(req), ctx.now_ms)?;
+            if let Err(e) = space.upload_opened(key, &id) {
+                let _ = store.abort_upload(&id, &b, &k);
+                return Err(e);
+            }
             Ok(xml(
                 200,
                 format!(
@@ -252,6 +315,10 @@ fn object_op(
             check_content_md5(req, body)?;
             space.admit(key, None, body.len() as u64)?;
             let (b, k) = space.locate(key)?;
+            if store.upload(&id, &b, &k)?.is_none() {
+                return Err(StoreError::NoSuchUpload.into());
+            }
+            space.reserve_part(&id, number, body.len() as u64)?;
             let etag = store.upload_part(&id, &b, &k, number, body)?;
             Ok(ok_headers(200, vec![("etag".into(), etag)]))
         }
@@ -266,6 +333,7 @@ fn object_op(
                 .sum();
             space.admit(key, Some(size), 0)?;
             let m = store.complete_upload(&id, &b, &k, &parts, ctx.now_ms)?;
+            space.upload_closed(&id);
             space.stored(key, &m);
             Ok(xml(
                 200,
@@ -281,6 +349,7 @@ fn object_op(
         ("DELETE", Some(id)) => {
             let (b, k) = space.locate(key)?;
             store.abort_upload(&id, &b, &k)?;
+            space.upload_closed(&id);
             Ok(ok_headers(204, vec![]))
         }
         ("GET", Some(id)) => list_parts(req, space, store, key, &id),

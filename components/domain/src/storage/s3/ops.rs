@@ -169,6 +169,9 @@ pub(super) fn get_object(
         ("content-type".to_string(), m.content_type.clone()),
         ("accept-ranges".to_string(), "bytes".to_string()),
     ];
+    if !renders_inline_safely(&m.content_type) {
+        headers.push(("content-disposition".to_string(), attachment(key)));
+    }
     for (k, v) in &m.metadata {
         if let Some(v) = v.as_str() {
             headers.push((format!("x-amz-meta-{k}"), v.to_string()));
@@ -205,6 +208,41 @@ pub(super) fn get_object(
         headers,
         body,
     })
+}
+
+/// Types a browser shows as they are, never as a document that runs:
+/// everything else (HTML, SVG, XML, PDF, unknown) is served as a download.
+const INLINE_SAFE: [&str; 8] = [
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "text/plain",
+    "application/json",
+    "application/octet-stream",
+    "binary/octet-stream",
+];
+
+/// Whether an object stored with `content_type` may be shown inline (the
+/// essence only: parameters such as `charset` do not change how it renders).
+pub(super) fn renders_inline_safely(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    INLINE_SAFE.contains(&essence.as_str())
+}
+
+/// `Content-Disposition: attachment` naming the key's last segment (RFC 6266
+/// `filename*`, percent-encoded, so no quote or newline can break out).
+pub(super) fn attachment(key: &str) -> String {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    format!(
+        "attachment; filename*=UTF-8''{}",
+        sigv4::aws_encode(name, true)
+    )
 }
 
 /// `bytes=a-b`, `bytes=a-`, `bytes=-n` → half-open range within `size`.
@@ -278,5 +316,28 @@ mod tests {
         assert_eq!(parse_range("bytes=100-", 100), None);
         assert_eq!(parse_range("bytes=5-1", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
+    }
+
+    #[test]
+    fn only_inert_types_render_inline() {
+        for safe in ["image/png", "Text/Plain; charset=utf-8", "application/json"] {
+            assert!(renders_inline_safely(safe), "{safe}");
+        }
+        for active in [
+            "text/html",
+            "image/svg+xml",
+            "application/xml",
+            "text/xml",
+            "application/xhtml+xml",
+            "application/pdf",
+            "",
+            "text/html; x=image/png",
+        ] {
+            assert!(!renders_inline_safely(active), "{active}");
+        }
+        assert_eq!(
+            attachment("d/a \"b\"\r\n.html"),
+            "attachment; filename*=UTF-8''a%20%22b%22%0D%0A.html"
+        );
     }
 }

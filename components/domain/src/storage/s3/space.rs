@@ -20,9 +20,27 @@ pub(super) trait Space {
     fn locate(&self, key: &str) -> Result<(String, String), S3Error>;
     fn authorize(&self, key: &str, access: Access) -> Result<(), S3Error>;
     fn authorize_list(&self, prefix: &str) -> Result<(), S3Error>;
-    /// Before anything is written at `key`: `size` of the whole object once
-    /// known, `request` the bytes this one request carries.
+    /// Before anything is written at `key`, what its name and sizes must be:
+    /// `size` of the whole object once known, `request` the bytes this one
+    /// request carries.
     fn admit(&self, key: &str, size: Option<u64>, request: u64) -> Result<(), S3Error>;
+    /// Holds room for a whole object of `size` bytes at `key` (PUT, copy)
+    /// until [`Space::release`]; `None` where nothing is counted.
+    fn reserve(&self, _key: &str, _size: u64) -> Result<Option<String>, S3Error> {
+        Ok(None)
+    }
+    /// Ends a hold, once its object is stored (and listed) or failed.
+    fn release(&self, _hold: Option<String>) {}
+    /// Multipart upload `id` was just created at `key`; an error aborts it.
+    fn upload_opened(&self, _key: &str, _id: &str) -> Result<(), S3Error> {
+        Ok(())
+    }
+    /// Before part `number` (`size` bytes) of upload `id` is stored.
+    fn reserve_part(&self, _id: &str, _number: u32, _size: u64) -> Result<(), S3Error> {
+        Ok(())
+    }
+    /// Upload `id` completed (its object listed) or was aborted.
+    fn upload_closed(&self, _id: &str) {}
     /// After an object was stored at `key`.
     fn stored(&self, key: &str, m: &Manifest);
     /// Keys under `prefix` after `after`, in byte order, at most `max`.
