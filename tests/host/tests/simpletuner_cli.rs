@@ -261,8 +261,7 @@ async fn simpletuners_cli_lists_shows_and_sets_what_users_ask() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("API token saved successfully."), "{out}");
     let token = async || {
-        let r = t
-            .app
+        let r = keyed
             .request("GET", "/api/cloud/providers/replicate/config", &[], "")
             .await;
         assert!(!r.text().contains("r8_from_the_cli"), "{}", r.text());
@@ -402,7 +401,7 @@ async fn simpletuners_cli_submits_follows_cancels_retries_deletes_and_configures
         out.contains(&format!("Job {cancel_id} cancelled successfully.")),
         "{out}"
     );
-    assert_eq!(common::job(&t.app, &cancel_id).await["status"], "cancelled");
+    assert_eq!(common::job(&keyed, &cancel_id).await["status"], "cancelled");
     t.fake.push_script(Script::stuck());
     let (code, out) = cli.run(&["cloud", "jobs", "retry", &cancel_id]).await;
     assert_eq!(code, 0, "{out}");
@@ -410,7 +409,7 @@ async fn simpletuners_cli_submits_follows_cancels_retries_deletes_and_configures
     let retried = field(&out, "New Job ID:").to_string();
     assert_ne!(retried, cancel_id);
     assert_eq!(
-        common::job(&t.app, &retried).await["config_name"],
+        common::job(&keyed, &retried).await["config_name"],
         "cli-run"
     );
     // `simpletuner jobs retry` asks the server to re-run: attempt 2 of the cancelled job.
@@ -418,7 +417,7 @@ async fn simpletuners_cli_submits_follows_cancels_retries_deletes_and_configures
     let (code, out) = cli.run(&["jobs", "retry", &cancel_id]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Job resubmitted successfully!"), "{out}");
-    let attempt = common::job(&t.app, field(&out, "New Job ID:")).await;
+    let attempt = common::job(&keyed, field(&out, "New Job ID:")).await;
     assert_eq!(
         (attempt["attempt"].as_u64(), attempt["retry_of"].as_str()),
         (Some(2), Some(cancel_id.as_str()))
@@ -439,8 +438,7 @@ async fn simpletuners_cli_submits_follows_cancels_retries_deletes_and_configures
         out.contains(&format!("Job {cancel_id} deleted successfully.")),
         "{out}"
     );
-    let gone = t
-        .app
+    let gone = keyed
         .request("GET", &format!("/api/cloud/jobs/{cancel_id}"), &[], "")
         .await;
     assert_eq!(gone.status, 404);

@@ -43,12 +43,17 @@ const REMEMBERED_IDS: usize = 64;
 struct CachedSecret {
     secret: Option<String>,
     fetched_ms: u64,
+    /// When a fetch last failed (0: never): with no secret cached, a fetch
+    /// is retried at most once per [`REFETCH_AFTER_MS`] after a failure.
+    #[serde(default)]
+    failed_ms: u64,
 }
 
 fn read_cached(raw: &[u8]) -> CachedSecret {
     serde_json::from_slice(raw).unwrap_or_else(|_| CachedSecret {
         secret: Some(String::from_utf8_lossy(raw).into_owned()).filter(|s| !s.is_empty()),
         fetched_ms: 0,
+        failed_ms: 0,
     })
 }
 
@@ -70,6 +75,7 @@ fn claim_refetch(kv: &dyn KvStore, now_ms: u64) -> bool {
             let first = CachedSecret {
                 secret: None,
                 fetched_ms: now_ms,
+                failed_ms: 0,
             };
             let first = serde_json::to_vec(&first).expect("serialises");
             kv::create_once(kv, SECRET_KEY, &first).unwrap_or(false)
@@ -111,16 +117,35 @@ async fn verify_with_account_secret<H: HttpClient>(
     };
     if !claim_refetch(kv, now_ms) {
         // Fetched a moment ago: this signature does not match the current secret.
-        return match cached {
-            Some(_) => Err(SignatureError::NoMatch.to_api_error()),
-            None => Err(unavailable()),
-        };
+        if cached.is_some() {
+            return Err(SignatureError::NoMatch.to_api_error());
+        }
+        // Nothing cached yet: another request's first fetch is under way (a
+        // burst of genuine webhooks on a fresh install must not fail), so
+        // fetch too, unless a fetch failed within the minute.
+        let failed_ms = kv
+            .get(SECRET_KEY)
+            .ok()
+            .flatten()
+            .map_or(0, |v| read_cached(&v).failed_ms);
+        if failed_ms != 0 && now_ms < failed_ms.saturating_add(REFETCH_AFTER_MS) {
+            return Err(unavailable());
+        }
     }
-    let fresh = fetch_secret(http, settings).await.ok_or_else(unavailable)?;
+    let Some(fresh) = fetch_secret(http, settings).await else {
+        let c = CachedSecret {
+            secret: cached.clone(),
+            fetched_ms: now_ms,
+            failed_ms: now_ms,
+        };
+        let _ = kv::set_json(kv, SECRET_KEY, &c);
+        return Err(unavailable());
+    };
     if cached.as_deref() != Some(fresh.as_str()) {
         let c = CachedSecret {
             secret: Some(fresh.clone()),
             fetched_ms: now_ms,
+            failed_ms: 0,
         };
         let _ = kv::set_json(kv, SECRET_KEY, &c);
     }
