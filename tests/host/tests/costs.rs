@@ -536,7 +536,7 @@ async fn prometheus_metrics_count_jobs_spend_syncs_and_webhooks() {
     let anon = app.anonymous();
     // Setup is the admin token's to do on a server that has one.
     let r = post_json(
-        &app,
+        app,
         "/api/cloud/auth/setup",
         &json!({"username": "root", "password": common::PASSWORD}),
     )
