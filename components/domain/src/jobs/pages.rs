@@ -95,6 +95,16 @@ impl Head {
             .sum()
     }
 
+    /// Takes the next slot (a new page when this one is full): its page number.
+    fn next_slot(&mut self) -> u64 {
+        if self.assigned >= PAGE_SIZE {
+            self.page += 1;
+            self.assigned = 0;
+        }
+        self.assigned += 1;
+        self.page
+    }
+
     fn add(&mut self, provider: &str, status: JobStatus, delta: i64) {
         let key = count_key(provider, status);
         let n = self.counts.entry(key.clone()).or_default();
@@ -113,13 +123,8 @@ pub fn head(kv: &dyn KvStore, scope: Scope) -> Result<Head, KvError> {
 pub fn assign(kv: &dyn KvStore, scope: Scope, s: &Summary) -> Result<u64, KvError> {
     let mut page = 0;
     edit_json::<Head>(kv, &scope.head_key(), |h| {
-        if h.assigned >= PAGE_SIZE {
-            h.page += 1;
-            h.assigned = 0;
-        }
-        h.assigned += 1;
+        page = h.next_slot();
         h.add(&s.provider, s.status, 1);
-        page = h.page;
     })?;
     Ok(page)
 }
@@ -128,14 +133,7 @@ pub fn assign(kv: &dyn KvStore, scope: Scope, s: &Summary) -> Result<u64, KvErro
 /// page number. A slot whose job never gets written is only a gap in a page.
 pub fn slot(kv: &dyn KvStore, scope: Scope) -> Result<u64, KvError> {
     let mut page = 0;
-    edit_json::<Head>(kv, &scope.head_key(), |h| {
-        if h.assigned >= PAGE_SIZE {
-            h.page += 1;
-            h.assigned = 0;
-        }
-        h.assigned += 1;
-        page = h.page;
-    })?;
+    edit_json::<Head>(kv, &scope.head_key(), |h| page = h.next_slot())?;
     Ok(page)
 }
 

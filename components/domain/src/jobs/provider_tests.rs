@@ -18,10 +18,11 @@ use crate::kernel::scripted::{Reply, ScriptedHttp, block_on};
 use crate::kernel::signing::{SignedHeaders, sign};
 use crate::providers::settings::ProviderSettings;
 
-const NOW: u64 = 1_800_000_000_000;
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const NOW: u64 = 1_800_000_000_000;
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-fn settings() -> ProviderSettings {
+/// Provider settings against a scripted Replicate (shared with the webhook tests).
+pub(crate) fn settings() -> ProviderSettings {
     ProviderSettings {
         api_base: "http://replicate.test".into(),
         token: "r8_test".into(),

@@ -257,18 +257,8 @@ mod tests {
     use crate::kernel::kv::MemoryKv;
     use crate::kernel::scripted::{Reply, ScriptedHttp, block_on};
 
-    const NOW: u64 = 1_800_000_000_000;
-    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    use crate::jobs::provider_tests::{NOW, SECRET, settings};
     const FETCH: &str = "/v1/webhooks/default/secret";
-
-    fn settings() -> ProviderSettings {
-        ProviderSettings {
-            api_base: "http://replicate.test".into(),
-            token: "r8_test".into(),
-            public_url: None,
-            refresh_after_ms: 5_000,
-        }
-    }
 
     fn forged(now_ms: u64) -> SignedHeaders {
         SignedHeaders {
