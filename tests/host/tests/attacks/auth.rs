@@ -24,28 +24,7 @@ async fn send(
 /// A user `name` with `role`, made with the admin token; signed in: (user
 /// id, session token).
 async fn user(app: &App, name: &str, role: &str) -> (String, String) {
-    let r = post_json(
-        app,
-        "/api/cloud/auth/users",
-        &json!({"username": name, "password": PASSWORD, "role": role}),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let id = r.json()["user"]["id"].as_str().unwrap().to_string();
-    (id, sign_in(app, name).await)
-}
-
-async fn sign_in(app: &App, name: &str) -> String {
-    let r = send(
-        app,
-        "POST",
-        "/api/cloud/auth/login",
-        &[JSON],
-        json!({"username": name, "password": PASSWORD}).to_string(),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["token"].as_str().unwrap().to_string()
+    crate::common::new_user(app, name, role).await
 }
 
 fn bearer(token: &str) -> String {

@@ -9,7 +9,7 @@ use fake_replicate::{Outcome, Script};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::common::{PASSWORD, TestApp, post_json, researcher};
+use crate::common::{TestApp, researcher};
 
 /// The host the test host sends (`App::request`): what SigV4 signs.
 const HOST: &str = "127.0.0.1:8001";
@@ -32,21 +32,10 @@ async fn as_user(
 
 /// A new user with `role`, signed in: (bearer header value).
 async fn signed_in(app: &App, name: &str, role: &str) -> String {
-    let r = post_json(
-        app,
-        "/api/cloud/auth/users",
-        &json!({"username": name, "password": PASSWORD, "role": role}),
+    format!(
+        "Bearer {}",
+        crate::common::new_user(app, name, role).await.1
     )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let r = post_json(
-        &app.anonymous(),
-        "/api/cloud/auth/login",
-        &json!({"username": name, "password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    format!("Bearer {}", r.json()["token"].as_str().unwrap())
 }
 
 /// A new API key of `bearer`'s user with `scopes`: the create response (its

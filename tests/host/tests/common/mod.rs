@@ -300,24 +300,28 @@ pub(crate) async fn post_json(
 
 /// A researcher other than the admin: (bearer header value).
 pub(crate) async fn researcher(app: &App, name: &str) -> String {
+    format!("Bearer {}", new_user(app, name, "researcher").await.1)
+}
+
+/// A user `name` with `role`, made by the admin and signed in: (user id,
+/// session token).
+pub(crate) async fn new_user(app: &App, name: &str, role: &str) -> (String, String) {
     let r = post_json(
         app,
         "/api/cloud/auth/users",
-        &serde_json::json!({"username": name, "password": PASSWORD, "role": "researcher"}),
+        &serde_json::json!({"username": name, "password": PASSWORD, "role": role}),
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.text());
-    let r = app
-        .anonymous()
-        .request(
-            "POST",
-            "/api/cloud/auth/login",
-            &[("content-type", "application/json")],
-            serde_json::json!({"username": name, "password": PASSWORD}).to_string(),
-        )
-        .await;
+    let id = r.json()["user"]["id"].as_str().unwrap().to_string();
+    let r = post_json(
+        &app.anonymous(),
+        "/api/cloud/auth/login",
+        &serde_json::json!({"username": name, "password": PASSWORD}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    format!("Bearer {}", r.json()["token"].as_str().unwrap())
+    (id, r.json()["token"].as_str().unwrap().to_string())
 }
 
 /// Runs a plan through `tests/s3/boto3_client.py` (unmodified boto3):
