@@ -56,13 +56,16 @@ fi
 echo "==> building components: ${components[*]}"
 cargo build --target wasm32-wasip2 --release "${components[@]}"
 
-# The same components built for Fermyon Cloud (spin.fermyon-cloud.toml): the store on Spin's
-# SQLite, no wasi:keyvalue imports, in a target dir of its own (tests/host/tests/platforms.rs).
-fermyon=()
-for p in $(grep -o 'release -p [a-z0-9-]*' spin.toml | awk '{print $3}' | sort -u); do fermyon+=(-p "$p"); done
-echo "==> building the Fermyon Cloud variant: ${fermyon[*]}"
-cargo build --target wasm32-wasip2 --release --target-dir target/fermyon-cloud \
-  --no-default-features --features fermyon-cloud "${fermyon[@]}"
+# The same components built for Fermyon Cloud (spin.fermyon-cloud.toml: the store on Spin's SQLite,
+# no wasi:keyvalue imports) and for Akamai Functions (spin.akamai.toml: Redis only), each in a target
+# dir of its own; .cargo/config.toml's build-dir shares the compiled dependencies with the build above.
+platform_packages=()
+for p in $(grep -o 'release -p [a-z0-9-]*' spin.toml | awk '{print $3}' | sort -u); do platform_packages+=(-p "$p"); done
+for platform in fermyon-cloud akamai; do
+  echo "==> building the $platform variant"
+  cargo build --target wasm32-wasip2 --release --target-dir "target/$platform" \
+    --no-default-features --features "$platform" "${platform_packages[@]}"
+done
 
 # The test host on its own: built alone it has the feature set `cargo run -p cloudtuner-testhost`
 # (the README's run command) has, so that command reuses this build instead of making another.
@@ -86,7 +89,17 @@ for _ in $(seq 100); do
   redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
   sleep 0.05
 done
+suites=(--test jobs --test auth --test costs --test live --test storage --test endpoints --test served
+  --test attacks)
 echo "==> the integration suites again, on Redis (127.0.0.1:$redis_port)"
-CLOUDTUNER_TEST_REDIS="127.0.0.1:$redis_port" cargo test -p cloudtuner-testhost \
-  --test jobs --test auth --test costs --test live --test storage --test endpoints --test served \
-  --test attacks
+CLOUDTUNER_TEST_REDIS="127.0.0.1:$redis_port" cargo test -p cloudtuner-testhost "${suites[@]}"
+
+# The platform passes: each platform's build under the host's profile of that platform (what it
+# links, its limits, no scheduler). Fermyon Cloud's store (SQLite) is the one no other pass runs:
+# the same suites as the Redis pass. Akamai's store is the Redis above: the racing, jobs and
+# attacker's suites (tests/host/tests/platforms.rs races both builds in every pass).
+echo "==> the integration suites on the Fermyon Cloud build (--platform fermyon-cloud)"
+CLOUDTUNER_TEST_PLATFORM=fermyon-cloud cargo test -p cloudtuner-testhost "${suites[@]}"
+echo "==> the jobs and attacker's suites on the Akamai build (--platform akamai, Redis)"
+CLOUDTUNER_TEST_PLATFORM=akamai CLOUDTUNER_TEST_REDIS="127.0.0.1:$redis_port" \
+  cargo test -p cloudtuner-testhost --test jobs --test attacks

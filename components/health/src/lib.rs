@@ -5,7 +5,7 @@
 use cloudtuner_domain::health;
 use cloudtuner_domain::kernel::clock::now_ms;
 use cloudtuner_domain::kernel::kv::KvStore;
-use cloudtuner_spin::{AppKv, Outcome, allow_methods, json, provider_settings, respond, variable};
+use cloudtuner_spin::{AppKv, Outcome, allow_methods, json, provider_settings, respond};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -40,14 +40,14 @@ fn run(req: &Request) -> Outcome {
     let components = health::component_ids(MANIFEST);
     let report = match kv {
         Ok(kv) => health::check(&kv, kv.backend(), &components, now_ms()),
-        Err(e) => {
-            let store = if variable("redis_url").is_some() {
-                "redis"
-            } else {
-                "embedded"
-            };
-            health::store_unreachable(&e.message, store, &components, now_ms())
-        }
+        // The store this build would have opened (the Fermyon Cloud build's
+        // SQLite is not "embedded"), with what failed in the message.
+        Err(e) => health::store_unreachable(
+            &e.message,
+            AppKv::configured_backend(),
+            &components,
+            now_ms(),
+        ),
     };
     Ok(json(if report.healthy { 200 } else { 503 }, &report.body))
 }

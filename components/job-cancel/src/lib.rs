@@ -3,7 +3,7 @@
 
 use cloudtuner_domain::jobs::lifecycle::cancel;
 use cloudtuner_domain::jobs::store::JobStore;
-use cloudtuner_spin::{Call, Outcome, SpinHttp, json, respond};
+use cloudtuner_spin::{Call, Outcome, Purpose, http, json, respond};
 use serde_json::json as j;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -19,7 +19,15 @@ async fn run(req: &Request) -> Outcome {
     let principal = call.principal()?;
     let store = JobStore::new(&call.kv);
     let settings = call.provider_settings();
-    let job = cancel(&store, &SpinHttp, &settings, &principal, &id, call.now_ms).await?;
+    let job = cancel(
+        &store,
+        &http(Purpose::User)?,
+        &settings,
+        &principal,
+        &id,
+        call.now_ms,
+    )
+    .await?;
     Ok(json(
         200,
         &j!({"success": true, "job_id": id, "status": job.status.as_str(), "job": job.to_api(call.now_ms)}),

@@ -4,14 +4,13 @@
 //! server-sent events until the job ends or the stream's time is up.
 
 use cloudtuner_domain::jobs::lifecycle::{refresh, visible_job};
-use cloudtuner_domain::jobs::log_stream::{self, KEEPALIVE, KEEPALIVE_MS, POLL_MS};
-use cloudtuner_domain::jobs::record::Job;
+use cloudtuner_domain::jobs::log_stream::{self, Follower, POLL_MS};
 use cloudtuner_domain::jobs::store::{JobStore, LogQuery};
 use cloudtuner_domain::kernel::clock::now_ms;
 use cloudtuner_domain::kernel::error::ApiError;
 use cloudtuner_spin::{
-    Call, Outcome, SpinHttp, answer, json, matched_route, open_event_stream, render_error, respond,
-    sleep_ms, variable,
+    Call, Outcome, answer, background_http, json, matched_route, open_event_stream, render_error,
+    respond, sleep_ms, variable,
 };
 use serde_json::json as j;
 use spin_sdk::http::{Request, ResponseOutparam};
@@ -34,7 +33,8 @@ async fn run(req: &Request) -> Outcome {
     let store = JobStore::new(&call.kv);
     let job = visible_job(&store, &principal, &id)?;
     let settings = call.provider_settings();
-    let (job, refresh_error) = refresh(&store, &SpinHttp, &settings, job, call.now_ms).await;
+    let (job, refresh_error) =
+        refresh(&store, &background_http(), &settings, job, call.now_ms).await;
     let slice = store.logs(&id)?.slice(query.offset, query.tail);
     Ok(json(
         200,
@@ -51,71 +51,36 @@ async fn run(req: &Request) -> Outcome {
 }
 
 /// What a stream needs before it answers: errors here are ordinary JSON errors.
-struct Follow<'a> {
-    call: Call<'a>,
-    job: Job,
-    offset: usize,
-}
-
-fn start(req: &Request) -> Result<Follow<'_>, ApiError> {
+fn start(req: &Request) -> Result<(Call<'_>, Follower), ApiError> {
     let call = Call::new(req, &["GET"])?;
     let id = call.path_param("id")?;
     let offset = log_stream::start_offset(&call.query(), call.header("last-event-id").as_deref())?;
     let principal = call.principal()?;
     let job = visible_job(&JobStore::new(&call.kv), &principal, &id)?;
-    Ok(Follow { call, job, offset })
+    let seconds = log_stream::stream_seconds(variable("log_stream_seconds").as_deref());
+    let follower = Follower::new(&job.job_id, offset, seconds, call.now_ms);
+    Ok((call, follower))
 }
 
+/// Sends what each poll of the follower finds, until it says the stream ends.
 async fn stream(req: &Request, out: ResponseOutparam) {
-    let Follow {
-        call,
-        mut job,
-        mut offset,
-    } = match start(req) {
-        Ok(f) => f,
+    let (call, mut follower) = match start(req) {
+        Ok(started) => started,
         Err(e) => return answer(out, render_error(&e)).await,
     };
-    let seconds = log_stream::stream_seconds(variable("log_stream_seconds").as_deref());
-    let ends_at = call.now_ms + seconds * 1000;
     let settings = call.provider_settings();
     let store = JobStore::new(&call.kv);
+    let http = background_http();
     let mut events = open_event_stream(out);
-    let mut last_sent = call.now_ms;
     loop {
-        let now = now_ms();
-        (job, _) = refresh(&store, &SpinHttp, &settings, job, now).await;
-        let ended = job.status.is_terminal();
-        let Ok(logs) = store.logs(&job.job_id) else {
-            break; // the store is unreachable: end; the client reconnects
-        };
-        let batch = log_stream::line_events(&logs.slice(Some(offset), None), ended);
-        offset = batch.next_offset;
-        let mut text = batch.text;
-        if ended {
-            text.push_str(&log_stream::done_event(job.status));
-        } else if now >= ends_at {
-            text.push_str(&log_stream::reconnect_event(offset, seconds));
-        } else if text.is_empty() && now.saturating_sub(last_sent) >= KEEPALIVE_MS {
-            text.push_str(KEEPALIVE);
+        let poll = follower.poll(&store, &http, &settings, now_ms()).await;
+        if !poll.text.is_empty() && !events.send(&poll.text).await {
+            return; // the client has gone
         }
-        if !text.is_empty() {
-            if !events.send(&text).await {
-                return; // the client has gone
-            }
-            last_sent = now;
-        }
-        if ended || now >= ends_at {
+        if poll.end {
             break;
         }
         sleep_ms(POLL_MS);
-        // A job deleted while followed ends the stream as SimpleTuner's does.
-        match store.get(&job.job_id) {
-            Ok(Some(fresh)) => job = fresh,
-            _ => {
-                events.send("event: done\ndata: stream_end\n\n").await;
-                break;
-            }
-        }
     }
     events.close().await;
 }

@@ -3,7 +3,7 @@
 
 use cloudtuner_domain::jobs::lifecycle::{delete, refresh, visible_job};
 use cloudtuner_domain::jobs::store::JobStore;
-use cloudtuner_spin::{Call, Outcome, SpinHttp, json, respond};
+use cloudtuner_spin::{Call, Outcome, background_http, json, respond};
 use serde_json::json as j;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -28,7 +28,7 @@ async fn run(req: &Request) -> Outcome {
         (job, None)
     } else {
         let settings = call.provider_settings();
-        refresh(&store, &SpinHttp, &settings, job, call.now_ms).await
+        refresh(&store, &background_http(), &settings, job, call.now_ms).await
     };
     Ok(json(
         200,

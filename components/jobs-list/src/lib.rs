@@ -3,7 +3,7 @@
 
 use cloudtuner_domain::jobs::listing::{ListParams, list_jobs};
 use cloudtuner_domain::jobs::store::JobStore;
-use cloudtuner_spin::{Call, Outcome, SpinHttp, json_bytes, respond};
+use cloudtuner_spin::{Call, Outcome, background_http, json_bytes, respond};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -19,7 +19,7 @@ async fn run(req: &Request) -> Outcome {
     let store = JobStore::new(&call.kv);
     let body = list_jobs(
         &store,
-        &SpinHttp,
+        &background_http(),
         || call.provider_settings(),
         &principal,
         &params,

@@ -5,7 +5,7 @@
 
 use cloudtuner_domain::auth::principal::Permission;
 use cloudtuner_domain::providers::replicate::validate;
-use cloudtuner_spin::{Call, Outcome, SpinHttp, json, respond};
+use cloudtuner_spin::{Call, Outcome, Purpose, http, json, respond};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -21,5 +21,5 @@ async fn run(req: &Request) -> Outcome {
     let settings = call.provider_settings();
     // An invalid token is an answer, not a failure of this endpoint: 200 with
     // `valid: false` (SimpleTuner's contract), so the UI can show the reason.
-    Ok(json(200, &validate(&SpinHttp, &settings).await))
+    Ok(json(200, &validate(&http(Purpose::User)?, &settings).await))
 }

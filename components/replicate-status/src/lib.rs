@@ -4,7 +4,7 @@
 //! variable, the one outbound host this component may reach.
 
 use cloudtuner_domain::providers::status_page::{DEFAULT_BASE, summary};
-use cloudtuner_spin::{Call, Outcome, SpinHttp, json, respond, variable};
+use cloudtuner_spin::{Call, Outcome, background_http, json, respond, variable};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -17,5 +17,5 @@ async fn run(req: &Request) -> Outcome {
     let call = Call::new(req, &["GET"])?;
     call.principal()?;
     let base = variable("replicate_status_base").unwrap_or_else(|| DEFAULT_BASE.into());
-    Ok(json(200, &summary(&SpinHttp, &base).await))
+    Ok(json(200, &summary(&background_http(), &base).await))
 }

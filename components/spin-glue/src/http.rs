@@ -1,9 +1,16 @@
-//! Outbound HTTP through Spin as the domain's [`HttpClient`].
+//! Outbound HTTP through Spin as the domain's [`HttpClient`], counted
+//! against the installation's hourly budget when one is set.
 
+use cloudtuner_domain::kernel::clock::now_ms;
+use cloudtuner_domain::kernel::error::ApiError;
 use cloudtuner_domain::kernel::http::{
     HttpClient, HttpRequest, HttpResponse, Method, TransportError,
 };
+use cloudtuner_domain::kernel::outbound_budget::{self, Budget, Budgeted, Meter, Purpose};
 use spin_sdk::http::{ErrorCode, Request, Response, SendError};
+
+use crate::kv::AppKv;
+use crate::settings::variable;
 
 /// Outbound HTTP through Spin (subject to `allowed_outbound_hosts`).
 pub struct SpinHttp;
@@ -35,7 +42,15 @@ impl HttpClient for SpinHttp {
             }),
             Err(SendError::Http(ErrorCode::HttpRequestDenied)) => Err(TransportError::Denied),
             Err(SendError::Http(code)) => Err(TransportError::Failed(in_words(&code, &host))),
-            Err(e) => Err(TransportError::Failed(e.to_string())),
+            // The SDK reports a connection the host refused or dropped while the
+            // body was being written as a stream error (`StreamError::Closed`),
+            // without the cause: say what happened, never the debug text.
+            Err(SendError::Io(_)) => Err(TransportError::Failed(format!(
+                "the connection closed while the request was being sent ({host})"
+            ))),
+            Err(_) => Err(TransportError::Failed(format!(
+                "the request or its answer could not be read ({host})"
+            ))),
         }
     }
 }
@@ -69,4 +84,50 @@ fn in_words(code: &ErrorCode, host: &str) -> String {
         _ => "the request failed",
     };
     format!("{what} ({host})")
+}
+
+/// Outbound HTTP counted against the hour's budget
+/// (`outbound_requests_per_hour`, see
+/// [`cloudtuner_domain::kernel::outbound_budget`]); without the variable it
+/// is [`SpinHttp`] alone and touches no store.
+pub type BudgetedHttp = Budgeted<SpinHttp, AppKv>;
+
+/// The hourly budget the component's variables set, if any.
+pub fn hourly_budget() -> Option<Budget> {
+    Budget::from_variable(variable("outbound_requests_per_hour").as_deref())
+}
+
+/// The client for `purpose`. A user action is refused up front (503 with
+/// `Retry-After`) when the hour's whole budget is spent, so it never stops
+/// half-way; background work is refused request by request past its share.
+/// The counter lives in its own store handle, opened only when a budget is
+/// set (so `spin up` without one pays nothing).
+pub fn http(purpose: Purpose) -> Result<BudgetedHttp, ApiError> {
+    let Some(budget) = hourly_budget() else {
+        return Ok(Budgeted::new(SpinHttp, None));
+    };
+    let kv = match AppKv::open() {
+        Ok(kv) => kv,
+        // Background work without a store to count in goes on uncounted:
+        // the store's outage is reported where the work needs the store.
+        Err(_) if purpose == Purpose::Background => return Ok(Budgeted::new(SpinHttp, None)),
+        Err(e) => return Err(e),
+    };
+    if purpose == Purpose::User {
+        outbound_budget::user_gate(&kv, budget, now_ms())?;
+    }
+    Ok(Budgeted::new(
+        SpinHttp,
+        Some(Meter {
+            kv,
+            budget,
+            purpose,
+        }),
+    ))
+}
+
+/// [`http`] for background work (sync, refresh-on-read, webhooks,
+/// notifications, status page), which is never refused up front.
+pub fn background_http() -> BudgetedHttp {
+    http(Purpose::Background).unwrap_or_else(|_| Budgeted::new(SpinHttp, None))
 }

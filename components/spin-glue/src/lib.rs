@@ -28,7 +28,8 @@ mod stream;
 mod submit;
 
 pub use call::{Call, MAX_JSON_BODY, allow_methods, matched_route};
-pub use http::SpinHttp;
+pub use cloudtuner_domain::kernel::outbound_budget::Purpose;
+pub use http::{BudgetedHttp, SpinHttp, background_http, hourly_budget, http};
 pub use kv::{AppKv, DEFAULT_REDIS_PREFIX};
 pub use reply::{Outcome, json, json_bytes, render_error, respond};
 pub use settings::{provider as provider_settings, variable};

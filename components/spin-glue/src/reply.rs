@@ -15,13 +15,31 @@ pub type Outcome = Result<Response, ApiError>;
 /// ([`crate::audit`]).
 pub fn respond(outcome: Outcome) -> Response {
     match outcome {
-        Ok(resp) => {
+        Ok(mut resp) => {
             if *resp.status() == 403 {
                 audit::denied(serde_json::from_slice(resp.body()).ok().as_ref());
+            }
+            if *resp.status() == 503 && resp.header("retry-after").is_none() {
+                retry_after_from_body(&mut resp);
             }
             resp
         }
         Err(e) => render_error(&e),
+    }
+}
+
+/// A 503 rendered by its route (a submit's flat body, say) still tells the
+/// client when to retry: `Retry-After` from the body's
+/// `details.retry_after_secs`.
+fn retry_after_from_body(resp: &mut Response) {
+    let secs = serde_json::from_slice::<Value>(resp.body())
+        .ok()
+        .and_then(|b| {
+            b.pointer("/details/retry_after_secs")
+                .and_then(Value::as_u64)
+        });
+    if let Some(secs) = secs {
+        resp.set_header("retry-after", secs.to_string());
     }
 }
 

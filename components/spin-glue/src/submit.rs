@@ -8,16 +8,20 @@ use cloudtuner_domain::auth::principal::Principal;
 use cloudtuner_domain::jobs::datasets::GUEST_MOUNT;
 use cloudtuner_domain::jobs::submit::SubmitContext;
 use cloudtuner_domain::kernel::error::ApiError;
+use cloudtuner_domain::kernel::outbound_budget::Purpose;
 use cloudtuner_domain::providers::settings::{ProviderSettings, StoredSettings};
 
 use crate::call::Call;
-use crate::http::SpinHttp;
+use crate::http::{BudgetedHttp, http};
 use crate::settings::variable;
 
 pub struct SubmitInputs {
     stored: StoredSettings,
     settings: ProviderSettings,
     hf_token: Option<String>,
+    /// A submit is a user action: refused up front when the hour's outbound
+    /// budget is spent, never half-way.
+    http: BudgetedHttp,
 }
 
 impl SubmitInputs {
@@ -27,6 +31,7 @@ impl SubmitInputs {
             stored,
             settings,
             hf_token: variable("hf_token"),
+            http: http(Purpose::User)?,
         })
     }
 
@@ -35,10 +40,10 @@ impl SubmitInputs {
         &'a self,
         call: &'a Call,
         principal: &'a Principal,
-    ) -> SubmitContext<'a, SpinHttp> {
+    ) -> SubmitContext<'a, BudgetedHttp> {
         SubmitContext {
             kv: &call.kv,
-            http: &SpinHttp,
+            http: &self.http,
             settings: &self.settings,
             principal,
             hf_token: self.hf_token.as_deref(),

@@ -4,7 +4,7 @@
 
 use cloudtuner_domain::jobs::webhooks::receive;
 use cloudtuner_domain::kernel::signing::SignedHeaders;
-use cloudtuner_spin::{Call, Outcome, SpinHttp, json, respond};
+use cloudtuner_spin::{Call, Outcome, background_http, json, respond};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -25,7 +25,7 @@ async fn run(req: &Request) -> Outcome {
     let (kv, body, now) = (&call.kv, call.body(), call.now_ms);
     let answer = receive(
         kv,
-        &SpinHttp,
+        &background_http(),
         &settings,
         &headers,
         job.as_deref(),

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use crate::ctx::{Ctx, Grants, Hooks, SpinHost};
 use crate::kv::KvBackend;
 use crate::manifest::{FileMount, Manifest, expand_template};
 use crate::outbound::OutboundPolicy;
+use crate::platform::{Limits, OutboundBudget, Platform};
 use crate::router::Router;
 
 pub type Body = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
@@ -42,6 +44,10 @@ pub struct HostConfig {
     /// Replaces the host folder of `files` mounts by guest path (tests mount
     /// their own dataset folders where spin.toml mounts `./datasets`).
     pub mount_overrides: BTreeMap<String, PathBuf>,
+    /// The platform the host acts as (what it links, whether cron runs).
+    pub platform: Platform,
+    /// The limits it enforces (the platform's, or smaller ones in tests).
+    pub limits: Limits,
 }
 
 impl HostConfig {
@@ -53,7 +59,22 @@ impl HostConfig {
             kv_path: state_dir.join("sqlite_key_value.db"),
             log_dir: state_dir.join("logs"),
             mount_overrides: BTreeMap::new(),
+            platform: Platform::Spin,
+            limits: Limits::default(),
         }
+    }
+
+    /// Acts as `platform`, with its documented limits.
+    pub fn platform(mut self, platform: Platform) -> Self {
+        self.platform = platform;
+        self.limits = platform.limits();
+        self
+    }
+
+    /// Enforces `limits` instead (tests shrink them to trip them quickly).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn mount(mut self, guest: &str, host: impl Into<PathBuf>) -> Self {
@@ -93,9 +114,13 @@ struct Inner {
     components: HashMap<String, Loaded>,
     kv: Arc<KvBackend>,
     sqlite: Arc<crate::sqlite::SqliteDb>,
+    sqlite_path: PathBuf,
     log_dir: PathBuf,
     /// The application variables as resolved (given values over defaults).
     variables: BTreeMap<String, String>,
+    platform: Platform,
+    limits: Limits,
+    budget: Arc<OutboundBudget>,
 }
 
 /// A running app. Cheap to clone.
@@ -232,6 +257,18 @@ impl App {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
+        if let Some(cron) = manifest.trigger.cron.first()
+            && !config.platform.runs_cron()
+        {
+            return Err(config.platform.no_cron(&cron.component));
+        }
+        config.platform.check_stores(
+            &manifest
+                .component
+                .iter()
+                .map(|(id, c)| (id.clone(), c.key_value_stores.clone()))
+                .collect::<Vec<_>>(),
+        )?;
         let values = resolve_variables(&manifest, &config.variables)?;
         let variables = values.clone();
         let router = Router::build(
@@ -262,10 +299,23 @@ impl App {
         SpinHost::add_to_linker::<_, wasmtime::component::HasSelf<Ctx>>(&mut linker, |c| c)
             .map_err(HostError::wasm)?;
 
+        let compiled = manifest
+            .component
+            .iter()
+            .map(|(id, decl)| Ok((id.clone(), compile(&base_dir.join(&decl.source))?)))
+            .collect::<Result<HashMap<_, _>, HostError>>()?;
+        // The host links more than the platform provides: check by name first.
+        config.platform.check_imports(
+            &manifest
+                .component
+                .keys()
+                .map(|id| (id.clone(), interface_names(&compiled[id]).0))
+                .collect::<Vec<_>>(),
+        )?;
+
         let mut components = HashMap::new();
         for (id, decl) in &manifest.component {
-            let source = base_dir.join(&decl.source);
-            let component = compile(&source)?;
+            let component = &compiled[id];
             let outbound = decl
                 .allowed_outbound_hosts
                 .iter()
@@ -298,12 +348,12 @@ impl App {
                     (host, guest)
                 })
                 .collect();
-            let pre = linker.instantiate_pre(&component).map_err(|e| {
+            let pre = linker.instantiate_pre(component).map_err(|e| {
                 HostError::Component(format!(
                     "component {id} imports something this host (and Spin) does not provide: {e}"
                 ))
             })?;
-            let names = exports(&component);
+            let names = exports(component);
             let proxy = names
                 .iter()
                 .any(|n| n.starts_with("wasi:http/incoming-handler@0.2"))
@@ -348,8 +398,14 @@ impl App {
                 components,
                 kv,
                 sqlite,
+                sqlite_path: config.kv_path.with_file_name("sqlite_db.db"),
                 variables,
                 log_dir: config.log_dir.clone(),
+                platform: config.platform,
+                limits: config.limits.clone(),
+                budget: Arc::new(OutboundBudget::new(
+                    config.limits.outbound_requests_per_hour,
+                )),
             }),
             default_headers: Vec::new(),
         })
@@ -377,10 +433,36 @@ impl App {
         &self.inner.manifest
     }
 
+    /// The platform the host acts as.
+    pub fn platform(&self) -> Platform {
+        self.inner.platform
+    }
+
+    /// The limits the host enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Outbound HTTP requests the app sent in the last hour (counted only
+    /// under a platform that limits them).
+    pub fn outbound_requests_this_hour(&self) -> usize {
+        self.inner.budget.spent()
+    }
+
     /// The host's embedded store (Spin's `default` SQLite store), which the
     /// app uses unless the variable `redis_url` names a shared Redis.
     pub fn kv(&self) -> &KvBackend {
         &self.inner.kv
+    }
+
+    /// Spin's SQLite database `default` (its fault switch, for outage tests).
+    pub fn sqlite(&self) -> &crate::sqlite::SqliteDb {
+        &self.inner.sqlite
+    }
+
+    /// Spin's SQLite database file (`sqlite_db.db` beside the key-value file).
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.inner.sqlite_path.clone()
     }
 
     /// An application variable as resolved at load time.
@@ -418,6 +500,8 @@ impl App {
                 http: WasiHttpCtx::new(),
                 hooks: Hooks {
                     grants: loaded.grants.clone(),
+                    budget: self.inner.budget.clone(),
+                    platform: self.inner.platform,
                 },
                 grants: loaded.grants.clone(),
                 kv: self.inner.kv.clone(),
@@ -447,6 +531,9 @@ impl App {
             }
             _ => {}
         }
+        if let Some(refused) = self.body_too_large(req.headers()) {
+            return refused;
+        }
         let Some(route) = self.inner.router.route(&path) else {
             return plain(404, "");
         };
@@ -474,7 +561,16 @@ impl App {
                 req.headers_mut().insert(k, v);
             }
         }
-        match self.call(loaded, req).await {
+        let overflow = Arc::new(AtomicBool::new(false));
+        let limit = self.inner.limits.request_body_bytes;
+        let req = req.map(|body| CappedBody::new(body, limit, overflow.clone()));
+        let answer = self.call(loaded, req).await;
+        if overflow.load(Ordering::SeqCst) {
+            // The guest read past the limit (a body without Content-Length):
+            // the platform answers for it, whatever the guest made of the cut.
+            return self.too_large_response(limit.unwrap_or_default());
+        }
+        match answer {
             Ok(resp) => resp,
             Err(e) => {
                 eprintln!("[host] {}: {e}", route.component);
@@ -493,6 +589,7 @@ impl App {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let pre = loaded.proxy.clone().expect("checked at load");
+        let component = loaded.grants.component.clone();
         let mut store = self.store(loaded)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let incoming = store
@@ -507,15 +604,45 @@ impl App {
             .map_err(HostError::wasm)?;
         // The guest runs in its own task so it can keep streaming the body
         // after it has handed over the response head.
-        let task = tokio::spawn(async move {
+        let mut task = tokio::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, out)
                 .await
         });
-        match rx.await {
-            Ok(Ok(resp)) => Ok(resp),
+        let deadline = self
+            .inner
+            .limits
+            .request_time
+            .map(|d| tokio::time::Instant::now() + d);
+        let head = match deadline {
+            None => rx.await,
+            Some(at) => match tokio::time::timeout_at(at, rx).await {
+                Ok(head) => head,
+                Err(_) => {
+                    // Aborting the task drops the store: the guest stops at its
+                    // next await (outbound I/O, a stream); a guest spinning on
+                    // the CPU is not interrupted (the engine has no epochs).
+                    task.abort();
+                    eprintln!("[host] {component}: cut at the platform's request time limit");
+                    return Ok(self.time_limit_response());
+                }
+            },
+        };
+        match head {
+            Ok(Ok(resp)) => {
+                if let Some(at) = deadline {
+                    // The head is out; the body may still stream: cut it at the
+                    // same deadline (the caller sees the body end early).
+                    tokio::spawn(async move {
+                        if tokio::time::timeout_at(at, &mut task).await.is_err() {
+                            task.abort();
+                        }
+                    });
+                }
+                Ok(resp)
+            }
             Ok(Err(code)) => Err(HostError::Component(format!("guest error code {code:?}"))),
             Err(_) => match task.await {
                 Ok(Ok(())) => Err(HostError::Component("guest set no response".into())),
@@ -577,6 +704,9 @@ impl App {
     /// Fires the cron export of every component with a `[[trigger.cron]]` (or
     /// of `component` only), as the trigger-cron plugin does on schedule.
     pub async fn fire_cron(&self, component: &str, timestamp: u64) -> Result<(), HostError> {
+        if !self.inner.platform.runs_cron() {
+            return Err(self.inner.platform.no_cron(component));
+        }
         let loaded = self
             .inner
             .components
@@ -601,13 +731,120 @@ impl App {
     }
 }
 
-fn plain(status: u16, body: &'static str) -> http::Response<Body> {
+fn plain(status: u16, body: impl Into<Bytes>) -> http::Response<Body> {
     http::Response::builder()
         .status(status)
         .body(
-            Full::new(Bytes::from_static(body.as_bytes()))
+            Full::new(body.into())
                 .map_err(|never| match never {})
                 .boxed_unsync(),
         )
         .expect("valid response")
+}
+
+impl App {
+    /// 413 when `Content-Length` already says the body is over the limit, so
+    /// the guest never runs.
+    fn body_too_large(&self, headers: &http::HeaderMap) -> Option<http::Response<Body>> {
+        let limit = self.inner.limits.request_body_bytes?;
+        let length: u64 = headers
+            .get(http::header::CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        (length > limit).then(|| self.too_large_response(limit))
+    }
+
+    fn too_large_response(&self, limit: u64) -> http::Response<Body> {
+        plain(
+            413,
+            format!(
+                "Payload Too Large: {} accepts request bodies of at most {limit} bytes",
+                self.inner.platform.title()
+            ),
+        )
+    }
+
+    /// [inf] Neither Fermyon Cloud nor Akamai documents the answer to a
+    /// request cut at the time limit; a 500 with a short plain body is assumed.
+    fn time_limit_response(&self) -> http::Response<Body> {
+        let secs = self
+            .inner
+            .limits
+            .request_time
+            .map_or(0.0, |d| d.as_secs_f64());
+        plain(
+            500,
+            format!(
+                "Internal Server Error: the request exceeded {}'s time limit of {secs} s",
+                self.inner.platform.title()
+            ),
+        )
+    }
+}
+
+/// A request body that stops with an error once more than `limit` bytes have
+/// passed (a body without `Content-Length`), and says so in `overflow`.
+struct CappedBody<B> {
+    inner: std::pin::Pin<Box<B>>,
+    limit: Option<u64>,
+    seen: u64,
+    overflow: Arc<AtomicBool>,
+}
+
+impl<B> CappedBody<B> {
+    fn new(inner: B, limit: Option<u64>, overflow: Arc<AtomicBool>) -> Self {
+        Self {
+            inner: Box::pin(inner),
+            limit,
+            seen: 0,
+            overflow,
+        }
+    }
+}
+
+impl<B> http_body::Body for CappedBody<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.overflow.load(Ordering::SeqCst) {
+            return Poll::Ready(None);
+        }
+        let frame = match this.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        if let (Some(limit), Some(data)) = (this.limit, frame.data_ref()) {
+            this.seen += data.len() as u64;
+            if this.seen > limit {
+                this.overflow.store(true, Ordering::SeqCst);
+                return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(
+                    Some(this.seen),
+                ))));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

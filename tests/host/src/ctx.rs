@@ -11,6 +11,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::kv::{CasSnapshot, KvBackend, KvFault, SwapOutcome};
 use crate::outbound::OutboundPolicy;
+use crate::platform::{OutboundBudget, Platform};
 
 wasmtime::component::bindgen!({
     path: "wit",
@@ -84,9 +85,13 @@ impl WasiHttpView for Ctx {
 }
 
 /// Outbound HTTP: refused with `HttpRequestDenied` unless the component's
-/// `allowed_outbound_hosts` names the destination, as Spin does.
+/// `allowed_outbound_hosts` names the destination, as Spin does, and refused
+/// once the app has spent its platform's outbound requests for the hour.
 pub struct Hooks {
     pub grants: Arc<Grants>,
+    /// The app's outbound requests of the last hour (all components share it).
+    pub budget: Arc<OutboundBudget>,
+    pub platform: Platform,
 }
 
 type IoFuture = Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>;
@@ -112,6 +117,27 @@ impl wasmtime_wasi_http::WasiHttpHooks for Hooks {
                 request.uri().authority().map(|a| a.as_str()).unwrap_or("?")
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        if !self.budget.try_spend() {
+            eprintln!(
+                "[host] {}: outbound request to {} refused: {} allows no more outbound \
+                 requests this hour",
+                self.grants.component,
+                request.uri().authority().map(|a| a.as_str()).unwrap_or("?"),
+                self.platform.title()
+            );
+            // [inf] What Fermyon Cloud's guest sees past its 500 requests an hour is not
+            // documented. `ConnectionRefused` is a transient network failure: the app
+            // can report a provider it could not reach and try again later.
+            // `HttpRequestDenied` would say the host is not allowed at all
+            // (a configuration error, and untrue), so it is not used. The body is
+            // taken first, as a refusing proxy would, so the guest's body writes
+            // succeed and it sees the refusal as the response's error code.
+            return Box::new(async move {
+                use http_body_util::BodyExt;
+                let _ = request.into_body().collect().await;
+                Err(wasmtime_wasi_http::Error::ConnectionRefused)
+            });
         }
         Box::new(async move {
             use http_body_util::BodyExt;

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -22,7 +23,14 @@ pub type KeyValue = (String, Option<Vec<u8>>);
 pub struct KvBackend {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// The fault switch ([`KvBackend::set_unavailable`]).
+    unavailable: AtomicBool,
 }
+
+/// What Spin's SQLite-backed store answers when its file is held by another
+/// writer, read-only or on a failing disk: rusqlite's text in
+/// `error::other` (key-value-spin maps every SQLite error so).
+pub const UNAVAILABLE_MESSAGE: &str = "database is locked";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvFault {
@@ -62,7 +70,22 @@ impl KvBackend {
         Ok(Self {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
+            unavailable: AtomicBool::new(false),
         })
+    }
+
+    /// The fault switch for tests of store outages: while on, every call a
+    /// guest makes fails as Spin reports a locked or unwritable database
+    /// ([`UNAVAILABLE_MESSAGE`]); the test's own reads (`keys`, `count`) work.
+    pub fn set_unavailable(&self, down: bool) {
+        self.unavailable.store(down, Ordering::SeqCst);
+    }
+
+    fn up(&self) -> Result<(), KvFault> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(KvFault::Other(UNAVAILABLE_MESSAGE.into()));
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -74,6 +97,7 @@ impl KvBackend {
     }
 
     pub fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, KvFault> {
+        self.up()?;
         Ok(self
             .conn()
             .prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
@@ -85,6 +109,7 @@ impl KvBackend {
     /// exist, in key order; a key that does not exist is left out, not
     /// answered with `none`, so a guest must match pairs by key.
     pub fn get_many(&self, store: &str, keys: &[String]) -> Result<Vec<KeyValue>, KvFault> {
+        self.up()?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -103,6 +128,7 @@ impl KvBackend {
     }
 
     pub fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), KvFault> {
+        self.up()?;
         self.conn()
             .prepare_cached(UPSERT)?
             .execute(params![store, key, value])?;
@@ -110,6 +136,7 @@ impl KvBackend {
     }
 
     pub fn delete(&self, store: &str, key: &str) -> Result<(), KvFault> {
+        self.up()?;
         self.conn()
             .prepare_cached("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2")?
             .execute(params![store, key])?;
@@ -141,6 +168,7 @@ impl KvBackend {
     /// Spin's increment: one transaction, values are 8-byte little-endian i64.
     /// Spin panics on a value of another length; the host reports an error.
     pub fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, KvFault> {
+        self.up()?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let current: Option<Vec<u8>> = tx
@@ -173,6 +201,7 @@ impl KvBackend {
         seen: &CasSnapshot,
         value: &[u8],
     ) -> Result<SwapOutcome, KvFault> {
+        self.up()?;
         match seen {
             CasSnapshot::Read(Some(old)) => {
                 let n = self
@@ -246,6 +275,24 @@ mod tests {
         );
         kv.set("s", "text", b"abc").unwrap();
         assert!(kv.increment("s", "text", 1).is_err());
+    }
+
+    #[test]
+    fn the_fault_switch_fails_every_guest_call_as_spin_reports_a_locked_database() {
+        let (_d, kv) = backend();
+        kv.set("s", "k", b"1").unwrap();
+        kv.set_unavailable(true);
+        let down = KvFault::Other(UNAVAILABLE_MESSAGE.into());
+        assert_eq!(kv.get("s", "k"), Err(down.clone()));
+        assert_eq!(kv.set("s", "k", b"2"), Err(down.clone()));
+        assert_eq!(kv.increment("s", "n", 1), Err(down.clone()));
+        assert_eq!(
+            kv.keys("s").unwrap(),
+            vec!["k".to_string()],
+            "the test still looks"
+        );
+        kv.set_unavailable(false);
+        assert_eq!(kv.get("s", "k").unwrap(), Some(b"1".to_vec()));
     }
 
     #[test]

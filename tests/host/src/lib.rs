@@ -6,6 +6,12 @@
 //! semantics), Spin's SQLite, variables, `wasi:keyvalue` atomics, and outbound HTTP and Redis
 //! limited to `allowed_outbound_hosts`, and can fire cron exports. Users run `spin up`;
 //! this host exists so tests can drive the real `.wasm` components.
+//!
+//! It can also act as the platform the app is deployed to ([`Platform`]:
+//! `spin`, the default, `fermyon-cloud` or `akamai`): refuse components that
+//! import what the platform lacks, refuse cron triggers where nothing runs
+//! them, and enforce the platform's request time, body size and outbound
+//! request limits ([`Limits`]); see [`platform`].
 
 pub mod app;
 pub mod build;
@@ -14,12 +20,14 @@ pub mod ctx;
 pub mod kv;
 pub mod manifest;
 pub mod outbound;
+pub mod platform;
 pub mod redis;
 pub mod router;
 pub mod server;
 pub mod sqlite;
 
 pub use app::{App, Body, HostConfig, TestResponse};
+pub use platform::{Limits, Platform};
 
 #[derive(Debug, Clone)]
 pub enum HostError {

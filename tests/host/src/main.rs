@@ -3,17 +3,18 @@
 //! ```text
 //! cloudtuner-host [--build] [--manifest spin.toml] [--listen 127.0.0.1:8001]
 //!                 [--state-dir .spin] [--variable name=value]...
+//!                 [--platform spin|fermyon-cloud|akamai]
 //! ```
 //! Variables also come from `SPIN_VARIABLE_<NAME>`, as with `spin up`.
 
 use std::path::PathBuf;
 
 use cloudtuner_testhost::manifest::Manifest;
-use cloudtuner_testhost::{App, HostConfig, build, server};
+use cloudtuner_testhost::{App, HostConfig, Platform, build, server};
 
 const USAGE: &str =
     "usage: cloudtuner-host [--build] [--manifest spin.toml] [--listen 127.0.0.1:8001] \
-     [--state-dir .spin] [--variable name=value]...
+     [--state-dir .spin] [--variable name=value]... [--platform spin|fermyon-cloud|akamai]
 
 Serves the app that spin.toml describes, like `spin up`, on machines without Spin.
   --build       first run the components' build commands from spin.toml (as
@@ -22,6 +23,14 @@ Serves the app that spin.toml describes, like `spin up`, on machines without Spi
   --listen      address to serve (default: 127.0.0.1:8001)
   --state-dir   where the key-value store lives (default: .spin)
   --variable    an application variable, name=value (repeatable)
+  --platform    act as the platform the app is deployed to (default: spin):
+                spin           `spin up` / SpinKube: every interface, no limits
+                fermyon-cloud  no wasi:keyvalue atomics or batch, no cron trigger,
+                               30 s per request, 10 MB bodies, 500 outbound
+                               requests per hour
+                akamai         no wasi:keyvalue atomics, no SQLite, no cron
+                               trigger, 30 s per request, 10 MiB bodies
+                A component importing what the platform lacks fails to start.
 Variables also come from SPIN_VARIABLE_<NAME>.";
 
 fn usage() -> ! {
@@ -36,6 +45,7 @@ async fn main() {
     let mut state_dir = PathBuf::from(".spin");
     let mut vars = Vec::new();
     let mut build_first = false;
+    let mut platform = Platform::Spin;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
@@ -48,6 +58,12 @@ async fn main() {
             "--manifest" | "-f" => manifest = value().into(),
             "--listen" => listen = value(),
             "--state-dir" => state_dir = value().into(),
+            "--platform" => {
+                platform = Platform::parse(&value()).unwrap_or_else(|e| {
+                    eprintln!("cloudtuner-host: {e}");
+                    usage()
+                })
+            }
             "--variable" => {
                 let v = value();
                 let (k, val) = v.split_once('=').unwrap_or_else(|| usage());
@@ -69,7 +85,9 @@ async fn main() {
             std::process::exit(1);
         }
     }
-    let mut config = HostConfig::new(manifest, &state_dir).variables_from_env();
+    let mut config = HostConfig::new(manifest, &state_dir)
+        .variables_from_env()
+        .platform(platform);
     for (k, v) in vars {
         config = config.variable(&k, v);
     }

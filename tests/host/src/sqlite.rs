@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::types::{Value as Sql, ValueRef};
 use wasmtime::component::Resource;
@@ -13,9 +14,15 @@ use wasmtime::component::Resource;
 use crate::ctx::Ctx;
 use crate::ctx::fermyon::spin::sqlite::{self as wit, Error, QueryResult, RowResult, Value};
 
-/// The app's `default` database.
+/// The app's `default` database, with a fault switch
+/// ([`SqliteDb::set_unavailable`]).
 #[derive(Debug)]
-pub struct SqliteDb(Mutex<rusqlite::Connection>);
+pub struct SqliteDb(Mutex<rusqlite::Connection>, AtomicBool);
+
+/// What Spin answers (`error::io`, rusqlite's text) for a database another
+/// writer holds; a read-only file or a failing disk read the same way to the
+/// app ("attempt to write a readonly database", "disk I/O error").
+pub const UNAVAILABLE_MESSAGE: &str = "database is locked";
 
 /// An open connection, as the guest's `connection` resource.
 pub struct SqliteConn;
@@ -24,12 +31,21 @@ impl SqliteDb {
     pub fn open(path: &Path) -> Result<Self, rusqlite::Error> {
         let conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        Ok(SqliteDb(Mutex::new(conn)))
+        Ok(SqliteDb(Mutex::new(conn), AtomicBool::new(false)))
+    }
+
+    /// The fault switch for tests of store outages: while on, every
+    /// statement fails as Spin reports a locked database.
+    pub fn set_unavailable(&self, down: bool) {
+        self.1.store(down, Ordering::SeqCst);
     }
 
     /// One statement, as Spin's in-process SQLite runs it (`prepare_cached`,
     /// then every row), so `RETURNING` answers rows.
     pub fn execute(&self, statement: &str, params: &[Value]) -> Result<QueryResult, Error> {
+        if self.1.load(Ordering::SeqCst) {
+            return Err(Error::Io(UNAVAILABLE_MESSAGE.into()));
+        }
         let conn = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let io = |e: rusqlite::Error| Error::Io(e.to_string());
         let mut stmt = conn.prepare_cached(statement).map_err(io)?;

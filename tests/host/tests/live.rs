@@ -121,6 +121,9 @@ async fn the_sync_alone_finishes_jobs_when_webhooks_are_lost_and_cron_does_the_s
     assert_eq!(r.json()["synced"], 2);
     assert_eq!(r.json()["updated"], 2);
     assert_eq!(job(&l.app, &a).await["progress"]["step"], 2);
+    if !common::platform_has_scheduler() {
+        return; // Fermyon Cloud and Akamai run no cron plugin: the sync route above is theirs.
+    }
     // The cron app: same store, only the sync component, fired as the plugin would.
     let cron = App::load(&common::same_store(
         HostConfig::new(spin_toml().with_file_name("spin-cron.toml"), l.state.path())

@@ -19,65 +19,136 @@ use std::path::{Path, PathBuf};
 
 use cloudtuner_testhost::app::{compile, interface_names};
 use cloudtuner_testhost::manifest::Manifest;
-use cloudtuner_testhost::{App, TestResponse, workspace_root};
-use common::{SUBMIT, add_trainers, post_json};
+use cloudtuner_testhost::{App, Platform, TestResponse, workspace_root};
+use common::{RedisServer, SUBMIT, add_trainers, post_json};
 use fake_replicate::{FakeReplicate, Fault, FaultKind};
 use serde_json::json;
 
-const FERMYON_TARGET_DIR: &str = "target/fermyon-cloud";
-const FERMYON_FLAGS: &str =
-    "--target-dir target/fermyon-cloud --no-default-features --features fermyon-cloud";
-
-fn fermyon_toml() -> PathBuf {
-    workspace_root().join("spin.fermyon-cloud.toml")
+/// How a platform's manifest differs from `spin.toml`.
+struct Variant {
+    platform: &'static str,
+    /// The manifest file, beside spin.toml.
+    file: &'static str,
+    /// Where its components are built (`build.build-dir` in .cargo/config.toml
+    /// keeps the dependencies shared with the default build).
+    target_dir: &'static str,
+    feature: &'static str,
+    /// What replaces `key_value_stores = ["default"]` (None: the line goes).
+    store_line: Option<&'static str>,
+    /// Variable declarations replaced whole: (name, new declaration).
+    variables: &'static [(&'static str, &'static str)],
+    about: &'static str,
 }
 
-/// `spin.toml` as Fermyon Cloud needs it: Spin's SQLite instead of the
-/// key-value store, components from the Fermyon Cloud build.
-fn fermyon_cloud_manifest(spin_toml: &str) -> String {
-    let header = "# GENERATED from spin.toml by tests/host/tests/platforms.rs (do not edit; run\n\
-        #   CLOUDTUNER_WRITE_MANIFESTS=1 cargo test -p cloudtuner-testhost --test platforms manifest\n\
-        # after changing spin.toml). The app for Fermyon Cloud: no wasi:keyvalue there, so\n\
-        # every component keeps its data in Spin's SQLite database `default`\n\
-        # (`spin cloud deploy -f spin.fermyon-cloud.toml` links a NoOps SQL database as `default`).\n\
-        # Components come from their own build (feature fermyon-cloud):\n\
-        #   spin build -f spin.fermyon-cloud.toml\n";
+const FERMYON: Variant = Variant {
+    platform: "fermyon-cloud",
+    file: "spin.fermyon-cloud.toml",
+    target_dir: "target/fermyon-cloud",
+    feature: "fermyon-cloud",
+    store_line: Some(r#"sqlite_databases = ["default"]"#),
+    variables: &[(
+        "outbound_requests_per_hour",
+        r#"{ default = "450" }  # Fermyon Cloud allows 500 per app per hour"#,
+    )],
+    about: "# The app for Fermyon Cloud: no wasi:keyvalue atomics or batch there, so every\n\
+        # component keeps its data in Spin's SQLite database `default`\n\
+        # (`spin cloud deploy -f spin.fermyon-cloud.toml` links a NoOps SQL database as `default`),\n\
+        # and background work stays under Fermyon's 500 outbound requests per hour.\n",
+};
+
+const AKAMAI: Variant = Variant {
+    platform: "akamai",
+    file: "spin.akamai.toml",
+    target_dir: "target/akamai",
+    feature: "akamai",
+    store_line: None,
+    variables: &[
+        ("redis_url", r#"{ required = true, secret = true }"#),
+        ("redis_host", r#"{ required = true }"#),
+    ],
+    about: "# The app for Akamai Functions: no wasi:keyvalue atomics and no SQLite there, so\n\
+        # every component keeps its data in the Redis `redis_url` names, through outbound\n\
+        # Redis (`spin aka deploy -f spin.akamai.toml --variable redis_url=... --variable redis_host=...`).\n",
+};
+
+fn manifest_path(v: &Variant) -> PathBuf {
+    workspace_root().join(v.file)
+}
+
+fn fermyon_toml() -> PathBuf {
+    manifest_path(&FERMYON)
+}
+
+/// `spin.toml` as the platform needs it: its store, its variables, components
+/// from its own build.
+fn platform_manifest(spin_toml: &str, v: &Variant) -> String {
+    let flags = format!(
+        "--target-dir {} --no-default-features --features {}",
+        v.target_dir, v.feature
+    );
+    let header = format!(
+        "# GENERATED from spin.toml by tests/host/tests/platforms.rs (do not edit; run\n\
+         #   CLOUDTUNER_WRITE_MANIFESTS=1 cargo test -p cloudtuner-testhost --test platforms manifest\n\
+         # after changing spin.toml).\n{}\
+         # Components come from their own build (feature {}): spin build -f {}\n",
+        v.about, v.feature, v.file
+    );
+    let mut replaced = BTreeSet::new();
     let body: Vec<String> = spin_toml
         .lines()
         .skip_while(|l| l.starts_with('#'))
-        .map(|line| {
+        .filter_map(|line| {
             if line.trim() == r#"key_value_stores = ["default"]"# {
-                r#"sqlite_databases = ["default"]"#.to_string()
-            } else if line.starts_with("source = \"target/wasm32-wasip2/") {
-                line.replacen("target/", &format!("{FERMYON_TARGET_DIR}/"), 1)
+                return v.store_line.map(str::to_string);
+            }
+            if let Some((name, decl)) = v
+                .variables
+                .iter()
+                .find(|(name, _)| line.starts_with(&format!("{name} = {{")))
+            {
+                replaced.insert(*name);
+                return Some(format!("{name} = {decl}"));
+            }
+            Some(if line.starts_with("source = \"target/wasm32-wasip2/") {
+                line.replacen("target/", &format!("{}/", v.target_dir), 1)
             } else if line.starts_with("command = \"cargo build ") && line.contains(" -p ") {
-                line.replacen(" -p ", &format!(" {FERMYON_FLAGS} -p "), 1)
+                line.replacen(" -p ", &format!(" {flags} -p "), 1)
             } else {
                 line.to_string()
-            }
+            })
         })
         .collect();
+    for (name, _) in v.variables {
+        assert!(
+            replaced.contains(name),
+            "spin.toml declares no variable {name}, which {} sets",
+            v.file
+        );
+    }
     format!("{header}{}\n", body.join("\n"))
 }
 
-#[test]
-fn the_fermyon_cloud_manifest_is_spin_toml_on_sqlite() {
+/// The manifest is spin.toml's variant (rewritten with CLOUDTUNER_WRITE_MANIFESTS=1).
+fn check_manifest(v: &Variant) -> (Manifest, Manifest) {
     let spin = std::fs::read_to_string(workspace_root().join("spin.toml")).unwrap();
-    let want = fermyon_cloud_manifest(&spin);
-    if std::env::var("CLOUDTUNER_WRITE_MANIFESTS").is_ok_and(|v| v == "1") {
-        std::fs::write(fermyon_toml(), &want).unwrap();
+    let want = platform_manifest(&spin, v);
+    if std::env::var("CLOUDTUNER_WRITE_MANIFESTS").is_ok_and(|x| x == "1") {
+        std::fs::write(manifest_path(v), &want).unwrap();
     }
-    let have = std::fs::read_to_string(fermyon_toml()).unwrap_or_default();
+    let have = std::fs::read_to_string(manifest_path(v)).unwrap_or_default();
     assert!(
         have == want,
-        "spin.fermyon-cloud.toml is not spin.toml's Fermyon Cloud variant: run \
-         CLOUDTUNER_WRITE_MANIFESTS=1 cargo test -p cloudtuner-testhost --test platforms manifest"
+        "{} is not spin.toml's {} variant: run \
+         CLOUDTUNER_WRITE_MANIFESTS=1 cargo test -p cloudtuner-testhost --test platforms manifest",
+        v.file,
+        v.platform
     );
     let m = Manifest::parse(&want).unwrap();
     let base = Manifest::parse(&spin).unwrap();
     assert!(
         m.trigger.cron.is_empty(),
-        "Fermyon Cloud runs no cron trigger"
+        "{} runs no cron trigger",
+        v.platform
     );
     assert_eq!(m.trigger.http.len(), base.trigger.http.len());
     assert_eq!(
@@ -89,16 +160,31 @@ fn the_fermyon_cloud_manifest_is_spin_toml_on_sqlite() {
             c.key_value_stores.is_empty(),
             "{id} still opens a key-value store"
         );
+        assert!(c.source.starts_with(v.target_dir), "{id}: {}", c.source);
+    }
+    (m, base)
+}
+
+#[test]
+fn the_fermyon_cloud_manifest_is_spin_toml_on_sqlite() {
+    let (m, base) = check_manifest(&FERMYON);
+    for (id, c) in &m.component {
         assert_eq!(
             c.sqlite_databases.is_empty(),
             base.component[id].key_value_stores.is_empty(),
             "{id}: SQLite exactly where spin.toml has the store"
         );
-        assert!(
-            c.source.starts_with(FERMYON_TARGET_DIR),
-            "{id}: {}",
-            c.source
-        );
+    }
+}
+
+#[test]
+fn the_akamai_manifest_is_spin_toml_on_redis_alone() {
+    let (m, _) = check_manifest(&AKAMAI);
+    for (id, c) in &m.component {
+        assert!(c.sqlite_databases.is_empty(), "{id}: Akamai has no SQLite");
+    }
+    for name in ["redis_url", "redis_host"] {
+        assert!(m.variables[name].required, "{name} must be set on Akamai");
     }
 }
 
@@ -111,8 +197,12 @@ fn refused(platform: &str) -> &'static [&'static str] {
         // Fermyon Cloud: `wasi:keyvalue` store only (no atomics, no batch); the
         // app's Fermyon build imports no `wasi:keyvalue` at all.
         "fermyon-cloud" => &["wasi:keyvalue/"],
-        // Akamai Functions: store and batch, no atomics.
-        "akamai" => &["wasi:keyvalue/atomics"],
+        // Akamai Functions: store and batch, no atomics; no SQLite.
+        "akamai" => &[
+            "wasi:keyvalue/atomics",
+            "fermyon:spin/sqlite",
+            "spin:sqlite/",
+        ],
         _ => unreachable!("unknown platform {platform}"),
     }
 }
@@ -173,6 +263,7 @@ fn every_component_imports_only_what_its_platform_provides() {
     for (platform, manifest) in [
         ("spin", workspace_root().join("spin.toml")),
         ("fermyon-cloud", fermyon_toml()),
+        ("akamai", manifest_path(&AKAMAI)),
     ] {
         problems.extend(violations(platform, &imports_of(&manifest)));
     }
@@ -199,22 +290,65 @@ fn the_import_check_names_the_component_and_the_import() {
     assert_eq!(violations("fermyon-cloud", &imports).len(), 1);
 }
 
-/// The Fermyon Cloud app against a fake Replicate: its data in the state
-/// directory's SQLite database, none in the key-value store.
-async fn fermyon_app() -> (FakeReplicate, tempfile::TempDir, App) {
+/// A platform's app against a fake Replicate, loaded under that platform's
+/// profile: the Fermyon Cloud build's data in the state directory's SQLite
+/// database, the Akamai build's in `redis` (under a key prefix of its own).
+async fn platform_app(
+    v: &Variant,
+    redis: Option<&RedisServer>,
+) -> (FakeReplicate, tempfile::TempDir, App) {
+    platform_app_within(v, redis, None).await
+}
+
+/// A platform's app for racing its store: hundreds of submits at once on this
+/// 2-core machine queue for longer than the platform's 30 s per request (a
+/// platform spreads them over instances), and make more provider calls than
+/// Fermyon's 500 an hour. The races test the store; the limits are tested in
+/// tests/host/tests/platform_profile.rs and sync_trigger.rs.
+async fn racing_app(
+    v: &Variant,
+    redis: Option<&RedisServer>,
+) -> (FakeReplicate, tempfile::TempDir, App) {
+    platform_app_within(v, redis, Some(cloudtuner_testhost::Limits::default())).await
+}
+
+async fn platform_app_within(
+    v: &Variant,
+    redis: Option<&RedisServer>,
+    limits: Option<cloudtuner_testhost::Limits>,
+) -> (FakeReplicate, tempfile::TempDir, App) {
     let fake = FakeReplicate::start().await;
     add_trainers(&fake);
     let url = fake.url();
-    let (dir, app) = common::load(
-        fermyon_toml(),
-        &[
-            ("replicate_api_base", url.as_str()),
-            ("replicate_status_base", url.as_str()),
-            ("replicate_api_token", fake_replicate::DEFAULT_TOKEN),
-            ("refresh_after_ms", "0"),
-        ],
+    let mut vars = vec![
+        ("replicate_api_base", url.clone()),
+        ("replicate_status_base", url.clone()),
+        (
+            "replicate_api_token",
+            fake_replicate::DEFAULT_TOKEN.to_string(),
+        ),
+        ("refresh_after_ms", "0".to_string()),
+    ];
+    if limits.is_some() {
+        vars.push(("outbound_requests_per_hour", String::new()));
+    }
+    if let Some(redis) = redis {
+        vars.push(("redis_url", redis.url()));
+        vars.push(("redis_host", redis.host()));
+        vars.push(("redis_key_prefix", format!("{}:", v.platform)));
+    }
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (dir, app) = common::load_for(
+        manifest_path(v),
+        Platform::parse(v.platform).unwrap(),
+        limits,
+        &vars,
     );
     (fake, dir, app)
+}
+
+async fn fermyon_app() -> (FakeReplicate, tempfile::TempDir, App) {
+    platform_app(&FERMYON, None).await
 }
 
 fn statuses(rs: &[TestResponse]) -> BTreeMap<u16, usize> {
@@ -291,10 +425,9 @@ async fn the_fermyon_cloud_build_submits_and_keeps_its_data_in_sqlite() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_racing_submits_with_one_key_on_fermyon_cloud_make_one_prediction() {
-    let (fake, _state, app) = fermyon_app().await;
-    // The provider answers slowly, so the racers overlap while the first runs.
+/// 100 submits with one idempotency key, racing while the provider answers
+/// slowly: one job, one prediction, every other answer a replay or "in progress".
+async fn one_key_makes_one_prediction(fake: &FakeReplicate, app: &App) {
     fake.fault(Fault::new(
         Some("POST"),
         "/v1/predictions",
@@ -302,8 +435,8 @@ async fn fifty_racing_submits_with_one_key_on_fermyon_cloud_make_one_prediction(
         1,
     ));
     let rs = race(
-        &app,
-        50,
+        app,
+        100,
         |_| json!({"config": {"--max_train_steps": 10}, "idempotency_key": "ci-build-42"}),
     )
     .await;
@@ -319,29 +452,89 @@ async fn fifty_racing_submits_with_one_key_on_fermyon_cloud_make_one_prediction(
         .collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(fake.prediction_ids().len(), 1, "exactly one prediction");
-    assert_eq!(all_listed(&app).await.1, 1);
+    assert_eq!(all_listed(app).await.1, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_concurrent_submits_on_fermyon_cloud_are_all_listed_once() {
-    let (fake, _state, app) = fermyon_app().await;
+/// 200 concurrent submits: every one a job, each listed exactly once.
+async fn concurrent_submits_are_all_listed_once(fake: &FakeReplicate, app: &App) {
     let rs = race(
-        &app,
-        50,
+        app,
+        200,
         |i| json!({"config": {"--max_train_steps": 10, "run": i}}),
     )
     .await;
-    assert_eq!(statuses(&rs), BTreeMap::from([(201, 50)]));
+    assert_eq!(statuses(&rs), BTreeMap::from([(201, 200)]));
     let submitted: BTreeSet<String> = rs
         .iter()
         .map(|r| r.json()["job_id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(submitted.len(), 50);
-    let (listed, total) = all_listed(&app).await;
-    assert_eq!((listed.len(), total), (50, 50), "every job listed once");
+    assert_eq!(submitted.len(), 200);
+    let (listed, total) = all_listed(app).await;
+    assert_eq!((listed.len(), total), (200, 200), "every job listed once");
     let unique: BTreeSet<String> = listed.into_iter().collect();
     assert_eq!(unique, submitted, "no duplicates, none missing");
-    assert_eq!(fake.prediction_ids().len(), 50);
+    assert_eq!(fake.prediction_ids().len(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_submits_with_one_key_on_fermyon_cloud_make_one_prediction() {
+    let (fake, _state, app) = racing_app(&FERMYON, None).await;
+    one_key_makes_one_prediction(&fake, &app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_submits_on_fermyon_cloud_are_all_listed_once() {
+    let (fake, _state, app) = racing_app(&FERMYON, None).await;
+    concurrent_submits_are_all_listed_once(&fake, &app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_akamai_build_submits_and_keeps_its_data_in_redis_alone() {
+    let redis = RedisServer::start();
+    let (fake, state, app) = platform_app(&AKAMAI, Some(&redis)).await;
+    let r = app.request("GET", "/api/cloud/health", &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["store"], "redis", "{}", r.text());
+    let r = post_json(&app, SUBMIT, &json!({"config": {"--max_train_steps": 10}})).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(fake.prediction_ids().len(), 1);
+    assert!(!redis.keys("akamai:").is_empty(), "the data is in Redis");
+    assert_eq!(
+        app.kv().count("default").unwrap(),
+        0,
+        "none in a key-value store"
+    );
+    assert_eq!(sqlite_rows(state.path()), 0, "none in SQLite");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_akamai_build_without_a_redis_says_which_variables_to_set() {
+    let fake = FakeReplicate::start().await;
+    let url = fake.url();
+    let dir = tempfile::tempdir().unwrap();
+    let config = cloudtuner_testhost::HostConfig::new(manifest_path(&AKAMAI), dir.path())
+        .platform(Platform::Akamai)
+        .variable("replicate_api_base", url);
+    let err = App::load(&config).err().expect("refused without redis_url");
+    // Spin refuses an app whose required variable has no value (redis_host, redis_url).
+    assert!(
+        err.to_string().contains("required variable redis_"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_submits_with_one_key_on_akamai_make_one_prediction() {
+    let redis = RedisServer::start();
+    let (fake, _state, app) = racing_app(&AKAMAI, Some(&redis)).await;
+    one_key_makes_one_prediction(&fake, &app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_submits_on_akamai_are_all_listed_once() {
+    let redis = RedisServer::start();
+    let (fake, _state, app) = racing_app(&AKAMAI, Some(&redis)).await;
+    concurrent_submits_are_all_listed_once(&fake, &app).await;
 }
 
 /// The host serves `fermyon:spin/sqlite` only to components that list the

@@ -1,5 +1,6 @@
 //! The `cloudtuner-host` binary serves the real app on a port; curl talks to it.
-//! The README's shell blocks (first run, CI, download, datasets) run as written, with bash,
+//! The shell blocks of README.md and docs/ marked `<!-- readme-test: NAME -->`
+//! (first run, CI, download, datasets) run as written, with bash,
 //! curl, jq and the AWS CLI, against the served app and the fake Replicate.
 
 mod common;
@@ -96,17 +97,35 @@ fn the_binary_prints_its_usage_on_help_and_refuses_unknown_flags() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("usage:"));
 }
 
-/// The shell block of README.md after `<!-- readme-test: {name} -->`, as written.
+/// The shell block after `<!-- readme-test: {name} -->`, as written, from
+/// README.md or the page of `docs/` it moved to: the marker must be in
+/// exactly one of them, so a block cannot be tested in one place and
+/// edited in another.
 fn readme_block(name: &str) -> String {
-    let readme = std::fs::read_to_string(cloudtuner_testhost::workspace_root().join("README.md"))
-        .expect("README.md");
+    let root = cloudtuner_testhost::workspace_root();
+    let mut pages = vec![root.join("README.md")];
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .map(|e| e.expect("a docs/ entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    pages.extend(docs);
     let marker = format!("<!-- readme-test: {name} -->");
-    let after = &readme[readme
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {marker}"))..];
+    let mut found = pages.iter().filter_map(|page| {
+        let text = std::fs::read_to_string(page).expect("a readable page");
+        let at = text.find(&marker)?;
+        Some((page.display().to_string(), text[at..].to_string()))
+    });
+    let (page, after) = found
+        .next()
+        .unwrap_or_else(|| panic!("no {marker} in README.md or docs/*.md"));
+    if let Some((other, _)) = found.next() {
+        panic!("{marker} is in both {page} and {other}: keep one");
+    }
     let body = &after[after
         .find("```sh\n")
-        .expect("a sh block follows the marker")
+        .unwrap_or_else(|| panic!("a sh block follows {marker} in {page}"))
         + 6..];
     body[..body.find("\n```").expect("the block ends")].to_string()
 }

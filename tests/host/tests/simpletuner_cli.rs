@@ -463,3 +463,155 @@ async fn simpletuners_cli_submits_follows_cancels_retries_deletes_and_configures
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("Invalid hardware profile"), "{out}");
 }
+
+/// `simpletuner auth orgs ...` (issue 27, item 1): organizations, teams and
+/// their members, with the integer ids the CLI parses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simpletuners_cli_manages_orgs_teams_and_members() {
+    let t = TestApp::builder()
+        .var("admin_token", "")
+        .served()
+        .start()
+        .await;
+    let cli = admin_cli(&t).await;
+    let keyed = t.app.anonymous().with_header("x-api-key", &cli.key);
+    let r = post_json(
+        &keyed,
+        "/api/cloud/auth/users",
+        &json!({"username": "alice", "password": PASSWORD, "role": "researcher"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = keyed.request("GET", "/api/orgs/users", &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let alice = r.json()["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "alice")
+        .unwrap()["id"]
+        .to_string();
+    let orgs = |args: &[&str]| {
+        let mut all = vec!["auth", "orgs"];
+        all.extend_from_slice(args);
+        all.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let cli = &cli;
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli.run(&refs).await
+        }
+    };
+
+    let (code, out) = run(orgs(&["create", "--name", "Acme", "--slug", "acme"])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Organization created:"), "{out}");
+    let org = field(&out, "ID:").to_string();
+    assert!(org.parse::<u64>().is_ok(), "{out}");
+    let (code, out) = run(orgs(&["list"])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Acme") && out.contains("acme") && out.contains("yes"),
+        "{out}"
+    );
+    let (code, out) = run(orgs(&["update", &org, "--description", "GPU budget"])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("Organization {org} updated.")),
+        "{out}"
+    );
+    let (code, out) = run(orgs(&["get", &org])).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(field(&out, "Name:"), "Acme");
+    assert_eq!(field(&out, "Description:"), "GPU budget");
+
+    let (code, out) = run(orgs(&["add-member", &org, &alice])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("User {alice} added to organization {org}.")),
+        "{out}"
+    );
+    let (code, out) = run(orgs(&["members", &org])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Members of Acme") && out.contains("alice"),
+        "{out}"
+    );
+
+    let (code, out) = run(orgs(&[
+        "team-create",
+        &org,
+        "--name",
+        "Vision",
+        "--slug",
+        "vision",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let team = field(&out, "ID:").to_string();
+    let (code, out) = run(orgs(&["teams", &org])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Teams in Acme") && out.contains("vision"),
+        "{out}"
+    );
+    let (code, out) = run(orgs(&["team-update", &org, &team, "--name", "Vision Lab"])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("Team {team} updated.")), "{out}");
+    let (code, out) = run(orgs(&["team-get", &org, &team])).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(field(&out, "Name:"), "Vision Lab");
+    let add = [
+        "team-add-member",
+        &org,
+        &team,
+        "--user-id",
+        &alice,
+        "--role",
+        "lead",
+    ];
+    let (code, out) = run(orgs(&add)).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("User {alice} added to team {team} as lead.")),
+        "{out}"
+    );
+    let (code, out) = run(orgs(&add)).await;
+    assert_ne!(code, 0, "already a member: {out}");
+    let (code, out) = run(orgs(&["team-members", &org, &team])).await;
+    assert_eq!(code, 0, "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.contains("alice"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(row.starts_with(&alice) && row.contains("lead"), "{out}");
+    let (code, out) = run(orgs(&["team-remove-member", &org, &team, &alice])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("User {alice} removed from team {team}.")),
+        "{out}"
+    );
+    let (code, out) = run(orgs(&["remove-member", &org, &alice])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("User {alice} removed from organization {org}.")),
+        "{out}"
+    );
+
+    let (code, out) = run(orgs(&["team-delete", &org, &team, "--force"])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("Team {team} deleted.")), "{out}");
+    let (code, out) = run(orgs(&["delete", &org, "--force"])).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("Organization {org} deleted.")),
+        "{out}"
+    );
+    let (code, out) = run(orgs(&["get", &org])).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("Organization {org} not found")),
+        "{out}"
+    );
+}

@@ -107,7 +107,11 @@ pub(super) fn deactivate(
         k.active = false;
         Ok(serde_json::to_vec(&k).expect("key"))
     })
-    .map_err(|_| ApiError::storage(format!("could not revoke API key {}", key.id)))?;
+    .map_err(|e| match e {
+        // An outage stays a 503 the caller may retry.
+        kv::UpdateError::Store(e) => ApiError::from(e),
+        _ => ApiError::storage(format!("could not revoke API key {}", key.id)),
+    })?;
     let revoked: ApiKey = serde_json::from_slice(&bytes).expect("key");
     key_event(kv, actor, "api_key.revoked", &revoked, now_ms);
     Ok(revoked)

@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod key_records;
 pub mod login;
 pub mod login_guard;
+pub mod orgs;
 pub mod principal;
 pub mod sessions;
 pub mod setup_status;

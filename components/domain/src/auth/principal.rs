@@ -46,11 +46,25 @@ pub enum Permission {
     /// Upload, replace and delete one's own datasets (`/api/cloud/datasets`,
     /// `s3://datasets/...`).
     DatasetUpload,
+    /// See an organization one belongs to (admins: every one).
+    OrgView,
+    OrgCreate,
+    OrgEdit,
+    OrgDelete,
+    /// Add users to an organization and remove them.
+    OrgManageMembers,
+    /// See the teams of an organization one belongs to.
+    TeamView,
+    TeamCreate,
+    TeamEdit,
+    TeamDelete,
+    /// Add users to a team, change their team role, remove them.
+    TeamManageMembers,
 }
 
 impl Permission {
     /// Every permission, for validating scopes.
-    pub const ALL: [Permission; 21] = [
+    pub const ALL: [Permission; 31] = [
         Permission::JobSubmit,
         Permission::JobViewOwn,
         Permission::JobViewAll,
@@ -72,6 +86,16 @@ impl Permission {
         Permission::AdminApprove,
         Permission::MetricsView,
         Permission::DatasetUpload,
+        Permission::OrgView,
+        Permission::OrgCreate,
+        Permission::OrgEdit,
+        Permission::OrgDelete,
+        Permission::OrgManageMembers,
+        Permission::TeamView,
+        Permission::TeamCreate,
+        Permission::TeamEdit,
+        Permission::TeamDelete,
+        Permission::TeamManageMembers,
     ];
 
     /// The name roles, scopes and error details use (`job.view.own`).
@@ -98,6 +122,16 @@ impl Permission {
             Permission::AdminApprove => "admin.approve",
             Permission::MetricsView => "metrics.view",
             Permission::DatasetUpload => "dataset.upload",
+            Permission::OrgView => "org.view",
+            Permission::OrgCreate => "org.create",
+            Permission::OrgEdit => "org.edit",
+            Permission::OrgDelete => "org.delete",
+            Permission::OrgManageMembers => "org.manage.members",
+            Permission::TeamView => "team.view",
+            Permission::TeamCreate => "team.create",
+            Permission::TeamEdit => "team.edit",
+            Permission::TeamDelete => "team.delete",
+            Permission::TeamManageMembers => "team.manage.members",
         }
     }
 }
@@ -134,7 +168,9 @@ impl Action {
 
 use Permission as P;
 
-const VIEWER: &[Permission] = &[P::JobViewOwn, P::ConfigView];
+/// Everyone sees the organization and teams they belong to (only those:
+/// see `auth::orgs`); creating and changing them is for admins (`*`).
+const VIEWER: &[Permission] = &[P::JobViewOwn, P::ConfigView, P::OrgView, P::TeamView];
 const RESEARCHER: &[Permission] = &[
     P::JobSubmit,
     P::JobViewOwn,
@@ -147,6 +183,8 @@ const RESEARCHER: &[Permission] = &[
     P::ApiAccess,
     P::ApiKeysOwn,
     P::DatasetUpload,
+    P::OrgView,
+    P::TeamView,
 ];
 /// A lead sees everyone's jobs but acts only on their own (as in SimpleTuner).
 const LEAD_EXTRA: &[Permission] = &[P::JobViewAll, P::AdminAudit, P::AdminApprove];

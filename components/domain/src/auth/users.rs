@@ -178,7 +178,7 @@ impl<'a> UserStore<'a> {
         .map_err(|e| match e {
             kv::UpdateError::Missing => not_found(id),
             kv::UpdateError::Rejected(api) => api,
-            other => ApiError::storage(format!("{other:?}")),
+            other => other.into_kv(&format!("user {id}")).into(),
         })?;
         Ok(serde_json::from_slice(&bytes).expect("user"))
     }

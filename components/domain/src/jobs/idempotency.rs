@@ -17,6 +17,10 @@ use crate::kernel::kv::{KvError, KvStore, MAX_CAS_ATTEMPTS};
 pub const TTL_MS: u64 = 24 * 3600 * 1000;
 /// A reservation whose request died without finishing stops blocking after this.
 pub const STALE_MS: u64 = 10 * 60 * 1000;
+/// A reservation that names no job after this belongs to a request that died
+/// (a store outage cut it before it could give the key back): a submit names
+/// its job within its first seconds, and platforms end a request at 30 s.
+pub const JOBLESS_MS: u64 = 2 * 60 * 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -110,7 +114,11 @@ pub fn claim(
         let rec: Option<Record> = serde_json::from_slice(&raw).ok();
         let reusable = match &rec {
             None => true,
-            Some(r) => r.state == State::Released || now_ms >= r.created_ms + TTL_MS,
+            Some(r) => {
+                r.state == State::Released
+                    || now_ms >= r.created_ms + TTL_MS
+                    || abandoned_before_any_job(r, now_ms)
+            }
         };
         if reusable {
             if kv.swap(&rkey, Some(&raw), &fresh_bytes)? {
@@ -132,7 +140,37 @@ pub fn claim(
             _ => Claim::InProgress,
         });
     }
-    Err(KvError::new("idempotency record is too contended"))
+    Err(KvError::unavailable(
+        "the idempotency record is being changed by too many requests at once; try again shortly",
+    ))
+}
+
+/// A request that stopped (a store outage) before its key named a job: a
+/// submit sends nothing to the provider before that ([`attach`]), so after
+/// [`JOBLESS_MS`] nothing can be behind the key and a retry may run afresh.
+fn abandoned_before_any_job(r: &Record, now_ms: u64) -> bool {
+    r.state == State::InProgress && r.job_id.is_none() && now_ms >= r.created_ms + JOBLESS_MS
+}
+
+/// The sync adopted `job_id`'s prediction after its submit could not finish
+/// (a store outage): the key at `record_key` that still holds the request in
+/// progress for that job now replays it. Returns whether it changed.
+pub fn settle(kv: &dyn KvStore, record_key: &str, job_id: &str) -> Result<bool, KvError> {
+    let Some(raw) = kv.read_for_swap(record_key)? else {
+        return Ok(false);
+    };
+    let Ok(mut rec) = serde_json::from_slice::<Record>(&raw) else {
+        return Ok(false);
+    };
+    if rec.state != State::InProgress || rec.job_id.as_deref() != Some(job_id) {
+        return Ok(false);
+    }
+    rec.state = State::Done;
+    kv.swap(
+        record_key,
+        Some(&raw),
+        &serde_json::to_vec(&rec).expect("record"),
+    )
 }
 
 fn write(
@@ -304,6 +342,57 @@ mod tests {
             claim(&kv, "alice", "k2", "fp", 1).unwrap(),
             Claim::New(_)
         ));
+    }
+
+    #[test]
+    fn a_key_left_in_progress_without_a_job_is_reusable_once_stale_and_never_with_one() {
+        let kv = MemoryKv::default();
+        let Claim::New(_) = claim(&kv, "a", "k", "fp", 0).unwrap() else {
+            panic!()
+        };
+        // The request died (a store outage) before naming a job.
+        assert_eq!(claim(&kv, "a", "k", "fp", 1).unwrap(), Claim::InProgress);
+        assert_eq!(
+            claim(&kv, "a", "k", "fp", JOBLESS_MS - 1).unwrap(),
+            Claim::InProgress
+        );
+        assert!(matches!(
+            claim(&kv, "a", "k", "fp", JOBLESS_MS).unwrap(),
+            Claim::New(_)
+        ));
+        // One that named its job replays it, never runs afresh.
+        let Claim::New(r) = claim(&kv, "a", "k2", "fp", 0).unwrap() else {
+            panic!()
+        };
+        attach(&kv, &r, "job-9").unwrap();
+        assert_eq!(
+            claim(&kv, "a", "k2", "fp", STALE_MS).unwrap(),
+            Claim::Replay {
+                job_id: "job-9".into()
+            }
+        );
+    }
+
+    #[test]
+    fn settling_an_adopted_job_makes_its_key_replay_it() {
+        let kv = MemoryKv::default();
+        let Claim::New(r) = claim(&kv, "a", "k", "fp", 0).unwrap() else {
+            panic!()
+        };
+        attach(&kv, &r, "job-1").unwrap();
+        assert!(
+            !settle(&kv, r.record_key(), "job-2").unwrap(),
+            "another job's key"
+        );
+        assert!(settle(&kv, r.record_key(), "job-1").unwrap());
+        assert!(!settle(&kv, r.record_key(), "job-1").unwrap(), "once");
+        assert_eq!(
+            claim(&kv, "a", "k", "fp", 1).unwrap(),
+            Claim::Replay {
+                job_id: "job-1".into()
+            }
+        );
+        assert!(!settle(&kv, "idem:missing", "job-1").unwrap());
     }
 
     #[test]

@@ -6,12 +6,29 @@
 //! too), so every line event carries `id: <byte offset after it>`: a client
 //! that reconnects with `Last-Event-ID` (EventSource does this by itself) or
 //! `?offset=` resumes exactly where it stopped, and no line is sent twice.
+//!
+//! [`Follower`] is the follow loop's every decision (the component only
+//! sleeps between polls and sends what a poll returns). It ends on `done`
+//! only once the job's last lines have been sent, whatever the order in which
+//! the webhook, the sync, refresh-on-read and the stream see the end. That
+//! holds by construction, from two rules:
+//! - writers (the webhook, the refresh the sync and readers use, a cancel)
+//!   store a prediction's logs *before* the job update that may carry its
+//!   end, never inside it (a store holds one compare-and-swap at a time), and
+//!   logs only grow (`logs::store_growing`), so an older answer written
+//!   late never replaces the final lines;
+//! - a poll reads the job first and its logs only after, so an ended job it
+//!   read comes with logs at least as new as that end. A job ended from a
+//!   list item (no logs in it: `logs_pending`) is not ended for a follower
+//!   until the refresh brings its logs, or this stream's time is up.
 
 use crate::kernel::error::ApiError;
-use crate::kernel::http::param;
+use crate::kernel::http::{HttpClient, param};
+use crate::providers::settings::ProviderSettings;
 
-use super::record::JobStatus;
-use super::store::LogSlice;
+use super::lifecycle::refresh;
+use super::record::{Job, JobStatus};
+use super::store::{JobStore, LogSlice, StoredLogs};
 
 /// How long one stream lasts unless `log_stream_seconds` says otherwise:
 /// under Fermyon Cloud's 30 s request limit.
@@ -107,6 +124,109 @@ pub fn reconnect_event(next_offset: usize, seconds: u64) -> String {
 
 /// A comment: ignored by every SSE client.
 pub const KEEPALIVE: &str = ": keep-alive\n\n";
+
+/// The last event when the job was deleted while followed (as SimpleTuner's).
+pub const DELETED_EVENT: &str = "event: done\ndata: stream_end\n\n";
+
+/// What one poll found: events to send (maybe none), and whether the stream
+/// ends after them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Poll {
+    pub text: String,
+    pub end: bool,
+}
+
+impl Poll {
+    fn end(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            end: true,
+        }
+    }
+}
+
+/// One stream following one job's logs: where it is in them, when its time
+/// is up, and when it last sent something.
+#[derive(Debug, Clone)]
+pub struct Follower {
+    job_id: String,
+    offset: usize,
+    seconds: u64,
+    ends_at: u64,
+    last_sent: u64,
+}
+
+impl Follower {
+    /// A stream of `job_id`'s logs from byte `offset`, started at `now_ms`,
+    /// lasting `seconds` (see [`stream_seconds`]).
+    pub fn new(job_id: &str, offset: usize, seconds: u64, now_ms: u64) -> Self {
+        Self {
+            job_id: job_id.to_string(),
+            offset,
+            seconds,
+            ends_at: now_ms + seconds * 1000,
+            last_sent: now_ms,
+        }
+    }
+
+    /// One look at the job, every [`POLL_MS`]: the job (refreshed from the
+    /// provider when due), then its logs, then what to send.
+    pub async fn poll<H: HttpClient>(
+        &mut self,
+        store: &JobStore<'_>,
+        http: &H,
+        settings: &ProviderSettings,
+        now_ms: u64,
+    ) -> Poll {
+        let job = match store.get(&self.job_id) {
+            Ok(Some(job)) => job,
+            Ok(None) => return Poll::end(DELETED_EVENT),
+            // The store is unreachable: end without `done`, so the client
+            // reconnects (EventSource does) and resumes from its last id.
+            Err(_) => return Poll::end(""),
+        };
+        let (job, _) = refresh(store, http, settings, job, now_ms).await;
+        self.after_status(store, &job, now_ms)
+    }
+
+    /// The job's status has been read (`job`): only now read its logs, so
+    /// they are at least as new as that status, and decide.
+    pub fn after_status(&mut self, store: &JobStore<'_>, job: &Job, now_ms: u64) -> Poll {
+        match store.logs(&job.job_id) {
+            Ok(logs) => self.decide(job, &logs, now_ms),
+            Err(_) => Poll::end(""),
+        }
+    }
+
+    /// What to send, given the job and logs read after it.
+    fn decide(&mut self, job: &Job, logs: &StoredLogs, now_ms: u64) -> Poll {
+        let time_up = now_ms >= self.ends_at;
+        // A job ended from a list item waits for its final logs, within this
+        // stream's time: a prediction whose logs never come must not keep a
+        // client reconnecting for ever.
+        let ended = job.status.is_terminal() && (!job.logs_pending || time_up);
+        let batch = line_events(&logs.slice(Some(self.offset), None), ended);
+        self.offset = batch.next_offset;
+        let mut text = batch.text;
+        if ended {
+            text.push_str(&done_event(job.status));
+        } else if time_up {
+            text.push_str(&reconnect_event(self.offset, self.seconds));
+        } else if text.is_empty() && now_ms.saturating_sub(self.last_sent) >= KEEPALIVE_MS {
+            text.push_str(KEEPALIVE);
+        }
+        if !text.is_empty() {
+            self.last_sent = now_ms;
+        }
+        Poll {
+            text,
+            end: ended || time_up,
+        }
+    }
+}
+
+#[cfg(test)]
+mod follow_tests;
 
 #[cfg(test)]
 mod tests {

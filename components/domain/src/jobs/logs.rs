@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::kernel::error::ApiError;
+use crate::kernel::kv::{KvError, KvStore, MAX_CAS_ATTEMPTS};
 
 pub const MAX_LOG_BYTES: usize = 768 * 1024;
 
@@ -51,6 +52,34 @@ pub struct LogSlice {
     pub next_offset: usize,
     /// Bytes before `offset` that are no longer stored.
     pub truncated: bool,
+}
+
+/// Stores `full` (the provider's whole log text so far) at `key` unless what
+/// is stored is already as long. A job's log text only grows, so a shorter
+/// text is an older answer (a refresh racing the webhook that ended the job,
+/// or a late webhook) and must not replace the final lines a follower is
+/// owed. Guarded by compare-and-swap; a first write is an upsert (a swap on a
+/// missing key is one), so it looks again and a longer text written at the
+/// same moment still wins.
+pub(crate) fn store_growing(kv: &dyn KvStore, key: &str, full: &str) -> Result<(), KvError> {
+    let new = serde_json::to_vec(&StoredLogs::keep_tail(full))
+        .map_err(|e| KvError::new(e.to_string()))?;
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let seen = kv.read_for_swap(key)?;
+        if let Some(bytes) = &seen {
+            // Unreadable stored logs are replaced rather than kept forever.
+            let stored = serde_json::from_slice::<StoredLogs>(bytes).map_or(0, |l| l.total_bytes());
+            if stored >= full.len() {
+                return Ok(());
+            }
+        }
+        if kv.swap(key, seen.as_deref(), &new)? && seen.is_some() {
+            return Ok(());
+        }
+    }
+    Err(KvError::new(format!(
+        "{key}: the logs kept changing while being stored"
+    )))
 }
 
 impl StoredLogs {

@@ -1,6 +1,6 @@
 //! Job storage in the key-value store.
 //!
-//! Layout (also in the README):
+//! Layout (also in docs/storage.md):
 //! - `job:<id>` — the job record (JSON). Created once (ids are random UUIDs),
 //!   then only changed by compare-and-swap ([`crate::kernel::kv::update`]) so
 //!   concurrent writers (submit, webhook, sync, cancel) never lose an update.
@@ -170,6 +170,20 @@ impl<'a> JobStore<'a> {
         Ok(job)
     }
 
+    /// Puts the job's summary in its pages again (no count moves): after a
+    /// store outage cut an update between its record and its listing, the
+    /// retried update changes nothing visible, so it would not relist.
+    pub fn list_again(&self, job: &Job) -> Result<(), ApiError> {
+        let Some(slots) = job.list_pages else {
+            return Ok(());
+        };
+        let entry = Entry::of(&Summary::of(job));
+        for scope in [Scope::All, Scope::Owner(&job.owner)] {
+            pages::put(self.kv, scope, slots.of(scope), &entry)?;
+        }
+        Ok(())
+    }
+
     /// Puts a changed job's summary in its pages; a status change also moves
     /// its count, and a finished job leaves the active set.
     fn relist(&self, job: &Job, was: JobStatus) -> Result<(), ApiError> {
@@ -255,9 +269,10 @@ impl<'a> JobStore<'a> {
         Ok(total as usize)
     }
 
+    /// Stores a job's whole log text so far; never replaces it with a shorter
+    /// (older) one (`logs::store_growing`).
     pub fn set_logs(&self, id: &str, text: &str) -> Result<(), ApiError> {
-        let logs = StoredLogs::keep_tail(text);
-        set_json(self.kv, &logs_key(id), &logs).map_err(ApiError::from)
+        super::logs::store_growing(self.kv, &logs_key(id), text).map_err(ApiError::from)
     }
 
     pub fn logs(&self, id: &str) -> Result<StoredLogs, ApiError> {

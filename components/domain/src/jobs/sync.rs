@@ -327,7 +327,7 @@ impl Pass<'_, '_> {
                     self.report.updated += 1;
                     found.changed.push(updated);
                 }
-                Err(e) => self.error(Some(&job.job_id), format!("{e:?}")),
+                Err(e) => self.error(Some(&job.job_id), e.to_string()),
             }
             return;
         }
@@ -356,8 +356,16 @@ impl Pass<'_, '_> {
             Ok(())
         });
         match adopted {
-            Ok(_) => self.report.adopted += 1,
-            Err(e) => self.error(Some(&job.job_id), format!("{e:?}")),
+            Ok(adopted) => {
+                self.report.adopted += 1;
+                // Its submit may have ended in a store outage with its key
+                // still in progress: a retry with that key now replays it.
+                if let Some(record) = &adopted.idempotency_record {
+                    let _ =
+                        crate::jobs::idempotency::settle(self.store.kv(), record, &adopted.job_id);
+                }
+            }
+            Err(e) => self.error(Some(&job.job_id), e.to_string()),
         }
     }
 

@@ -211,6 +211,15 @@ pub async fn receive<H: HttpClient>(
         Duplicate,
         Foreign,
     }
+    // The logs go in before the job that may carry the end: a log follower
+    // that reads an ended job then reads its final lines (see `log_stream`).
+    // Logs only grow, so a stale or duplicate delivery leaves them as they
+    // are; failing here changes nothing, and Replicate retries the webhook.
+    if let Some(logs) = prediction.get("logs").and_then(Value::as_str)
+        && store.get(job_id)?.is_some_and(|j| belongs(&j, &prediction))
+    {
+        store.set_logs(job_id, logs)?;
+    }
     let webhook_id = headers.id.clone().unwrap_or_default();
     let mut applied = false;
     // One read-modify-write: ownership, dedupe and the change are checked on
@@ -240,9 +249,6 @@ pub async fn receive<H: HttpClient>(
         }
         Err(e) => return Err(crate::jobs::lifecycle::update_failed(job_id, e)),
     };
-    if applied && let Some(logs) = prediction.get("logs").and_then(Value::as_str) {
-        store.set_logs(job_id, logs)?;
-    }
     Ok(json!({
         "status": if applied { "received" } else { "stale" },
         "job_id": job_id,

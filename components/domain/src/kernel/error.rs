@@ -3,6 +3,11 @@
 
 use serde_json::{Map, Value, json};
 
+/// The code of every answer to a store outage.
+pub const STORAGE_UNAVAILABLE: &str = "storage_unavailable";
+/// How long a client should wait before retrying after a store outage.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
 /// An error an endpoint reports to its caller. `code` is stable and
 /// machine-readable; `message` is for people and never holds a secret.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +55,13 @@ impl ApiError {
 
     pub fn storage(message: impl Into<String>) -> Self {
         Self::new(500, "storage_error", message)
+    }
+
+    /// The store cannot be reached right now: 503 `storage_unavailable` with
+    /// `Retry-After` (the one code every store outage answers with).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, STORAGE_UNAVAILABLE, message)
+            .with_detail("retry_after_secs", RETRY_AFTER_SECS)
     }
 
     pub fn provider(provider: &str, status: u16, message: impl Into<String>) -> Self {
@@ -122,17 +134,19 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 /// A store failure is the server's: 500 `storage_error`, naming what failed;
-/// a store that cannot give cloudtuner's guarantees is 503 `storage_unsupported`.
+/// a store that cannot give cloudtuner's guarantees is 503 `storage_unsupported`;
+/// a store that cannot be reached right now is 503 `storage_unavailable` with
+/// `Retry-After` (the message is the store's words, never debug text).
 impl From<crate::kernel::kv::KvError> for ApiError {
     fn from(e: crate::kernel::kv::KvError) -> Self {
         match e.kind {
             crate::kernel::kv::KvErrorKind::Unsupported => {
                 ApiError::new(503, "storage_unsupported", e.message)
             }
-            crate::kernel::kv::KvErrorKind::Unavailable => {
-                ApiError::new(503, "storage_unavailable", e.message)
-                    .with_detail("retry_after_secs", 5)
-            }
+            crate::kernel::kv::KvErrorKind::Unavailable => ApiError::unavailable(format!(
+                "the data store is unavailable right now; try again in a few seconds ({})",
+                e.message
+            )),
             crate::kernel::kv::KvErrorKind::Failed => ApiError::storage(e.to_string()),
         }
     }
@@ -152,6 +166,20 @@ mod tests {
         let e = ApiError::method_not_allowed("PUT", &["GET"]);
         assert_eq!(e.status, 405);
         assert_eq!(e.body()["details"]["allowed"], json!(["GET"]));
+    }
+
+    #[test]
+    fn a_store_outage_is_a_503_with_retry_after_in_words() {
+        use crate::kernel::kv::KvError;
+        let e = ApiError::from(KvError::unavailable(
+            "the shared Redis at redis://h:6379 cannot be reached (GET: Connection refused)",
+        ));
+        assert_eq!((e.status, e.code), (503, STORAGE_UNAVAILABLE));
+        assert_eq!(e.details["retry_after_secs"], RETRY_AFTER_SECS);
+        assert!(e.message.contains("cannot be reached") && !e.message.contains('{'));
+        let e = ApiError::from(KvError::new("a key holds the wrong type"));
+        assert_eq!((e.status, e.code), (500, "storage_error"));
+        assert!(!e.message.contains("KvError"), "{}", e.message);
     }
 
     #[test]

@@ -201,7 +201,10 @@ fn append(kv: &dyn KvStore, ev: &NewEvent, now_ms: u64) -> Result<u64, ApiError>
         }
         other => other,
     }
-    .map_err(|e| ApiError::storage(format!("event log: {e:?}")))?;
+    .map_err(|e| match e {
+        kv::UpdateError::Rejected(api) => api,
+        other => other.into_kv("the event log").into(),
+    })?;
     let entry = made.expect("the update ran");
     // This writer alone advanced the head to `seq`, so it alone writes it.
     kv::set_json(kv, &entry_key(entry.seq), &entry)?;

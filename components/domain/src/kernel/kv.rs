@@ -52,6 +52,56 @@ impl KvError {
     }
 }
 
+/// Words by which stores say "not now" rather than "never": Redis refusing or
+/// dropping connections, timing out or loading its data after a restart
+/// (`LOADING`, redis-rs' `BusyLoadingError`), SQLite's busy, locked,
+/// read-only, I/O and cannot-open errors (a database file another process
+/// holds, a full or unmounted disk, a file made read-only). Such a failure
+/// wrote nothing the caller relies on and is worth retrying: 503.
+const UNAVAILABLE_WORDS: &[&str] = &[
+    "refused",
+    "reset",
+    "broken pipe",
+    "closed",
+    "timed out",
+    "timeout",
+    "os error",
+    "unreachable",
+    "terminated",
+    "loading",
+    "io error",
+    "i/o error",
+    "connection",
+    "max number of clients",
+    "tryagain",
+    "masterdown",
+    "busy",
+    "locked",
+    "readonly",
+    "read-only",
+    "unable to open",
+];
+
+/// Whether a store's error message means it is unavailable right now (see
+/// [`UNAVAILABLE_WORDS`]), for backends whose errors are only text.
+pub fn is_unavailable_text(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    UNAVAILABLE_WORDS.iter().any(|w| m.contains(w))
+}
+
+impl KvError {
+    /// A backend's error text as the kind it means: [`KvErrorKind::Unavailable`]
+    /// when [`is_unavailable_text`] says so, else a failure.
+    pub fn from_text(message: impl Into<String>) -> Self {
+        let message = message.into();
+        if is_unavailable_text(&message) {
+            KvError::unavailable(message)
+        } else {
+            KvError::new(message)
+        }
+    }
+}
+
 impl std::fmt::Display for KvError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "key-value store: {}", self.message)
@@ -126,7 +176,11 @@ pub fn claim_create<K: KvStore + ?Sized>(
         }
         backoff(attempt);
     }
-    Err(KvError::new(format!("{key} was claimed but never written")))
+    // The claimer may have lost the store between its claim and its write
+    // (an outage): say so as a retryable condition, not a server fault.
+    Err(KvError::unavailable(format!(
+        "{key} was claimed but not written yet; try again shortly"
+    )))
 }
 
 /// How often a CAS update retries under contention before giving up.
@@ -144,6 +198,34 @@ pub enum UpdateError<E> {
 impl<E> From<KvError> for UpdateError<E> {
     fn from(e: KvError) -> Self {
         UpdateError::Store(e)
+    }
+}
+
+impl<E> UpdateError<E> {
+    /// The failure as a store error about `what`, in words and keeping its
+    /// kind: a store that could not be reached stays `Unavailable` (a 503 the
+    /// caller may retry), never a server error carrying Rust debug text.
+    /// Hundreds of lost races are reported the same way: try again shortly.
+    pub fn into_kv(self, what: &str) -> KvError {
+        match self {
+            UpdateError::Store(e) => e,
+            UpdateError::Missing => KvError::new(format!("{what} does not exist")),
+            UpdateError::Contended => KvError::unavailable(format!(
+                "{what} is being changed by too many requests at once; try again shortly"
+            )),
+            UpdateError::Rejected(_) => KvError::new(format!("the change to {what} was refused")),
+        }
+    }
+}
+
+impl<E> std::fmt::Display for UpdateError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpdateError::Missing => f.write_str("the value does not exist"),
+            UpdateError::Contended => f.write_str("too many concurrent changes; try again shortly"),
+            UpdateError::Store(e) => write!(f, "{e}"),
+            UpdateError::Rejected(_) => f.write_str("the change was refused"),
+        }
     }
 }
 
@@ -244,7 +326,9 @@ pub fn claim_slot(kv: &dyn KvStore, key: &str, value: &[u8]) -> Result<bool, KvE
             Some(_) => return Ok(false),
         }
     }
-    Err(KvError::new(format!("{key} is too contended")))
+    Err(KvError::unavailable(format!(
+        "{key} is being claimed by too many requests at once; try again shortly"
+    )))
 }
 
 /// Frees a slot taken with [`claim_slot`] (the key stays, empty, so the claim
@@ -286,10 +370,7 @@ pub fn edit_bytes(
         }
         edited => edited,
     };
-    edited.map(|_| ()).map_err(|e| match e {
-        UpdateError::Store(e) if e.kind == KvErrorKind::Unsupported => e,
-        e => KvError::new(format!("cannot update {key}: {e:?}")),
-    })
+    edited.map(|_| ()).map_err(|e| e.into_kv(key))
 }
 
 /// A short sleep that grows with the attempt number (WASI supports sleeping).
@@ -388,50 +469,5 @@ pub fn set_json<T: serde::Serialize>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn update_applies_the_function_and_reports_missing_keys() {
-        let kv = MemoryKv::default();
-        assert_eq!(
-            update::<()>(&kv, "k", |v| Ok(v.to_vec())),
-            Err(UpdateError::Missing)
-        );
-        kv.set("k", b"1").unwrap();
-        let out = update::<()>(&kv, "k", |v| Ok([v, b"2"].concat())).unwrap();
-        assert_eq!(out, b"12");
-        assert_eq!(
-            update(&kv, "k", |_| Err("no")),
-            Err(UpdateError::Rejected("no"))
-        );
-        assert_eq!(kv.get("k").unwrap().unwrap(), b"12");
-    }
-
-    #[test]
-    fn create_once_has_one_creator() {
-        let kv = MemoryKv::default();
-        assert!(create_once(&kv, "idx", b"[]").unwrap());
-        assert!(!create_once(&kv, "idx", b"[1]").unwrap());
-        assert_eq!(kv.get("idx").unwrap().unwrap(), b"[]");
-    }
-
-    #[test]
-    fn slots_are_claimed_once_and_reusable_after_release() {
-        let kv = MemoryKv::default();
-        assert!(claim_slot(&kv, "username:a", b"u1").unwrap());
-        assert!(!claim_slot(&kv, "username:a", b"u2").unwrap());
-        release_slot(&kv, "username:a").unwrap();
-        assert!(claim_slot(&kv, "username:a", b"u3").unwrap());
-        assert_eq!(kv.get("username:a").unwrap().unwrap(), b"u3");
-    }
-
-    #[test]
-    fn memory_swap_is_an_upsert_without_a_seen_value_like_spin() {
-        let kv = MemoryKv::default();
-        assert!(kv.swap("k", None, b"a").unwrap());
-        assert!(kv.swap("k", None, b"b").unwrap());
-        assert!(!kv.swap("k", Some(b"a"), b"c").unwrap());
-        assert!(kv.swap("k", Some(b"b"), b"c").unwrap());
-    }
-}
+#[path = "kv_tests.rs"]
+mod tests;

@@ -9,7 +9,9 @@ pub mod error;
 pub mod event_log;
 pub mod http;
 pub mod kv;
+pub mod outbound_budget;
 #[cfg(test)]
 pub mod scripted;
 pub mod secrets;
 pub mod signing;
+pub mod sync_token;

@@ -94,7 +94,7 @@ pub struct StoredSettings {
 impl StoredSettings {
     pub fn load(kv: &dyn KvStore) -> Result<Self, ApiError> {
         Ok(get_json(kv, KEY)
-            .map_err(|e| ApiError::storage(e.to_string()))?
+            .map_err(ApiError::from)?
             .unwrap_or_default())
     }
 
@@ -386,15 +386,15 @@ pub fn update(kv: &dyn KvStore, patch: &Value) -> Result<StoredSettings, ApiErro
     let mut probe = StoredSettings::load(kv)?;
     apply(&mut probe)?;
     let initial = serde_json::to_vec(&StoredSettings::default()).expect("settings");
-    create_once(kv, KEY, &initial).map_err(|e| ApiError::storage(e.to_string()))?;
-    let bytes = kv::update(kv, KEY, |cur| {
+    create_once(kv, KEY, &initial).map_err(ApiError::from)?;
+    let bytes = kv::update::<ApiError>(kv, KEY, |cur| {
         let mut s: StoredSettings = serde_json::from_slice(cur).unwrap_or_default();
         apply(&mut s)?;
         Ok(serde_json::to_vec(&s).expect("settings"))
     })
     .map_err(|e| match e {
         kv::UpdateError::Rejected(api) => api,
-        other => ApiError::storage(format!("{other:?}")),
+        other => ApiError::from(other.into_kv("the provider settings")),
     })?;
     Ok(serde_json::from_slice(&bytes).expect("settings"))
 }

@@ -256,7 +256,7 @@ impl<'a> DatasetStore<'a> {
         match listed {
             Ok(_) => {}
             Err(UpdateError::Rejected(())) => return Ok(false),
-            Err(e) => return Err(KvError::new(format!("cannot update {key}: {e:?}"))),
+            Err(e) => return Err(e.into_kv(&key)),
         }
         create_once(self.kv, &record_key(self.owner, name), &bytes)?;
         Ok(true)
@@ -287,7 +287,7 @@ impl<'a> DatasetStore<'a> {
             Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
             Err(UpdateError::Missing) => Ok(None),
             Err(UpdateError::Store(e)) => Err(e),
-            Err(e) => Err(KvError::new(format!("cannot update {key}: {e:?}"))),
+            Err(e) => Err(e.into_kv(&key)),
         }
     }
 

@@ -30,20 +30,44 @@ impl SpinKv {
                 bucket: OnceCell::new(),
                 cas: RefCell::new(None),
             })
-            .map_err(|e| ApiError::storage(format!("cannot open the key-value store: {e}")))
+            .map_err(|e| ApiError::from(kv_err(e)))
     }
 
     fn bucket(&self) -> Result<&keyvalue::store::Bucket, KvError> {
         if let Some(b) = self.bucket.get() {
             return Ok(b);
         }
-        let b = keyvalue::store::open("default").map_err(|e| KvError::new(in_words(&e)))?;
+        let b = keyvalue::store::open("default").map_err(|e| wasi_err(&e))?;
         Ok(self.bucket.get_or_init(|| b))
     }
 }
 
+/// Spin reports its SQLite file's troubles (locked, read-only, I/O) as text:
+/// those are an outage (503, retry), anything else a failure.
 fn kv_err(e: spin_sdk::key_value::Error) -> KvError {
-    KvError::new(e.to_string())
+    use spin_sdk::key_value::Error;
+    // The generated `Display` is the variant's debug text: say it in words.
+    match e {
+        Error::Other(m) => KvError::from_text(format!("the embedded key-value store: {m}")),
+        Error::StoreTableFull => {
+            KvError::unavailable("the embedded key-value store has too many stores open")
+        }
+        Error::NoSuchStore => KvError::new("the key-value store `default` does not exist"),
+        Error::AccessDenied => KvError::new(
+            "this component may not use the key-value store `default` (key_value_stores in spin.toml)",
+        ),
+    }
+}
+
+/// A `wasi:keyvalue` error as the domain's error: an outage when its words
+/// say so ([`KvError::from_text`]).
+fn wasi_err(e: &keyvalue::store::Error) -> KvError {
+    match e {
+        keyvalue::store::Error::Other(_) => {
+            KvError::from_text(format!("the embedded key-value store: {}", in_words(e)))
+        }
+        _ => KvError::new(in_words(e)),
+    }
 }
 
 /// A `wasi:keyvalue` error as an operator reads it.
@@ -72,8 +96,7 @@ impl KvStore for SpinKv {
         self.store.exists(key).map_err(kv_err)
     }
     fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        keyvalue::atomics::increment(self.bucket()?, key, delta)
-            .map_err(|e| KvError::new(in_words(&e)))
+        keyvalue::atomics::increment(self.bucket()?, key, delta).map_err(|e| wasi_err(&e))
     }
     /// One host call (`wasi:keyvalue/batch`, one query on Spin's SQLite) for
     /// several keys. Spin answers only the keys that exist, in its own order,
@@ -84,16 +107,15 @@ impl KvStore for SpinKv {
         }
         let mut found: std::collections::HashMap<String, Vec<u8>> =
             keyvalue::batch::get_many(self.bucket()?, keys)
-                .map_err(|e| KvError::new(in_words(&e)))?
+                .map_err(|e| wasi_err(&e))?
                 .into_iter()
                 .filter_map(|(k, v)| Some((k, v?)))
                 .collect();
         Ok(keys.iter().map(|k| found.remove(k)).collect())
     }
     fn read_for_swap(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        let cas = keyvalue::atomics::Cas::new(self.bucket()?, key)
-            .map_err(|e| KvError::new(in_words(&e)))?;
-        let current = cas.current().map_err(|e| KvError::new(in_words(&e)))?;
+        let cas = keyvalue::atomics::Cas::new(self.bucket()?, key).map_err(|e| wasi_err(&e))?;
+        let current = cas.current().map_err(|e| wasi_err(&e))?;
         *self.cas.borrow_mut() = Some(Guarded {
             key: key.to_string(),
             seen: current.clone(),
@@ -114,9 +136,7 @@ impl KvStore for SpinKv {
                 match keyvalue::atomics::swap(g.cas, new) {
                     Ok(()) => Ok(true),
                     Err(keyvalue::atomics::CasError::CasFailed(_)) => Ok(false),
-                    Err(keyvalue::atomics::CasError::StoreError(e)) => {
-                        Err(KvError::new(in_words(&e)))
-                    }
+                    Err(keyvalue::atomics::CasError::StoreError(e)) => Err(wasi_err(&e)),
                 }
             }
             _ => Err(KvError::new(format!(

@@ -74,6 +74,20 @@ impl AppKv {
         ))
     }
 
+    /// The store [`AppKv::open`] opens (or tried to), named as
+    /// [`AppKv::backend`] names it: for reporting a store that did not open.
+    pub fn configured_backend() -> &'static str {
+        if variable("redis_url").is_some() {
+            "redis"
+        } else if cfg!(feature = "embedded-kv") {
+            "embedded"
+        } else if cfg!(feature = "sqlite-kv") {
+            "sqlite"
+        } else {
+            "none"
+        }
+    }
+
     /// What the store is, for the health report: `embedded`, `sqlite` or `redis`.
     pub fn backend(&self) -> &'static str {
         match self {

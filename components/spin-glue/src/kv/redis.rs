@@ -168,27 +168,10 @@ fn classify(address: &str, what: &str, e: Error) -> KvError {
 }
 
 /// Whether a Redis client error means "not reachable" (refused, reset,
-/// closed, timed out, loading its data after a restart) rather than a
-/// refused command.
+/// closed, timed out, `LOADING` its data after a restart) rather than a
+/// refused command: the domain's one list of such words.
 fn is_unreachable(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    [
-        "refused",
-        "reset",
-        "broken pipe",
-        "closed",
-        "timed out",
-        "timeout",
-        "os error",
-        "unreachable",
-        "terminated",
-        "loading",
-        "io error",
-        "connection",
-        "max number of clients",
-    ]
-    .iter()
-    .any(|p| m.contains(p))
+    cloudtuner_domain::kernel::kv::is_unavailable_text(message)
 }
 
 fn unexpected(command: &str, got: &[RedisResult]) -> KvError {

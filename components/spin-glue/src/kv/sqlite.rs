@@ -27,9 +27,7 @@ impl SqliteKv {
     pub fn open_default() -> Result<Self, ApiError> {
         Connection::open_default()
             .map(|conn| SqliteKv { conn })
-            .map_err(|e| {
-                ApiError::storage(format!("cannot open the SQLite database: {}", words(&e)))
-            })
+            .map_err(|e| ApiError::from(open_failed(&e)))
     }
 
     /// Runs one statement; on a fresh database creates the table and retries
@@ -172,14 +170,21 @@ fn words(e: &Error) -> String {
     }
 }
 
-/// A busy or locked database is worth retrying (503); anything else is the
-/// server's error.
+/// A busy, locked, read-only or unreadable database is an outage worth
+/// retrying (503, [`KvError::from_text`]); anything else is the server's error.
 fn fail(e: Error) -> KvError {
-    let message = words(&e);
-    let lower = message.to_ascii_lowercase();
-    if lower.contains("locked") || lower.contains("busy") {
-        KvError::unavailable(format!("the SQLite database is busy: {message}"))
-    } else {
-        KvError::new(format!("SQLite: {message}"))
+    match e {
+        Error::Io(m) => KvError::from_text(format!("the SQLite database: {m}")),
+        e => KvError::new(format!("the SQLite database: {}", words(&e))),
+    }
+}
+
+/// Why the database could not be opened, as the health report and every
+/// route say it: an I/O failure is an outage, a missing grant a setup error.
+pub(super) fn open_failed(e: &Error) -> KvError {
+    let message = format!("cannot open the SQLite database: {}", words(e));
+    match e {
+        Error::Io(_) | Error::InvalidConnection => KvError::unavailable(message),
+        _ => KvError::new(message),
     }
 }

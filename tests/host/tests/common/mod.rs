@@ -10,11 +10,33 @@ pub(crate) mod store;
 #[allow(unused_imports)]
 pub(crate) use store::stored;
 
-use cloudtuner_testhost::{App, HostConfig, server, workspace_root};
+use cloudtuner_testhost::{App, HostConfig, Platform, server, workspace_root};
 use fake_replicate::FakeReplicate;
 
+/// The manifest of the platform under test: `spin.toml`, or with
+/// `CLOUDTUNER_TEST_PLATFORM=fermyon-cloud|akamai` (set by `tests/run-all.sh` for
+/// the suite's platform passes) that platform's build, which the host then runs
+/// under that platform's profile (what it links, its limits).
 pub(crate) fn spin_toml() -> PathBuf {
-    workspace_root().join("spin.toml")
+    workspace_root().join(match platform() {
+        Platform::Spin => "spin.toml",
+        Platform::FermyonCloud => "spin.fermyon-cloud.toml",
+        Platform::Akamai => "spin.akamai.toml",
+    })
+}
+
+/// The platform this run's apps are loaded for (`CLOUDTUNER_TEST_PLATFORM`).
+pub(crate) fn platform() -> Platform {
+    match std::env::var("CLOUDTUNER_TEST_PLATFORM") {
+        Ok(p) if !p.is_empty() => Platform::parse(&p).unwrap_or_else(|e| panic!("{e}")),
+        _ => Platform::Spin,
+    }
+}
+
+/// Whether the platform under test runs a scheduler (the cron plugin); tests of
+/// the scheduled trigger skip where it does not.
+pub(crate) fn platform_has_scheduler() -> bool {
+    platform() == Platform::Spin
 }
 
 pub(crate) fn fixture(name: &str) -> PathBuf {
@@ -44,10 +66,15 @@ pub(crate) const SUBMIT: &str = "/api/cloud/jobs/submit?provider=replicate";
 /// embedded store, each under a key prefix of its own.
 fn base_config(manifest: PathBuf, state: &std::path::Path) -> HostConfig {
     let config = HostConfig::new(manifest, state)
+        .platform(platform())
         .variable("admin_token", ADMIN_TOKEN)
         .variable("notification_hosts", "http://127.0.0.1:*");
     match std::env::var("CLOUDTUNER_TEST_REDIS") {
         Ok(host) if !host.is_empty() => with_redis(config, &host, &fresh_prefix()),
+        _ if platform() == Platform::Akamai => panic!(
+            "the Akamai build keeps its data only in Redis: set CLOUDTUNER_TEST_REDIS=host:port \
+             (tests/run-all.sh starts a redis-server for it)"
+        ),
         _ => config,
     }
 }
@@ -81,10 +108,12 @@ fn fresh_prefix() -> String {
     )
 }
 
-/// Which store the apps of this run use: `redis` in the suite's Redis pass.
+/// Which store the apps of this run use: `redis` in the suite's Redis passes,
+/// `sqlite` in the Fermyon Cloud pass, else `embedded`.
 pub(crate) fn store_under_test() -> &'static str {
     match std::env::var("CLOUDTUNER_TEST_REDIS") {
         Ok(h) if !h.is_empty() => "redis",
+        _ if platform() == Platform::FermyonCloud => "sqlite",
         _ => "embedded",
     }
 }
@@ -98,6 +127,25 @@ pub(crate) fn load(manifest: PathBuf, vars: &[(&str, &str)]) -> (tempfile::TempD
         .fold(base_config(manifest, dir.path()), |c, (k, v)| {
             c.variable(k, *v)
         });
+    let app = App::load(&config).unwrap_or_else(|e| panic!("load app: {e}"));
+    (dir, as_admin(&app))
+}
+
+/// As [`load`], for a platform's build under that platform's profile.
+/// `limits` replaces the platform's when given.
+pub(crate) fn load_for(
+    manifest: PathBuf,
+    platform: Platform,
+    limits: Option<cloudtuner_testhost::Limits>,
+    vars: &[(&str, &str)],
+) -> (tempfile::TempDir, App) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = base_config(manifest, dir.path()).platform(platform);
+    let config = match limits {
+        Some(l) => config.limits(l),
+        None => config,
+    };
+    let config = vars.iter().fold(config, |c, (k, v)| c.variable(k, *v));
     let app = App::load(&config).unwrap_or_else(|e| panic!("load app: {e}"));
     (dir, as_admin(&app))
 }

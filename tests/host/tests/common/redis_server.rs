@@ -18,8 +18,10 @@ impl RedisServer {
         Self::launch(false)
     }
 
-    /// A Redis that persists as production Redis runs: `appendonly yes`, so
-    /// a stop and a start keep every acknowledged write.
+    /// A Redis that persists as production Redis runs: `appendonly yes`
+    /// (with `appendfsync always`), so a stop, or a crash ([`Self::kill`]),
+    /// and a start keep every acknowledged write, and a restarted server
+    /// answers `LOADING` while it reads its file back.
     pub(crate) fn start_persistent() -> Self {
         Self::launch(true)
     }
@@ -45,6 +47,14 @@ impl RedisServer {
             .args(["--dir", path(self.dir.path())])
             .args(["--save", ""])
             .args(["--appendonly", if self.persistent { "yes" } else { "no" }])
+            .args([
+                "--appendfsync",
+                if self.persistent {
+                    "always"
+                } else {
+                    "everysec"
+                },
+            ])
             .args(["--daemonize", "no", "--logfile", "redis.log"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -78,7 +88,18 @@ impl RedisServer {
         }
     }
 
-    /// Starts it again on the same port and data directory.
+    /// Stops the server as a crash or an OOM kill does: SIGKILL, nothing
+    /// flushed beyond what `appendfsync always` already wrote.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data directory (after a
+    /// [`Self::kill`] too); returns once it answers PING, i.e. has read its
+    /// append-only file back.
     pub(crate) fn restart(&mut self) {
         self.stop();
         self.run();

@@ -1,6 +1,7 @@
-//! What an app stored, whichever store it uses: the host's embedded store, or
-//! the Redis its `redis_url` names (keys under its `redis_key_prefix`). Tests
-//! that look at or edit stored records go through this, so they hold on both.
+//! What an app stored, whichever store it uses: the host's embedded store, the
+//! Redis its `redis_url` names (keys under its `redis_key_prefix`), or (the
+//! Fermyon Cloud build) the `cloudtuner_kv` table of its SQLite database. Tests
+//! that look at or edit stored records go through this, so they hold on all.
 
 use cloudtuner_testhost::App;
 
@@ -10,11 +11,23 @@ pub(crate) enum Stored<'a> {
         conn: std::cell::RefCell<redis::Connection>,
         prefix: String,
     },
+    /// One row per key: `value` for plain values, `n` for counters.
+    Sqlite(rusqlite::Connection),
 }
 
 /// The store `app` keeps its data in.
 pub(crate) fn stored(app: &App) -> Stored<'_> {
     match app.variable("redis_url").filter(|u| !u.is_empty()) {
+        None if app
+            .manifest()
+            .component
+            .values()
+            .any(|c| !c.sqlite_databases.is_empty()) =>
+        {
+            Stored::Sqlite(
+                rusqlite::Connection::open(app.sqlite_path()).expect("open the app's SQLite"),
+            )
+        }
         None => Stored::Embedded(app.kv()),
         Some(url) => Stored::Redis {
             conn: std::cell::RefCell::new(
@@ -35,6 +48,18 @@ impl Stored<'_> {
                 .arg(format!("{prefix}{key}"))
                 .query(&mut *conn.borrow_mut())
                 .unwrap(),
+            Stored::Sqlite(db) => db
+                .query_row(
+                    "SELECT value, n FROM cloudtuner_kv WHERE key = ?1",
+                    [key],
+                    |r| {
+                        let value: Option<Vec<u8>> = r.get(0)?;
+                        let n: Option<i64> = r.get(1)?;
+                        Ok(value.or_else(|| n.map(|n| n.to_string().into_bytes())))
+                    },
+                )
+                .ok()
+                .flatten(),
         }
     }
 
@@ -46,6 +71,14 @@ impl Stored<'_> {
                 .arg(value)
                 .query::<()>(&mut *conn.borrow_mut())
                 .unwrap(),
+            Stored::Sqlite(db) => {
+                db.execute(
+                    "INSERT INTO cloudtuner_kv (key, value) VALUES (?1, ?2) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, n = NULL",
+                    rusqlite::params![key, value],
+                )
+                .unwrap();
+            }
         }
     }
 
@@ -72,6 +105,13 @@ impl Stored<'_> {
                     }
                     cursor = next;
                 }
+            }
+            Stored::Sqlite(db) => {
+                let mut q = db.prepare("SELECT key FROM cloudtuner_kv").unwrap();
+                q.query_map([], |r| r.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect()
             }
         }
     }

@@ -174,16 +174,28 @@ async fn run<H: HttpClient>(
         }
     };
     let job_id = recorded.job.job_id.clone();
-    if let Some(r) = &taken.key {
-        let _ = idempotency::attach(ctx.kv, r, &job_id);
+    // A key that does not name its job could not lead a retry to it: nothing
+    // goes to the provider unless it does (so a key left in progress without
+    // a job never has a prediction behind it, and is reusable once stale).
+    if let Some(r) = &taken.key
+        && let Err(e) = idempotency::attach(ctx.kv, r, &job_id)
+    {
+        let _ = idempotency::release(ctx.kv, r);
+        let job = abandon(&store, recorded.job, ctx.now_ms);
+        return Err(Refused {
+            error: e.into(),
+            job: Some(job),
+        });
     }
     let outcome = run_provider(ctx, &store, &req, recorded.job, recorded.archive.as_ref()).await;
     // The job exists now: a replay must find it unless nothing can have been
-    // created at the provider, in which case a retry may run afresh.
+    // created at the provider, in which case a retry may run afresh. After a
+    // store outage the key already names the job (attached above), and the
+    // sync that adopts its prediction completes it.
     if let Some(r) = &taken.key {
         let _ = match &outcome {
             Err((_, _, false)) => idempotency::release(ctx.kv, r),
-            _ => idempotency::complete(ctx.kv, r, &job_id),
+            _ => provider::with_retries(|| idempotency::complete(ctx.kv, r, &job_id)),
         };
     }
     let job = outcome.map_err(|(error, job, _)| Refused {
@@ -238,6 +250,22 @@ impl Taken<'_> {
             let _ = idempotency::release(self.kv, r);
         }
     }
+}
+
+/// Fails a job recorded for a submit that stopped before any provider call
+/// (best effort: a job the store will not update is failed by the sync once
+/// stale, as it never reached the provider).
+fn abandon(store: &JobStore, job: Job, now_ms: u64) -> Job {
+    store
+        .update::<()>(&job.job_id, |j| {
+            j.error_message = Some(
+                "the data store failed before the job was sent to Replicate; submit it again"
+                    .into(),
+            );
+            let _ = j.transition(JobStatus::Failed, now_ms);
+            Ok(())
+        })
+        .unwrap_or(job)
 }
 
 /// The job as recorded before any provider call, and what came with it.

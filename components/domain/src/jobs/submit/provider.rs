@@ -47,7 +47,7 @@ pub(super) async fn run_provider<H: HttpClient>(
     };
     let credentials = match crate::storage::s3::job_credentials(ctx.kv, &id) {
         Ok(c) => c,
-        Err(e) => return Err(fail_job(e.to_string(), ApiError::storage(e.to_string()))),
+        Err(e) => return Err(fail_job(e.to_string(), ApiError::from(e))),
     };
     // The trainer's config may carry this server's upload credentials; the job
     // keeps the user's config.
@@ -127,25 +127,45 @@ pub(super) async fn run_provider<H: HttpClient>(
         .get("images")
         .and_then(Value::as_str)
         .map(str::to_string);
+    // Without the hash stored, a sync could not tell this job's prediction
+    // from a stranger's: nothing goes to Replicate unless it is.
     let staged = store.update::<()>(&id, |j| {
         j.version = Some(version.clone());
         j.input_sha256 = Some(input_sha.clone());
         j.dataset_file_url = dataset_url.clone();
         Ok(())
     });
-    let job = staged.unwrap_or(job);
+    let job = match staged {
+        Ok(job) => job,
+        Err(e) => {
+            let e = ApiError::from(e.into_kv(&format!("job {id}")));
+            return Err(fail_job(
+                "the data store failed before the job was sent to Replicate; submit it again"
+                    .into(),
+                e,
+            ));
+        }
+    };
     match client
         .create_prediction(&create, req.max_runtime_minutes)
         .await
     {
         Ok(prediction) => {
-            let stored = store
-                .update::<()>(&id, |j| {
-                    apply_prediction(j, &prediction, now);
-                    Ok(())
-                })
-                .map_err(|e| (ApiError::storage(format!("{e:?}")), job.clone(), true))?;
-            Ok(stored)
+            let mut retried = false;
+            let recorded = with_retries(|| {
+                let job = store
+                    .update::<()>(&id, |j| {
+                        apply_prediction(j, &prediction, now);
+                        Ok(())
+                    })
+                    .map_err(|e| ApiError::from(e.into_kv(&format!("job {id}"))))?;
+                // What failed may have been the listing after the record.
+                if std::mem::replace(&mut retried, true) {
+                    store.list_again(&job)?;
+                }
+                Ok::<_, ApiError>(job)
+            });
+            recorded.map_err(|_| (created_unrecorded(&id, &prediction), job.clone(), true))
         }
         Err(ReplicateError::Transport(TransportError::Failed(m))) => {
             let message = format!(
@@ -166,6 +186,41 @@ pub(super) async fn run_provider<H: HttpClient>(
         }
         Err(e) => Err(fail_job(e.message(), e.to_api_error())),
     }
+}
+
+/// Pauses between attempts to record a prediction Replicate already created:
+/// a store restarting (Redis reloading its append-only file) is often back
+/// within a couple of seconds, and answering the job beats any 503.
+const RECORD_RETRY_PAUSES_MS: [u64; 3] = [200, 600, 1200];
+
+/// `f`, tried again after each pause of [`RECORD_RETRY_PAUSES_MS`] while it fails.
+pub(super) fn with_retries<T, E>(mut f: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let mut result = f();
+    for pause in RECORD_RETRY_PAUSES_MS {
+        if result.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(pause));
+        result = f();
+    }
+    result
+}
+
+/// The answer for a training Replicate created that could not be recorded
+/// here: not a failure (a client retrying a failure would train twice) but a
+/// 503 saying where it is. The job record and its input hash exist, so the
+/// next sync adopts the prediction into this job.
+fn created_unrecorded(job_id: &str, prediction: &Value) -> ApiError {
+    let prediction_id = prediction.get("id").and_then(Value::as_str).unwrap_or("");
+    ApiError::unavailable(format!(
+        "your training was created at Replicate (prediction {prediction_id}) as job {job_id}, \
+         but the data store is unavailable, so it is not recorded yet; it appears in your job \
+         list after the next sync. Do not submit it again: retry with the same idempotency_key, \
+         or look for job {job_id}"
+    ))
+    .with_detail("job_id", job_id)
+    .with_detail("prediction_id", prediction_id)
+    .with_detail("provider", PROVIDER)
 }
 
 /// The latest version of a trainer model, cached for 10 minutes in KV so a

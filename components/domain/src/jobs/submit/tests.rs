@@ -2,6 +2,8 @@
 //! create answer, a 429 waited out, a 5xx, a cost limit and a bad dataset —
 //! each checked for what it leaves behind (job, idempotency key, spend).
 
+use std::cell::{Cell, RefCell};
+
 use serde_json::{Value, json};
 
 use super::*;
@@ -9,14 +11,88 @@ use crate::billing::limits::limit_status;
 use crate::jobs::store::ListQuery;
 use crate::kernel::counting::CountingKv;
 use crate::kernel::http::Method;
+use crate::kernel::kv::KvError;
 use crate::kernel::scripted::{Reply, ScriptedHttp, block_on};
 use crate::providers::catalog::{DEFAULT_PROFILE, find_profile};
 use crate::providers::settings::LimitAction;
 
 const NOW: u64 = 1_800_000_000_000;
 
+/// A store that goes down (every call fails as an unreachable Redis does)
+/// from the first write whose value contains `trip` (every `|`-separated
+/// part of it), until brought back.
+#[derive(Default)]
+struct FaultyKv {
+    inner: CountingKv,
+    trip: RefCell<Option<&'static str>>,
+    down: Cell<bool>,
+}
+
+impl std::ops::Deref for FaultyKv {
+    type Target = CountingKv;
+    fn deref(&self) -> &CountingKv {
+        &self.inner
+    }
+}
+
+impl FaultyKv {
+    fn check(&self, value: Option<&[u8]>) -> Result<(), KvError> {
+        // `trip`'s parts (split at `|`) must all be in the value.
+        let trips = |trip: &str| {
+            value.is_some_and(|v| {
+                let v = String::from_utf8_lossy(v);
+                trip.split('|').all(|part| v.contains(part))
+            })
+        };
+        if self.trip.borrow().is_some_and(trips) {
+            self.down.set(true);
+        }
+        if self.down.get() {
+            return Err(KvError::unavailable(
+                "the shared Redis at redis://127.0.0.1:1 cannot be reached (SET: Connection refused)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl KvStore for FaultyKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.check(None)?;
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.check(Some(value))?;
+        self.inner.set(key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.check(None)?;
+        self.inner.delete(key)
+    }
+    fn exists(&self, key: &str) -> Result<bool, KvError> {
+        self.check(None)?;
+        self.inner.exists(key)
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.check(None)?;
+        self.inner.increment(key, delta)
+    }
+    fn swap(&self, key: &str, seen: Option<&[u8]>, new: &[u8]) -> Result<bool, KvError> {
+        self.check(Some(new))?;
+        self.inner.swap(key, seen, new)
+    }
+    fn read_for_swap(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.check(None)?;
+        self.inner.read_for_swap(key)
+    }
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        self.check(None)?;
+        self.inner.get_many(keys)
+    }
+}
+
 struct World {
-    kv: CountingKv,
+    kv: FaultyKv,
     http: ScriptedHttp,
     settings: ProviderSettings,
     principal: Principal,
@@ -37,7 +113,7 @@ impl World {
         );
         http.on(Method::Post, "/v1/predictions", create);
         World {
-            kv: CountingKv::default(),
+            kv: FaultyKv::default(),
             http,
             settings: ProviderSettings {
                 api_base: "http://replicate.test".into(),
@@ -228,5 +304,102 @@ fn a_submit_costs_a_known_number_of_store_operations() {
             w.kv.ops(),
             w.kv.trace().join("\n")
         );
+    }
+}
+
+/// What every answer to a store outage must be: 503 `storage_unavailable`,
+/// words and a retry hint, no Rust debug text.
+fn assert_outage_answer(r: &Submitted) {
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (503, Some("storage_unavailable")),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["details"]["retry_after_secs"], 5, "{}", r.body);
+    let message = r.body["message"].as_str().unwrap();
+    for debug in ["{", "Kind", "KvError", "Store("] {
+        assert!(!message.contains(debug), "{message}");
+    }
+}
+
+#[test]
+fn a_store_outage_after_the_create_answers_503_naming_the_training_and_the_sync_adopts_it() {
+    let w = World::new(vec![created()]);
+    // The store goes down as the created prediction is being recorded.
+    *w.kv.trip.borrow_mut() = Some("\"prediction_id\":\"p1\"");
+    let r = w.submit(body("k"));
+    assert_outage_answer(&r);
+    let job_id = r.body["job_id"]
+        .as_str()
+        .expect("the job is named")
+        .to_string();
+    let message = r.body["message"].as_str().unwrap();
+    assert!(
+        message.contains("p1") && message.contains(&job_id),
+        "{message}"
+    );
+    assert_eq!(r.body["details"]["prediction_id"], "p1");
+    assert_eq!(w.creates(), 1);
+
+    // The store is back: the key names the job (never a second prediction),
+    // and the next sync adopts the prediction into it.
+    *w.kv.trip.borrow_mut() = None;
+    w.kv.down.set(false);
+    let again = w.submit(body("k"));
+    assert_eq!(again.status, 409, "still in progress: {}", again.body);
+    let sent = w
+        .http
+        .requests()
+        .into_iter()
+        .rfind(|q| q.url.ends_with("/v1/predictions"));
+    let input = serde_json::from_slice::<Value>(&sent.unwrap().body).unwrap()["input"].clone();
+    let model = find_profile(DEFAULT_PROFILE).unwrap().model();
+    w.http.on(
+        Method::Get,
+        "/v1/predictions",
+        vec![Reply::Json(
+            200,
+            json!({"results": [{"id": "p1", "status": "starting",
+            "model": model, "input": input, "created_at": "2027-01-15T08:00:00Z"}],
+            "next": null}),
+        )],
+    );
+    let store = JobStore::new(&w.kv);
+    let report = block_on(crate::jobs::sync::run(
+        &store,
+        &w.http,
+        &w.settings,
+        25,
+        NOW + 1000,
+    ));
+    assert_eq!(report.adopted, 1, "{:?}", report.errors);
+    let job = store.get(&job_id).unwrap().unwrap();
+    assert_eq!(job.prediction_id.as_deref(), Some("p1"));
+    let replay = w.submit(body("k"));
+    assert_eq!(
+        (replay.status, replay.body["job_id"].as_str()),
+        (200, Some(job_id.as_str()))
+    );
+    assert_eq!(
+        w.creates(),
+        1,
+        "one training, however often the client retried"
+    );
+}
+
+#[test]
+fn a_store_outage_before_the_create_sends_nothing_and_answers_503() {
+    // Down as the intent (the input's hash) is recorded, or as the key is
+    // made to name its job: either way Replicate is never asked.
+    for trip in [
+        "\"input_sha256\":\"",
+        "\"state\":\"in_progress\"|\"job_id\":\"",
+    ] {
+        let w = World::new(vec![created()]);
+        *w.kv.trip.borrow_mut() = Some(trip);
+        let r = w.submit(body("k"));
+        assert_outage_answer(&r);
+        assert_eq!(w.creates(), 0, "{trip}: nothing at the provider");
     }
 }

@@ -355,7 +355,9 @@ impl DatasetStore<'_> {
             match objects.abort_upload(id, &object_bucket(self.owner, &u.dataset), &u.path) {
                 Ok(()) | Err(StoreError::NoSuchUpload) => {}
                 Err(StoreError::Kv(e)) => return Err(e.into()),
-                Err(other) => return Err(KvError::new(format!("{other:?}")).into()),
+                Err(_) => {
+                    return Err(KvError::new(format!("cannot abort upload {id}")).into());
+                }
             }
         }
         self.edit_inflight(now_ms, false, |m| {
@@ -378,7 +380,7 @@ pub fn expire_stale_uploads(kv: &dyn KvStore, now_ms: u64) -> Result<usize, KvEr
         let store = DatasetStore::new(kv, &owner);
         let (n, open) = store.expire_stale(now_ms).map_err(|e| match e {
             QuotaError::Kv(e) => e,
-            other => KvError::new(format!("{other:?}")),
+            _ => KvError::new(format!("cannot expire {owner}'s stale uploads")),
         })?;
         expired += n;
         if !open {

@@ -334,7 +334,9 @@ impl<'a> ObjectStore<'a> {
                 Ok(()) => {}
                 Err(StoreError::NoSuchUpload) => self.unlist_upload(bucket, id)?,
                 Err(StoreError::Kv(e)) => return Err(e),
-                Err(other) => return Err(KvError::new(format!("{other:?}"))),
+                Err(_) => {
+                    return Err(KvError::new(format!("cannot abort upload {id}")));
+                }
             }
         }
         Ok(keys.len())

@@ -192,7 +192,9 @@ impl ObjectStore<'_> {
                 Ok(()) => expired += 1,
                 Err(StoreError::NoSuchUpload) => self.unlist_upload(bucket, id)?,
                 Err(StoreError::Kv(e)) => return Err(e),
-                Err(other) => return Err(KvError::new(format!("{other:?}"))),
+                Err(_) => {
+                    return Err(KvError::new(format!("cannot abort upload {id}")));
+                }
             }
         }
         Ok(expired)

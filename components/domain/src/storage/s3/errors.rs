@@ -24,8 +24,20 @@ pub(super) fn access_denied(message: impl Into<String>) -> S3Error {
     s3err(403, "AccessDenied", message)
 }
 
-pub(super) fn internal(e: impl std::fmt::Debug) -> S3Error {
-    s3err(500, "InternalError", format!("storage failed: {e:?}"))
+/// A store failure: S3's 503 `ServiceUnavailable` (which boto3 and the AWS
+/// CLI retry) when the store cannot be reached right now, else 500.
+pub(super) fn internal(e: KvError) -> S3Error {
+    if e.kind == crate::kernel::kv::KvErrorKind::Unavailable {
+        return s3err(
+            503,
+            "ServiceUnavailable",
+            format!(
+                "the data store is unavailable right now; retry shortly ({})",
+                e.message
+            ),
+        );
+    }
+    s3err(500, "InternalError", format!("storage failed: {e}"))
 }
 
 impl From<KvError> for S3Error {
