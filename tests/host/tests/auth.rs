@@ -219,6 +219,11 @@ const ADMIN_ONLY: [u16; 8] = [401, 403, 403, 403, 200, 403, 401, 401];
 fn rows() -> Vec<Row> {
     vec![
         row("/api/cloud/health", "GET", PUBLIC_200),
+        // Organizations: members see their own (org.view, which keys must be scoped to);
+        // admins create; the user directory with integer ids is admins' only.
+        row("/api/orgs", "GET", [401, 200, 200, 200, 200, 403, 401, 401]),
+        row("/api/orgs", "POST", [401, 403, 403, 403, 201, 403, 401, 401]),
+        row("/api/orgs/...", "GET", ADMIN_ONLY),
         row("/api/cloud/health/live", "GET", PUBLIC_200),
         row("/api/cloud/health/ready", "GET", PUBLIC_200),
         row("/openapi.json", "GET", PUBLIC_200),
@@ -447,6 +452,7 @@ async fn prepare(w: &World, r: &Row) -> (String, Value) {
     };
     let path = match (r.route, r.method) {
         ("/docs/...", _) => "/docs".to_string(),
+        ("/api/orgs/...", _) => "/api/orgs/users".to_string(),
         ("/...", _) => "/".to_string(),
         ("/api/cloud/auth/users/:id", _) => format!("/api/cloud/auth/users/{}", w.ids["alice"]),
         (route, _) if route.contains(":provider") => route.replace(":provider", "replicate"),
@@ -519,6 +525,7 @@ async fn prepare(w: &World, r: &Row) -> (String, Value) {
         ("/api/cloud/providers/:provider", "PUT") => json!({"cost_limit_period": "monthly"}),
         ("/api/cloud/providers/:provider/token", "PUT") => json!({"api_token": "r8_matrix"}),
         ("/api/cloud/cost-estimate", _) => json!({"config": {"--max_train_steps": 100}}),
+        ("/api/orgs", "POST") => json!({"name": "Matrix", "slug": "matrix"}),
         (_, "PUT") => json!({"config": {"z": 1}}),
         _ => Value::Null,
     };
