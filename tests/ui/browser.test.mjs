@@ -250,6 +250,11 @@ try {
   );
   await page.getByLabel("LoRA rank").fill("8");
   await page.getByLabel("LoRA alpha").fill("8");
+  check(!(await page.getByLabel("LyCORIS config (JSON)").isVisible()), "the LyCORIS box shows only for LyCORIS");
+  await page.getByLabel("LoRA kind").selectOption("lycoris");
+  await page.getByLabel("LyCORIS config (JSON)").fill('{"algo": "lokr",');
+  await page.getByText("LyCORIS config (JSON): a JSON object").first().waitFor();
+  await page.getByLabel("LyCORIS config (JSON)").fill('{"algo": "lokr", "factor": 16}');
   await shot("tab-model");
   await page.getByRole("tab", { name: "Training" }).click();
   await page.getByLabel("Max steps").fill("12");
@@ -314,6 +319,8 @@ try {
     built["--model_family"] === "flux" &&
       built["--model_flavour"] === "dev" &&
       built["--lora_rank"] === 8 &&
+      built["--lora_type"] === "lycoris" &&
+      built["--lycoris_config"]?.factor === 16 &&
       built["--max_train_steps"] === 12 &&
       built["--learning_rate"] === 0.0002,
     `the JSON view holds what the tabs set: ${JSON.stringify(built)}`,

@@ -1,5 +1,6 @@
 // Model: family and flavour from SimpleTuner's catalog, LoRA or full, LoRA
-// rank/alpha, and the base model (the flavour's, filled in when picked).
+// rank/alpha and kind (standard or LyCORIS, with its config as JSON), and the
+// base model (the flavour's, filled in when picked).
 import { h } from "../ui.js";
 import { bound, select, whole } from "./form-state.js";
 
@@ -11,13 +12,37 @@ export function modelTab(state, catalog) {
     ...families.map((f) => [f.family, `${f.name} (${f.family})`]),
   ]);
   const flavour = h("select");
-  const base = h("input", { type: "text", placeholder: "a Hugging Face repo or a path the trainer can read" });
+  const base = h("input", {
+    type: "text",
+    placeholder: "a Hugging Face repo or a path the trainer can read",
+  });
   const type = select([
     ["lora", "LoRA (small adapter, fast, cheap)"],
     ["full", "Full fine-tune (all weights)"],
   ]);
-  const rank = h("input", { type: "number", min: 1, max: 1024, step: 1, inputmode: "numeric" });
-  const alpha = h("input", { type: "number", min: 1, max: 1024, step: 1, inputmode: "numeric" });
+  const rank = h("input", {
+    type: "number",
+    min: 1,
+    max: 1024,
+    step: 1,
+    inputmode: "numeric",
+  });
+  const loraType = select([
+    ["standard", "Standard LoRA"],
+    ["lycoris", "LyCORIS (LoKr, LoHa, …)"],
+  ]);
+  const lycoris = h("textarea", {
+    rows: 6,
+    spellcheck: "false",
+    placeholder: '{"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "factor": 16}',
+  });
+  const alpha = h("input", {
+    type: "number",
+    min: 1,
+    max: 1024,
+    step: 1,
+    inputmode: "numeric",
+  });
 
   const flavourOptions = () => {
     const f = byName.get(state.get("model_family"));
@@ -47,7 +72,10 @@ export function modelTab(state, catalog) {
   flavour.addEventListener("change", () => {
     const f = byName.get(state.get("model_family"));
     state.setMany(
-      { "--model_flavour": flavour.value, "--pretrained_model_name_or_path": baseModelOf(f, flavour.value) ?? null },
+      {
+        "--model_flavour": flavour.value,
+        "--pretrained_model_name_or_path": baseModelOf(f, flavour.value) ?? null,
+      },
       "model-flavour",
     );
   });
@@ -64,9 +92,27 @@ export function modelTab(state, catalog) {
       check: whole(1, 1024),
       hint: "Usually equal to the rank.",
     }),
+    bound(state, "lora_type", "LoRA kind", loraType),
   );
+  // LyCORIS needs its settings file; the trainer gets its JSON (this server
+  // cannot read a path on your machine).
+  const lycorisOnly = bound(state, "lycoris_config", "LyCORIS config (JSON)", lycoris, {
+    parse: (raw) => JSON.parse(raw),
+    check: (raw) => {
+      try {
+        const v = JSON.parse(raw);
+        return v && typeof v === "object" && !Array.isArray(v) ? null : 'a JSON object, e.g. {"algo": "lokr"}';
+      } catch {
+        return 'a JSON object, e.g. {"algo": "lokr"}';
+      }
+    },
+    format: (v) => (typeof v === "object" ? JSON.stringify(v, null, 2) : v),
+    hint: "The contents of your LyCORIS config file (algo, factor, …); needed for LyCORIS.",
+  });
   const showLora = () => {
-    loraOnly.hidden = (state.get("model_type") ?? "lora") !== "lora";
+    const lora = (state.get("model_type") ?? "lora") === "lora";
+    loraOnly.hidden = !lora;
+    lycorisOnly.hidden = !lora || state.get("lora_type") !== "lycoris";
   };
   const familyWrap = bound(state, "model_family", "Model family", family, {
     hint: `SimpleTuner ${catalog.simpletuner_version}'s model families.`,
@@ -85,6 +131,7 @@ export function modelTab(state, catalog) {
     }),
     bound(state, "model_type", "Training type", type),
     loraOnly,
+    lycorisOnly,
   );
   flavourOptions();
   showLora();

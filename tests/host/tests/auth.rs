@@ -222,7 +222,11 @@ fn rows() -> Vec<Row> {
         // Organizations: members see their own (org.view, which keys must be scoped to);
         // admins create; the user directory with integer ids is admins' only.
         row("/api/orgs", "GET", [401, 200, 200, 200, 200, 403, 401, 401]),
-        row("/api/orgs", "POST", [401, 403, 403, 403, 201, 403, 401, 401]),
+        row(
+            "/api/orgs",
+            "POST",
+            [401, 403, 403, 403, 201, 403, 401, 401],
+        ),
         row("/api/orgs/...", "GET", ADMIN_ONLY),
         row("/api/cloud/health/live", "GET", PUBLIC_200),
         row("/api/cloud/health/ready", "GET", PUBLIC_200),

@@ -992,3 +992,52 @@ async fn a_failed_job_re_runs_as_its_next_attempt() {
         r.text()
     );
 }
+
+/// SimpleTuner 4.10.1 sends a LyCORIS run's settings as the trainer's
+/// `lycoris_config` input: a run submitted with them trains with them, and a
+/// path this server cannot read (or none at all) is refused before anything is
+/// sent, in words.
+#[tokio::test]
+async fn a_lycoris_config_reaches_the_trainer_as_its_own_input() {
+    let t = TestApp::builder().start().await;
+    let lokr = json!({"algo": "lokr", "multiplier": 1.0, "linear_dim": 10000, "factor": 16});
+    let mut body = json!({"config": {
+        "--model_family": "flux", "--model_type": "lora", "--lora_type": "lycoris",
+        "--lycoris_config": lokr.clone(), "--max_train_steps": 10
+    }});
+    let id = t.submit(&body).await;
+    let input = &last_create(&t.fake)["input"];
+    let sent: Value = serde_json::from_str(input["lycoris_config"].as_str().unwrap()).unwrap();
+    assert_eq!(sent, lokr);
+    let config: Value = serde_json::from_str(input["config_json"].as_str().unwrap()).unwrap();
+    assert_eq!(config["--lora_type"], "lycoris");
+    assert!(config.get("--lycoris_config").is_none(), "{config}");
+    // The job keeps the config as submitted (a re-run sends it again).
+    assert_eq!(
+        t.job(&id).await["metadata"]["config_snapshot"]["config"]["--lycoris_config"],
+        lokr
+    );
+
+    let creates = t.fake.prediction_ids().len();
+    body["config"]["--lycoris_config"] = json!("config/lycoris_config.json");
+    let r = post_json(&t.app, SUBMIT, &body).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"], "invalid_lycoris_config");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("only your machine can read")
+    );
+    body["config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("--lycoris_config");
+    let r = post_json(&t.app, SUBMIT, &body).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        t.fake.prediction_ids().len(),
+        creates,
+        "nothing sent for refused runs"
+    );
+}

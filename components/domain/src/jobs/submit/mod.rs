@@ -8,6 +8,7 @@
 //! ([`Taken::give_back`]). Once the job exists, a failure is recorded on the
 //! job instead, which settles its reservation like any finished job.
 
+pub mod lycoris;
 mod provider;
 pub mod request;
 

@@ -51,17 +51,21 @@ pub(super) async fn run_provider<H: HttpClient>(
     };
     // The trainer's config may carry this server's upload credentials; the job
     // keeps the user's config.
-    let trainer_config = delivery::trainer_config(
+    let trainer_config = super::lycoris::without_setting(delivery::trainer_config(
         &req.config,
         &req.delivery,
         &id,
         ctx.settings.public_url.as_deref().unwrap_or(""),
         (&credentials.0, &credentials.1),
-    );
+    ));
     let mut input = json!({
         "config_json": trainer_config.to_string(),
         "dataloader_json": req.dataloader.to_string(),
     });
+    // SimpleTuner 4.10.1's name for it (the Cog declares `lycoris_config`).
+    if let Some(lycoris) = &req.lycoris {
+        input["lycoris_config"] = json!(lycoris);
+    }
     if let (Some(repo), Some(token)) = (&req.delivery.hub_model_id, ctx.hf_token) {
         input["hf_token"] = json!(token);
         input["hub_model_id"] = json!(repo);

@@ -130,6 +130,8 @@ pub(super) struct Request {
     pub(super) fingerprint: String,
     /// Replicate cancels the job this long after submit (`Cancel-After`).
     pub(super) max_runtime_minutes: Option<u32>,
+    /// The config's LyCORIS settings, as the trainer's `lycoris_config` input.
+    pub(super) lycoris: Option<String>,
 }
 
 /// `max_runtime_minutes` from the body, else the installation's default.
@@ -234,6 +236,7 @@ pub(super) fn parse(
         config_name,
     } = resolve_training(body, configs, principal)?;
     validate_body(&config, &dataloader)?;
+    let lycoris = super::lycoris::input(&config)?;
     let config_name = opt_str(body, "config_name")?.or(config_name);
     let tracker_run_name = opt_str(body, "tracker_run_name")?;
     if tracker_run_name.as_ref().is_some_and(|n| n.len() > 200) {
@@ -266,6 +269,7 @@ pub(super) fn parse(
         delivery,
         fingerprint: idempotency::fingerprint(&value),
         max_runtime_minutes: max_runtime(body, stored.max_runtime_minutes)?,
+        lycoris,
     })
 }
 
