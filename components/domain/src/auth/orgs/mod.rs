@@ -115,6 +115,27 @@ pub(crate) fn bytes<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records serialise")
 }
 
+/// Changes the JSON record at `key` by CAS; `f` may refuse, a missing record
+/// is `missing()`.
+pub(crate) fn update_record<T: Serialize + serde::de::DeserializeOwned>(
+    kv: &dyn KvStore,
+    key: &str,
+    what: &str,
+    missing: impl Fn() -> ApiError,
+    f: &mut dyn FnMut(&mut T) -> Result<(), ApiError>,
+) -> Result<T, ApiError> {
+    let out = kv::update(kv, key, |cur| {
+        let mut record: T = parse(cur)?;
+        f(&mut record)?;
+        Ok(bytes(&record))
+    })
+    .map_err(|e| match e {
+        kv::UpdateError::Missing => missing(),
+        e => store_err(what)(e),
+    })?;
+    parse(&out)
+}
+
 /// A new integer id from `counter` (atomic on every store).
 pub(crate) fn next_id(kv: &dyn KvStore, counter: &str) -> Result<u64, ApiError> {
     let n = kv.increment(counter, 1)?;
@@ -187,17 +208,13 @@ impl<'a> OrgStore<'a> {
         id: u64,
         mut f: impl FnMut(&mut Org) -> Result<(), ApiError>,
     ) -> Result<Org, ApiError> {
-        let what = format!("Organization {id}");
-        let out = kv::update(self.kv, &org_key(id), |cur| {
-            let mut org: Org = parse(cur)?;
-            f(&mut org)?;
-            Ok(bytes(&org))
-        })
-        .map_err(|e| match e {
-            kv::UpdateError::Missing => org_not_found(id),
-            e => store_err(&what)(e),
-        })?;
-        parse(&out)
+        update_record(
+            self.kv,
+            &org_key(id),
+            &format!("Organization {id}"),
+            || org_not_found(id),
+            &mut f,
+        )
     }
 
     /// Deletes an organization with its teams; its members belong to none.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{OrgStore, Profile, bytes, next_id, parse, store_err};
+use super::{OrgStore, Profile, next_id, parse};
 use crate::kernel::clock::rfc3339;
 use crate::kernel::error::ApiError;
 use crate::kernel::kv::{self, KvStore, claim_slot, get_json, release_slot};
@@ -154,17 +154,13 @@ impl<'a> TeamStore<'a> {
         id: u64,
         mut f: impl FnMut(&mut Team) -> Result<(), ApiError>,
     ) -> Result<Team, ApiError> {
-        let what = format!("Team {id}");
-        let out = kv::update(self.kv, &team_key(id), |cur| {
-            let mut team: Team = parse(cur)?;
-            f(&mut team)?;
-            Ok(bytes(&team))
-        })
-        .map_err(|e| match e {
-            kv::UpdateError::Missing => team_not_found(id),
-            e => store_err(&what)(e),
-        })?;
-        parse(&out)
+        super::update_record(
+            self.kv,
+            &team_key(id),
+            &format!("Team {id}"),
+            || team_not_found(id),
+            &mut f,
+        )
     }
 
     /// Deletes team `id` of `org` and takes it off the organization.
