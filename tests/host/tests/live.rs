@@ -482,37 +482,6 @@ async fn a_webhook_with_megabytes_of_logs_is_accepted_and_the_tail_kept() {
     assert!(logs["next_offset"].as_u64().unwrap() > 5_000_000);
 }
 
-/// Reads server-sent events from a streamed body until `until` holds for the
-/// text so far (or the body ends); fails after 20 s.
-async fn read_events(
-    body: &mut cloudtuner_testhost::Body,
-    text: &mut String,
-    until: impl Fn(&str) -> bool,
-) {
-    use http_body_util::BodyExt;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !until(text) {
-        let frame = tokio::time::timeout_at(deadline, body.frame())
-            .await
-            .unwrap_or_else(|_| panic!("no such event within 20 s; got:\n{text}"));
-        match frame {
-            Some(Ok(f)) => {
-                if let Some(data) = f.data_ref() {
-                    text.push_str(std::str::from_utf8(data).unwrap());
-                }
-            }
-            _ => return,
-        }
-    }
-}
-
-fn data_lines(events: &str) -> Vec<&str> {
-    events
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .collect()
-}
-
 #[tokio::test]
 async fn log_streams_send_lines_as_they_arrive_then_the_final_status_and_resume_by_offset() {
     let t = TestApp::builder().start().await;
@@ -535,9 +504,9 @@ async fn log_streams_send_lines_as_they_arrive_then_the_final_status_and_resume_
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let mut body = resp.into_body();
     let mut text = String::new();
-    read_events(&mut body, &mut text, |t| t.contains("step 1/3")).await;
+    common::read_events(&mut body, &mut text, 20, |t| t.contains("step 1/3")).await;
     assert_eq!(
-        data_lines(&text),
+        common::data_lines(&text),
         [
             "Loading model...",
             "Preprocessing dataset: 12 images",
@@ -548,9 +517,9 @@ async fn log_streams_send_lines_as_they_arrive_then_the_final_status_and_resume_
     assert!(!text.contains("event: done"), "the job is still running");
     // New output reaches the open stream (it is streamed, not buffered).
     t.fake.advance(10);
-    read_events(&mut body, &mut text, |t| t.contains("step 2/3")).await;
+    common::read_events(&mut body, &mut text, 20, |t| t.contains("step 2/3")).await;
     t.fake.advance(30);
-    read_events(&mut body, &mut text, |t| t.contains("event: done")).await;
+    common::read_events(&mut body, &mut text, 20, |t| t.contains("event: done")).await;
     assert!(
         text.ends_with("data: Traceback: training crashed\n\nevent: done\ndata: failed\n\n"),
         "{text}"
@@ -570,7 +539,7 @@ async fn log_streams_send_lines_as_they_arrive_then_the_final_status_and_resume_
         .app
         .request("GET", &path, &[("last-event-id", &second_id)], "")
         .await;
-    let lines = data_lines(again.text().as_str())
+    let lines = common::data_lines(again.text().as_str())
         .into_iter()
         .map(str::to_string)
         .collect::<Vec<_>>();

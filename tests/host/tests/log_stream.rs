@@ -10,37 +10,6 @@ use common::TestApp;
 use fake_replicate::{Outcome, Script};
 use serde_json::json;
 
-/// Reads server-sent events from a streamed body until `until` holds for the
-/// text so far (or the body ends); fails after 30 s.
-async fn read_events(
-    body: &mut cloudtuner_testhost::Body,
-    text: &mut String,
-    until: impl Fn(&str) -> bool,
-) {
-    use http_body_util::BodyExt;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !until(text) {
-        let frame = tokio::time::timeout_at(deadline, body.frame())
-            .await
-            .unwrap_or_else(|_| panic!("no such event within 30 s; got:\n{text}"));
-        match frame {
-            Some(Ok(f)) => {
-                if let Some(data) = f.data_ref() {
-                    text.push_str(std::str::from_utf8(data).unwrap());
-                }
-            }
-            _ => return,
-        }
-    }
-}
-
-fn data_lines(events: &str) -> Vec<&str> {
-    events
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .collect()
-}
-
 /// Ten jobs followed from their start to their end, which arrives by a signed
 /// webhook (end and final logs together) or, with webhooks lost, by the sync
 /// from Replicate's list (the end without logs, fetched after): each stream
@@ -75,7 +44,7 @@ async fn a_followed_job_sends_every_last_line_before_done_ten_times_in_a_row() {
         let mut body = resp.into_body();
         let mut text = String::new();
         if !by_sync {
-            read_events(&mut body, &mut text, |t| t.contains("step 1/3")).await;
+            common::read_events(&mut body, &mut text, 30, |t| t.contains("step 1/3")).await;
         }
         t.fake.advance(1000);
         if by_sync {
@@ -84,7 +53,7 @@ async fn a_followed_job_sends_every_last_line_before_done_ten_times_in_a_row() {
         } else {
             t.fake.tick().await;
         }
-        read_events(&mut body, &mut text, |t| t.contains("event: done")).await;
+        common::read_events(&mut body, &mut text, 30, |t| t.contains("event: done")).await;
         use http_body_util::BodyExt;
         assert!(body.frame().await.is_none(), "the stream ends after done");
         let logs = t
@@ -97,7 +66,7 @@ async fn a_followed_job_sends_every_last_line_before_done_ten_times_in_a_row() {
         let mut want: Vec<&str> = stored.lines().collect();
         want.push("failed");
         assert_eq!(
-            data_lines(&text),
+            common::data_lines(&text),
             want,
             "round {round} (ended by {}): {text}",
             if by_sync { "the sync" } else { "a webhook" }

@@ -460,3 +460,36 @@ pub(crate) fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>>
     }
     out
 }
+
+/// Reads server-sent events from a streamed body until `until` holds for the
+/// text so far (or the body ends); fails after `within_secs`.
+pub(crate) async fn read_events(
+    body: &mut cloudtuner_testhost::Body,
+    text: &mut String,
+    within_secs: u64,
+    until: impl Fn(&str) -> bool,
+) {
+    use http_body_util::BodyExt;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(within_secs);
+    while !until(text) {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("no such event within {within_secs} s; got:\n{text}"));
+        match frame {
+            Some(Ok(f)) => {
+                if let Some(data) = f.data_ref() {
+                    text.push_str(std::str::from_utf8(data).unwrap());
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
+/// The `data:` lines of server-sent events.
+pub(crate) fn data_lines(events: &str) -> Vec<&str> {
+    events
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect()
+}
