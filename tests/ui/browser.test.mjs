@@ -397,6 +397,11 @@ try {
 } catch (e) {
   problems.push(e.stack || String(e));
   await shot("failure").catch(() => {});
+  // What the server says of the jobs at the moment of failure (status, progress), beside the page.
+  const jobs = await page
+    .evaluate(async () => (await fetch("/api/cloud/jobs?limit=10", { credentials: "same-origin" })).text())
+    .catch((err) => `could not list jobs: ${err}`);
+  problems.push(`server's job list at failure: ${jobs.slice(0, 3000)}`);
 }
 await browser.close();
 if (problems.length) {

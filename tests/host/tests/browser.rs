@@ -96,8 +96,9 @@ async fn the_ui_runs_the_whole_flow_in_chromium() {
     println!("{stdout}");
     assert!(
         output.status.success(),
-        "browser test failed:\n{stdout}\n{stderr}\n--- app logs ---\n{}",
-        tail(&served.app.logs(), 4000)
+        "browser test failed:\n{stdout}\n{stderr}\n--- app logs ---\n{}\n--- what Replicate saw ---\n{}",
+        tail(&served.app.logs(), 4000),
+        tail(&replicate_side(&fake), 6000)
     );
     // Replicate received a zip of exactly the uploaded folder's files.
     let zipped = fake
@@ -115,6 +116,27 @@ async fn the_ui_runs_the_whole_flow_in_chromium() {
         "the zipped bytes differ from the folder's"
     );
     drop(fake);
+}
+
+/// The fake's side of a failed run: the requests it answered (method, path)
+/// and every webhook it tried (prediction status, the app's answer), so a
+/// job stuck in one state shows whether the webhooks or the page stalled.
+fn replicate_side(fake: &FakeReplicate) -> String {
+    let mut out = String::new();
+    for r in fake.requests() {
+        out.push_str(&format!("{} {}\n", r.method, r.path));
+    }
+    for d in fake.deliveries() {
+        out.push_str(&format!(
+            "webhook {} attempt {} ({}): {:?}\n",
+            d.prediction_id, d.attempt, d.status, d.response_status
+        ));
+    }
+    for id in fake.prediction_ids() {
+        let status = fake.prediction(&id).map(|p| p["status"].clone());
+        out.push_str(&format!("prediction {id}: {status:?}\n"));
+    }
+    out
 }
 
 /// A dataset folder with images, captions, a sub-folder, a file large enough
