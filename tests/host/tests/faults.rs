@@ -341,3 +341,92 @@ async fn a_fermyon_sqlite_outage_under_load_answers_503_and_loses_no_submit() {
     .await;
     assert_nothing_lost(&app, &fake, load, "fermyon-cloud sqlite").await;
 }
+
+/// The claim counter an outage leaves behind on Spin's embedded store when
+/// it strikes between a creator's `increment` of `claim:<key>` and its write
+/// of `<key>`: one claimer, and (when `seen_s` is set) the time a waiter first
+/// saw it without its key, in the bits above the count (kernel/kv.rs).
+fn stuck_claim(seen_s: u64) -> [u8; 8] {
+    ((seen_s << 20) | 1).to_le_bytes()
+}
+
+/// The threat: on Spin's embedded store (no create-if-absent), an outage
+/// between claiming a new key and writing it left the claim behind, and every
+/// later request for that key waited for a write that would never come and
+/// answered 503 forever — an idempotency key (a CI run's) could never be used
+/// again. Now a claim seen stuck answers 503 for a minute, then the next
+/// request takes it over, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_left_by_an_outage_blocks_its_key_for_a_minute_not_forever() {
+    use sha2::{Digest, Sha256};
+    if common::store_under_test() != "embedded" {
+        return; // Redis and SQLite create keys atomically: no claims
+    }
+    let t = TestApp::builder().start().await;
+    // A first keyed submit shows whose records idempotency keys are.
+    let first = post_json(
+        &t.app,
+        SUBMIT,
+        &json!({"config": {"run": "first"}, "idempotency_key": "ci-1"}),
+    )
+    .await;
+    assert_eq!(first.status, 201, "{}", first.text());
+    let kv = t.app.kv();
+    let record = |key: &str| {
+        let prefix = kv
+            .keys("default")
+            .unwrap()
+            .into_iter()
+            .find(|k| k.starts_with("idem:"))
+            .expect("the first submit's idempotency record");
+        let owner = prefix.rsplitn(2, ':').nth(1).unwrap().to_string();
+        let h = hex::encode(Sha256::digest(key.as_bytes()));
+        format!("{owner}:{}", &h[..40])
+    };
+    let submit = |key: &'static str| {
+        let app = t.app.clone();
+        async move {
+            post_json(
+                &app,
+                SUBMIT,
+                &json!({"config": {"run": key}, "idempotency_key": key}),
+            )
+            .await
+        }
+    };
+
+    // Just left by an outage: "try again" in words, with Retry-After — and
+    // still so a moment later (a live creator may yet write).
+    let fresh = record("ci-2");
+    kv.set("default", &format!("claim:{fresh}"), &stuck_claim(0))
+        .unwrap();
+    for _ in 0..2 {
+        let r = submit("ci-2").await;
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.json()["error"], "storage_unavailable");
+        assert!(r.header("retry-after").is_some());
+        assert!(r.json()["message"].as_str().unwrap().contains("try again"));
+    }
+    assert!(!kv.exists("default", &fresh).unwrap());
+
+    // Seen stuck over a minute ago: the next request takes the key over and
+    // submits once; its replay answers the same job.
+    let old = record("ci-3");
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let long_ago = now_s - 3600;
+    kv.set("default", &format!("claim:{old}"), &stuck_claim(long_ago))
+        .unwrap();
+    let taken = submit("ci-3").await;
+    assert_eq!(taken.status, 201, "{}", taken.text());
+    let replay = submit("ci-3").await;
+    assert_eq!(replay.status, 200, "{}", replay.text());
+    assert_eq!(replay.json()["job_id"], taken.json()["job_id"]);
+    assert_eq!(
+        t.fake.prediction_ids().len(),
+        2,
+        "ci-1 and ci-3 trained once each"
+    );
+}

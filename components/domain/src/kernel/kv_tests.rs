@@ -111,3 +111,89 @@ fn memory_swap_is_an_upsert_without_a_seen_value_like_spin() {
     assert!(!kv.swap("k", Some(b"a"), b"c").unwrap());
     assert!(kv.swap("k", Some(b"b"), b"c").unwrap());
 }
+
+/// A store whose writes of one key fail while `failing` is set: the outage
+/// that strikes between a creator's claim and its write.
+struct FailingWrite<'a> {
+    inner: &'a MemoryKv,
+    key: &'a str,
+    failing: std::cell::Cell<bool>,
+}
+impl KvStore for FailingWrite<'_> {
+    fn get(&self, k: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.get(k)
+    }
+    fn set(&self, k: &str, v: &[u8]) -> Result<(), KvError> {
+        if self.failing.get() && k == self.key {
+            return Err(KvError::unavailable("connection reset"));
+        }
+        self.inner.set(k, v)
+    }
+    fn delete(&self, k: &str) -> Result<(), KvError> {
+        self.inner.delete(k)
+    }
+    fn exists(&self, k: &str) -> Result<bool, KvError> {
+        self.inner.exists(k)
+    }
+    fn increment(&self, k: &str, d: i64) -> Result<i64, KvError> {
+        self.inner.increment(k, d)
+    }
+    fn swap(&self, k: &str, seen: Option<&[u8]>, new: &[u8]) -> Result<bool, KvError> {
+        self.inner.swap(k, seen, new)
+    }
+}
+
+#[test]
+fn a_claim_whose_write_was_lost_is_taken_over_after_a_minute() {
+    let kv = MemoryKv::default();
+    let store = FailingWrite {
+        inner: &kv,
+        key: "user:ann",
+        failing: std::cell::Cell::new(true),
+    };
+    let t = 1_800_000_000;
+    // The creator claims, then loses the store before its write.
+    let lost = claim_create_at(&store, "user:ann", b"first", t).unwrap_err();
+    assert_eq!(lost.kind, KvErrorKind::Unavailable);
+    store.failing.set(false);
+    // Right after: "try again" (503), never a second creator at once.
+    for later in [0, 1, STUCK_CLAIM_TAKEOVER_S - 1] {
+        let e = claim_create_at(&kv, "user:ann", b"x", t + later).unwrap_err();
+        assert_eq!(e.kind, KvErrorKind::Unavailable, "{e}");
+    }
+    assert_eq!(kv.get("user:ann").unwrap(), None);
+    // A minute after a waiter first saw it stuck, the next creator takes over.
+    assert!(claim_create_at(&kv, "user:ann", b"second", t + STUCK_CLAIM_TAKEOVER_S).unwrap());
+    assert_eq!(kv.get("user:ann").unwrap().as_deref(), Some(&b"second"[..]));
+    // Exactly once: the key exists now.
+    assert!(!claim_create_at(&kv, "user:ann", b"third", t + 1000).unwrap());
+    // Deleted with its claim, the key is created afresh at once.
+    delete_created(&kv, "user:ann").unwrap();
+    assert!(claim_create_at(&kv, "user:ann", b"fourth", t + 1001).unwrap());
+}
+
+#[test]
+fn of_waiters_racing_for_a_stuck_claim_one_takes_it_over() {
+    let kv = MemoryKv::default();
+    let t: u64 = 1_800_000_000;
+    // A claim left without its key, seen stuck long ago.
+    let marked = (t << CLAIM_COUNT_BITS) | 1;
+    kv.set("claim:k", &marked.to_le_bytes()).unwrap();
+    // Two waiters read the same counter; the first swap wins, the second's fails.
+    let seen = kv.read_for_swap("claim:k").unwrap();
+    assert!(take_over_stuck_claim(&kv, "claim:k", t + 600).unwrap());
+    let new = kv.read_for_swap("claim:k").unwrap();
+    assert_ne!(seen, new, "the takeover changes the counter");
+    // The other waiter's swap, guarded by what it read, fails.
+    assert!(
+        !kv.swap("claim:k", seen.as_deref(), &marked.to_le_bytes())
+            .unwrap()
+    );
+    // And the fresh mark makes later waiters wait a minute again.
+    assert!(!take_over_stuck_claim(&kv, "claim:k", t + 601).unwrap());
+    // Claimers keep counting in the low bits.
+    assert_eq!(
+        kv.increment("claim:k", 1).unwrap() as u64 & ((1 << CLAIM_COUNT_BITS) - 1),
+        2
+    );
+}
