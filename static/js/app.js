@@ -8,6 +8,7 @@ import { jobView } from "./views/job.js";
 import { trainView } from "./views/train.js";
 import { settingsView } from "./views/settings.js";
 import { eventsView } from "./views/events.js";
+import { approvalsView, mayApprove } from "./views/approvals.js";
 
 let stopCurrent = () => {};
 let navigated = false;
@@ -23,6 +24,8 @@ function showChrome(signedIn) {
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("who").hidden = !signedIn;
   for (const a of document.querySelectorAll("[data-admin]")) a.hidden = !(signedIn && session.me?.role === "admin");
+  // Approvals: for those who may decide (leads and admins: admin.approve).
+  for (const a of document.querySelectorAll("[data-approver]")) a.hidden = !(signedIn && mayApprove());
   document.getElementById("who-name").textContent = signedIn ? `${session.me.username} (${session.me.role})` : "";
 }
 
@@ -71,7 +74,14 @@ async function route() {
     }
     showChrome(true);
     markNav(name === "job" ? "jobs" : name);
-    const views = { jobs: jobsView, job: jobView, train: trainView, settings: settingsView, events: eventsView };
+    const views = {
+      jobs: jobsView,
+      job: jobView,
+      train: trainView,
+      settings: settingsView,
+      events: eventsView,
+      approvals: approvalsView,
+    };
     const make = views[name] || jobsView;
     const { el, stop } = await make(arg ? decodeURIComponent(arg) : undefined);
     view.replaceChildren(el);

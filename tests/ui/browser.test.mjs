@@ -394,6 +394,47 @@ try {
   await page.goto(`${BASE}/#/jobs`);
   await page.getByText("ui-to-cancel").first().waitFor();
   await shot("job-list-phone");
+
+  step("approvals: a rule holds a submit until the admin approves it on the Approvals page");
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const ruleSetup = await page.evaluate(async () => {
+    const send = (method, path, body) =>
+      fetch(path, {
+        method,
+        credentials: "same-origin",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      }).then((r) => r.status);
+    // The budget step's $0.01 block would refuse the approved job: switch it off.
+    const limit = await send("PUT", "/api/cloud/providers/replicate", { cost_limit_enabled: false });
+    const rule = await send("POST", "/api/approvals/rules", {
+      name: "Review every run",
+      condition: "provider",
+      threshold: "replicate",
+    });
+    return [limit, rule];
+  });
+  check(ruleSetup[0] === 200 && ruleSetup[1] === 201, `limit off and rule created (${ruleSetup})`);
+  await page.goto(`${BASE}/#/train`);
+  await page.getByLabel("Run name").fill("ui-needs-approval");
+  await page.getByRole("button", { name: "Submit job" }).click();
+  const heldNotice = page.locator("[data-approval-request]");
+  await heldNotice.waitFor();
+  const heldText = await heldNotice.innerText();
+  check(/Waiting for approval: request \d+/.test(heldText), `held submit explained: ${heldText}`);
+  const requestId = await heldNotice.getAttribute("data-approval-request");
+  await page.locator("#nav").getByRole("link", { name: "Approvals" }).click();
+  await page.waitForURL(/#\/approvals/);
+  const pendingRow = page.locator(`tr[data-approval="${requestId}"]`);
+  await pendingRow.getByRole("button", { name: "Approve" }).waitFor();
+  await shot("approvals-pending");
+  await page.getByLabel("Reason or note").fill("fine for the demo");
+  await pendingRow.getByRole("button", { name: "Approve" }).click();
+  await page.locator(`tr[data-approval="${requestId}"] [data-status="approved"]`).waitFor();
+  check(
+    (await page.locator(`tr[data-approval="${requestId}"]`).innerText()).includes("job"),
+    "the approved request links its job",
+  );
 } catch (e) {
   problems.push(e.stack || String(e));
   await shot("failure").catch(() => {});

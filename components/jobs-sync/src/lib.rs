@@ -9,6 +9,7 @@
 
 use cloudtuner_domain::auth::credentials::{HOW_TO_AUTHENTICATE, unauthorized};
 use cloudtuner_domain::auth::principal::Permission;
+use cloudtuner_domain::jobs::approvals::decide::expire_due;
 use cloudtuner_domain::jobs::store::JobStore;
 use cloudtuner_domain::jobs::sync::{self, scheduled_pass};
 use cloudtuner_domain::kernel::clock::now_ms;
@@ -85,6 +86,8 @@ async fn pass(kv: &AppKv) -> Value {
     )
     .await;
     let mut body = report.to_json();
+    // Held submits past their time are expired here too (issue 27, item 4).
+    body["approvals_expired"] = expire_due(kv, now).unwrap_or(0).into();
     if let Some(usage) = http.usage(now_ms()) {
         let mut outbound = usage.to_json();
         outbound["limited_pass"] = (budget < configured).into();

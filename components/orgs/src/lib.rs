@@ -1,7 +1,9 @@
 //! `/api/orgs` and `/api/orgs/...`: organizations, teams and their members
-//! (SimpleTuner's routes). All logic is in `cloudtuner_domain::auth::orgs::api`.
+//! (SimpleTuner's routes), and their quotas. All logic is in
+//! `cloudtuner_domain::auth::orgs::api` and `billing::quotas::org_routes`.
 
 use cloudtuner_domain::auth::orgs::api::{OrgRequest, handle as orgs};
+use cloudtuner_domain::billing::quotas::org_routes;
 use cloudtuner_spin::{Call, Outcome, json, respond};
 use serde_json::Value;
 use spin_sdk::http::{Request, Response};
@@ -22,9 +24,23 @@ fn run(req: &Request) -> Outcome {
         call.json()?
     };
     let method = call.method();
+    let rest = req.path().strip_prefix("/api/orgs").unwrap_or_default();
+    // An organization's or team's quotas (`auth orgs quotas/set-quota`).
+    if let Some(ids) = org_routes::quota_path(rest) {
+        let (org, team) = ids?;
+        let request = org_routes::OrgQuotaRequest {
+            method: &method,
+            org,
+            team,
+            body: &body,
+            now_ms: call.now_ms,
+        };
+        let (status, answer) = org_routes::handle(&call.kv, &p, &request)?;
+        return Ok(json(status, &answer));
+    }
     let request = OrgRequest {
         method: &method,
-        rest: req.path().strip_prefix("/api/orgs").unwrap_or_default(),
+        rest,
         include_inactive: call
             .query_param("include_inactive")
             .is_some_and(|v| matches!(v.as_str(), "true" | "1")),

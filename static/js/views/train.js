@@ -219,6 +219,11 @@ export async function trainView() {
           if (runName.value.trim()) body.tracker_run_name = runName.value.trim();
           const r = await post(paths.submit, body);
           newKey();
+          if (r.approval_required) {
+            // Held by an approval rule: nothing was sent to Replicate yet.
+            result.replaceChildren(heldNotice(r));
+            return;
+          }
           result.replaceChildren(
             h(
               "div",
@@ -264,4 +269,20 @@ export async function trainView() {
   );
   changed();
   return { el: form };
+}
+
+/** What a submit an approval rule holds shows: why, the request id, and its state. */
+function heldNotice(r) {
+  return h(
+    "div",
+    { class: "alert warn", role: "status", "data-approval-request": String(r.approval_request_id) },
+    h(
+      "span",
+      {},
+      `Waiting for approval: request ${r.approval_request_id}. ${r.reason}. `,
+      "A lead or an admin decides; nothing has been sent to Replicate yet. ",
+      h("a", { href: "#/approvals/mine" }, "See your requests"),
+      r.estimated_cost_usd != null ? ` · estimate ${money(r.estimated_cost_usd)}` : "",
+    ),
+  );
 }

@@ -228,6 +228,13 @@ fn rows() -> Vec<Row> {
             [401, 403, 403, 403, 201, 403, 401, 401],
         ),
         row("/api/orgs/...", "GET", ADMIN_ONLY),
+        // Quotas: leads and admins list them (quota.view); everyone sees their own usage.
+        row(
+            "/api/quotas",
+            "GET",
+            [401, 403, 403, 200, 200, 403, 401, 401],
+        ),
+        row("/api/quotas/...", "GET", AUTHED_200),
         row("/api/cloud/health/live", "GET", PUBLIC_200),
         row("/api/cloud/health/ready", "GET", PUBLIC_200),
         row("/openapi.json", "GET", PUBLIC_200),
@@ -360,6 +367,16 @@ fn rows() -> Vec<Row> {
             "DELETE",
             [401, 200, 404, 404, 200, 200, 401, 401],
         ),
+        // Notification channels: everyone's own; another's channel is 404.
+        row("/api/cloud/notifications/channels", "GET", AUTHED_200),
+        row(
+            "/api/cloud/notifications/channels/...",
+            "GET",
+            [401, 200, 404, 404, 200, 200, 401, 401],
+        ),
+        row("/api/cloud/notifications/history", "GET", AUTHED_200),
+        row("/api/cloud/notifications/events", "GET", AUTHED_200),
+        row("/api/cloud/notifications/status", "GET", AUTHED_200),
         // Webhooks take no user credential: an unsigned POST is 401 for everyone.
         row("/api/cloud/webhooks/replicate", "POST", [401; 8]),
         row("/api/webhooks/replicate", "POST", [401; 8]),
@@ -457,6 +474,7 @@ async fn prepare(w: &World, r: &Row) -> (String, Value) {
     let path = match (r.route, r.method) {
         ("/docs/...", _) => "/docs".to_string(),
         ("/api/orgs/...", _) => "/api/orgs/users".to_string(),
+        ("/api/quotas/...", _) => "/api/quotas/me".to_string(),
         ("/...", _) => "/".to_string(),
         ("/api/cloud/auth/users/:id", _) => format!("/api/cloud/auth/users/{}", w.ids["alice"]),
         (route, _) if route.contains(":provider") => route.replace(":provider", "replicate"),
@@ -476,6 +494,18 @@ async fn prepare(w: &World, r: &Row) -> (String, Value) {
             "/api/cloud/storage/outputs?list-type=2&prefix={}/",
             owned_job(false).await
         ),
+        ("/api/cloud/notifications/channels/...", _) => {
+            let c = call(
+                &w.app,
+                "POST",
+                "/api/cloud/notifications/channels",
+                &alice,
+                json!({"channel_type": "slack", "name": "matrix",
+                       "webhook_url": "https://hooks.slack.com/services/T0/B0/x"}),
+            )
+            .await;
+            format!("/api/cloud/notifications/channels/{}", c.json()["id"])
+        }
         ("/api/cloud/notifications/:id", _) => {
             let n = call(
                 &w.app,

@@ -379,7 +379,7 @@ async fn a_claim_left_by_an_outage_blocks_its_key_for_a_minute_not_forever() {
             .into_iter()
             .find(|k| k.starts_with("idem:"))
             .expect("the first submit's idempotency record");
-        let owner = prefix.rsplitn(2, ':').nth(1).unwrap().to_string();
+        let owner = prefix.rsplit_once(':').unwrap().0.to_string();
         let h = hex::encode(Sha256::digest(key.as_bytes()));
         format!("{owner}:{}", &h[..40])
     };

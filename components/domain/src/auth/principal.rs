@@ -60,11 +60,19 @@ pub enum Permission {
     TeamDelete,
     /// Add users to a team, change their team role, remove them.
     TeamManageMembers,
+    /// See every quota and any user's usage (leads, admins).
+    QuotaView,
+    /// Set and delete quotas (admins).
+    QuotaManage,
+    /// Set an organization's quotas (admins).
+    OrgManageQuotas,
+    /// Set a team's quotas (admins).
+    TeamManageQuotas,
 }
 
 impl Permission {
     /// Every permission, for validating scopes.
-    pub const ALL: [Permission; 31] = [
+    pub const ALL: [Permission; 35] = [
         Permission::JobSubmit,
         Permission::JobViewOwn,
         Permission::JobViewAll,
@@ -96,6 +104,10 @@ impl Permission {
         Permission::TeamEdit,
         Permission::TeamDelete,
         Permission::TeamManageMembers,
+        Permission::QuotaView,
+        Permission::QuotaManage,
+        Permission::OrgManageQuotas,
+        Permission::TeamManageQuotas,
     ];
 
     /// The name roles, scopes and error details use (`job.view.own`).
@@ -132,6 +144,10 @@ impl Permission {
             Permission::TeamEdit => "team.edit",
             Permission::TeamDelete => "team.delete",
             Permission::TeamManageMembers => "team.manage.members",
+            Permission::QuotaView => "quota.view",
+            Permission::QuotaManage => "quota.manage",
+            Permission::OrgManageQuotas => "org.manage.quotas",
+            Permission::TeamManageQuotas => "team.manage.quotas",
         }
     }
 }
@@ -187,7 +203,7 @@ const RESEARCHER: &[Permission] = &[
     P::TeamView,
 ];
 /// A lead sees everyone's jobs but acts only on their own (as in SimpleTuner).
-const LEAD_EXTRA: &[Permission] = &[P::JobViewAll, P::AdminAudit, P::AdminApprove];
+const LEAD_EXTRA: &[Permission] = &[P::JobViewAll, P::AdminAudit, P::AdminApprove, P::QuotaView];
 
 /// Whether `name` is a permission cloudtuner knows (for validating scopes).
 pub fn is_known_permission(name: &str) -> bool {

@@ -17,6 +17,7 @@
 pub mod estimate;
 pub mod limits;
 pub mod metrics;
+pub mod quotas;
 
 use time::OffsetDateTime;
 

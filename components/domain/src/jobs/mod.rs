@@ -2,6 +2,7 @@
 //! submit (configs, datasets, delivery, idempotency), the lifecycle against the
 //! provider (refresh, cancel, delete, webhooks, sync) and retention.
 
+pub mod approvals;
 pub mod configs;
 pub mod datasets;
 pub mod delivery;
@@ -29,3 +30,5 @@ pub mod webhooks;
 
 #[cfg(test)]
 mod provider_tests;
+#[cfg(test)]
+mod quota_settlement_tests;

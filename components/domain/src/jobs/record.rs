@@ -183,6 +183,13 @@ pub struct Job {
     /// The estimate reserved against spend windows at submit.
     #[serde(default)]
     pub reservation: Option<crate::billing::limits::Reservation>,
+    /// The quota counters taken at submit, given back when the job ends
+    /// (see `billing::quotas::usage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_hold: Option<crate::billing::quotas::usage::QuotaHold>,
+    /// The team the job is charged to (for its quotas and usage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<u64>,
     /// How the trained model comes back (decided at submit).
     #[serde(default)]
     pub delivery: Option<crate::jobs::delivery::Delivery>,
@@ -271,6 +278,7 @@ impl Job {
             "error": self.error_code,
             "max_runtime_minutes": self.max_runtime_minutes,
             "deadline_at": self.deadline_ms.map(rfc3339),
+            "team_id": self.team_id,
             "output_url": self.output_url,
             "delivery": self.delivery.as_ref().map(|d| d.to_api(&self.job_id)),
             "user_id": self.owner,

@@ -153,6 +153,11 @@ impl<'a> JobStore<'a> {
             // Terminal statuses are reached once: settle cost and metrics then.
             if let Some(settlement) = settlement(&job) {
                 let _ = crate::billing::metrics::settle(self.kv, &settlement);
+                // Its running slot frees and its quota spend becomes its cost.
+                if let Some(hold) = &job.quota_hold {
+                    let _ =
+                        crate::billing::quotas::usage::settle(self.kv, hold, settlement.cost_usd);
+                }
                 crate::kernel::event_log::record(
                     self.kv,
                     crate::kernel::event_log::NewEvent {
@@ -345,6 +350,8 @@ pub(crate) mod tests {
             webhook_ids: Vec::new(),
             cost_per_second: None,
             reservation: None,
+            quota_hold: None,
+            team_id: None,
             delivery: None,
             idempotency_record: None,
             rev: 0,

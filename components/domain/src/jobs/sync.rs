@@ -150,7 +150,10 @@ pub async fn run<H: HttpClient>(
         }
         Err(e) => report.errors.push(json!({"error": e.message})),
     }
-    let (sent, failed) = crate::notify::deliver_due(store.kv(), http, now_ms).await;
+    // Channel messages link to the job in the UI at the public origin.
+    let public_url = settings.public_url.as_deref();
+    let (sent, failed) =
+        crate::notify::deliver_due_linked(store.kv(), http, public_url, now_ms).await;
     report.notifications_sent = sent;
     report.notifications_failed = failed;
     let kv = store.kv();

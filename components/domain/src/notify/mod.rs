@@ -19,6 +19,10 @@
 //!   turns across owners and subscriptions ([`outbox`]), so one user's dead
 //!   targets cannot delay anyone else's.
 //!
+//! - Slack and generic-webhook **channels** (SimpleTuner's
+//!   `/api/cloud/notifications/channels`, per user or team) ride the same
+//!   outbox: see [`channels`].
+//!
 //! Layout: `notif:<id>` (subscription, with its secret), `notifs:u:<owner>`
 //! (ids), `notif:outbox` (pending deliveries, CAS).
 
@@ -41,10 +45,12 @@ pub const EVENTS: [&str; 5] = [
 /// Subscriptions one user may have.
 pub const MAX_PER_OWNER: usize = 10;
 
+pub mod channels;
 mod outbox;
+mod queue;
 pub mod targets;
 
-pub use outbox::{DELIVERIES_PER_PASS, Pending, deliver_due, enqueue};
+pub use outbox::{DELIVERIES_PER_PASS, Pending, deliver_due, deliver_due_linked, enqueue};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subscription {
@@ -75,37 +81,15 @@ pub fn create(
     now_ms: u64,
 ) -> Result<(Subscription, String), ApiError> {
     let obj = object_with_fields(body, &["url", "events", "allow_private"], "invalid_request")?;
-    let url = obj
-        .get("url")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    let target = targets::parse(&url)?;
-    // Stored as parsed, so the delivery sends to exactly what was checked.
-    let url = target.to_string();
     let allow_private = obj
         .get("allow_private")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    if allow_private && !principal.is_admin() {
-        return Err(ApiError::new(
-            403,
-            "permission_denied",
-            "only admins may allow private-network targets",
-        ));
-    }
-    if let Some(host) = targets::special_host(&target)
-        && !allow_private
-    {
-        return Err(ApiError::new(
-            400,
-            "private_target",
-            format!(
-                "{host} is a private or special-purpose address; an admin can allow it with \"allow_private\": true"
-            ),
-        ));
-    }
+    let url = checked_target(
+        obj.get("url").and_then(Value::as_str).unwrap_or(""),
+        allow_private,
+        principal,
+    )?;
     let events = match obj.get("events") {
         None | Some(Value::Null) => EVENTS.iter().map(|e| e.to_string()).collect(),
         Some(Value::Array(a)) => {
@@ -120,7 +104,7 @@ pub fn create(
         }
         Some(_) => return Err(ApiError::bad_request("`events` must be an array")),
     };
-    let secret = format!("whsec_{}", base64_secret());
+    let secret = new_secret();
     let sub = Subscription {
         id: format!("ntf_{}", random_base62(16)),
         owner: principal.id.clone(),
@@ -155,6 +139,43 @@ pub fn create(
     }
     set_json(kv, &format!("notif:{}", sub.id), &sub)?;
     Ok((sub, secret))
+}
+
+/// The target `raw` as parsed and checked: an absolute http(s) URL (400),
+/// not a private or special-purpose host unless an admin allows it (400
+/// `private_target`; 403 when a non-admin asks to allow it). Returned as
+/// parsed, so a delivery sends to exactly what was checked. Subscriptions and
+/// channels share this policy.
+pub fn checked_target(
+    raw: &str,
+    allow_private: bool,
+    principal: &Principal,
+) -> Result<String, ApiError> {
+    let target = targets::parse(raw.trim())?;
+    if allow_private && !principal.is_admin() {
+        return Err(ApiError::new(
+            403,
+            "permission_denied",
+            "only admins may allow private-network targets",
+        ));
+    }
+    if let Some(host) = targets::special_host(&target)
+        && !allow_private
+    {
+        return Err(ApiError::new(
+            400,
+            "private_target",
+            format!(
+                "{host} is a private or special-purpose address; an admin can allow it with \"allow_private\": true"
+            ),
+        ));
+    }
+    Ok(target.to_string())
+}
+
+/// A Standard Webhooks signing secret (`whsec_` and 24 random bytes).
+pub fn new_secret() -> String {
+    format!("whsec_{}", base64_secret())
 }
 
 fn base64_secret() -> String {

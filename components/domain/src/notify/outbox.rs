@@ -3,9 +3,10 @@
 
 use std::collections::VecDeque;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::queue::{Delivery, OUTBOX, push};
+pub use super::queue::{JobEvent, Pending};
 use super::{EVENTS, Subscription, edit_list, list_for, targets};
 use crate::kernel::clock::rfc3339;
 use crate::kernel::error::ApiError;
@@ -14,42 +15,12 @@ use crate::kernel::kv::KvStore;
 use crate::kernel::kv::{get_json, set_json};
 use crate::kernel::signing::sign;
 
-const OUTBOX: &str = "notif:outbox";
 /// Seconds to wait after the n-th failed attempt.
 const BACKOFF_SECS: [u64; 6] = [5, 60, 300, 1800, 7200, 21600];
 /// Deliveries attempted per sync pass (each is one outbound request).
 pub const DELIVERIES_PER_PASS: usize = 20;
 /// Deliveries one subscription may take in one pass.
 const PER_SUBSCRIPTION_PER_PASS: usize = 2;
-/// Events one owner may have waiting; beyond it their oldest are dropped.
-const MAX_PENDING_PER_OWNER: usize = 200;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Pending {
-    pub webhook_id: String,
-    pub subscription: String,
-    /// Whose subscription it is (turns are taken by owner). Empty for
-    /// events queued by the first version: they share one turn.
-    #[serde(default)]
-    pub owner: String,
-    pub event: String,
-    pub payload: Value,
-    pub attempts: u32,
-    pub next_ms: u64,
-}
-
-/// A job's status change, as notifications see it (built by the job store).
-#[derive(Clone)]
-pub struct JobEvent<'a> {
-    pub job_id: &'a str,
-    pub owner: &'a str,
-    /// The new status: `queued`, `running`, `completed`, `failed`, ...
-    pub status: &'a str,
-    /// The job as the API shows it (the event's `data.job`): called only
-    /// when someone subscribes, so a status change with no subscribers costs
-    /// no serialisation.
-    pub view: &'a dyn Fn() -> Value,
-}
 
 /// The event type a status is announced as; `None` for statuses nobody
 /// subscribes to (`pending`, `uploading`).
@@ -62,43 +33,35 @@ fn event_for(status: &str) -> Option<&'static str> {
 
 /// Queues the event for a job's new status to its owner's subscriptions.
 pub fn enqueue(kv: &dyn KvStore, change: &JobEvent, now_ms: u64) -> Result<(), ApiError> {
+    // Channels (Slack, generic webhooks) hear about the same changes.
+    let channels = super::channels::send::enqueue(kv, change, now_ms);
     let Some(event) = event_for(change.status) else {
-        return Ok(());
+        return channels;
     };
     let subs: Vec<Subscription> = list_for(kv, change.owner)?
         .into_iter()
         .filter(|s| s.active && s.events.iter().any(|e| e == event))
         .collect();
     if subs.is_empty() {
-        return Ok(());
+        return channels;
     }
     let payload =
         json!({"type": event, "timestamp": rfc3339(now_ms), "data": {"job": (change.view)()}});
-    edit_list(kv, OUTBOX, |outbox: &mut Vec<Pending>| {
-        for s in &subs {
+    let entries = subs
+        .iter()
+        .map(|s| Pending {
             // Stable per (job, status, subscription): a retry reuses it.
-            let webhook_id = format!("msg_{}_{}_{}", change.job_id, change.status, s.id);
-            if !outbox.iter().any(|p| p.webhook_id == webhook_id) {
-                outbox.push(Pending {
-                    webhook_id,
-                    subscription: s.id.clone(),
-                    owner: change.owner.to_string(),
-                    event: event.to_string(),
-                    payload: payload.clone(),
-                    attempts: 0,
-                    next_ms: now_ms,
-                });
-            }
-        }
-        // One owner's backlog is bounded: their oldest events go first.
-        let mine = outbox.iter().filter(|p| p.owner == change.owner).count();
-        let mut excess = mine.saturating_sub(MAX_PENDING_PER_OWNER);
-        outbox.retain(|p| {
-            let drop = excess > 0 && p.owner == change.owner;
-            excess -= usize::from(drop);
-            !drop
-        });
-    })
+            webhook_id: format!("msg_{}_{}_{}", change.job_id, change.status, s.id),
+            subscription: s.id.clone(),
+            owner: change.owner.to_string(),
+            event: event.to_string(),
+            payload: payload.clone(),
+            attempts: 0,
+            next_ms: now_ms,
+        })
+        .collect();
+    push(kv, entries)?;
+    channels
 }
 
 /// Picks up to [`DELIVERIES_PER_PASS`] due events, taking turns: one per
@@ -141,6 +104,17 @@ fn pick_due(outbox: Vec<Pending>, now_ms: u64) -> Vec<Pending> {
 /// subscription off, so a dead target is tried once per backoff step, not
 /// once per queued event.
 pub async fn deliver_due<H: HttpClient>(kv: &dyn KvStore, http: &H, now_ms: u64) -> (usize, usize) {
+    deliver_due_linked(kv, http, None, now_ms).await
+}
+
+/// [`deliver_due`], with the server's `public_url` for the links to jobs in
+/// channel messages.
+pub async fn deliver_due_linked<H: HttpClient>(
+    kv: &dyn KvStore,
+    http: &H,
+    public_url: Option<&str>,
+    now_ms: u64,
+) -> (usize, usize) {
     let outbox: Vec<Pending> = get_json(kv, OUTBOX).ok().flatten().unwrap_or_default();
     let due = pick_due(outbox, now_ms);
     let (mut sent, mut failed) = (0, 0);
@@ -149,21 +123,10 @@ pub async fn deliver_due<H: HttpClient>(kv: &dyn KvStore, http: &H, now_ms: u64)
         if failing.contains(&p.subscription) {
             continue; // backed off below; stays queued
         }
-        let sub: Option<Subscription> = get_json(kv, &format!("notif:{}", p.subscription))
-            .ok()
-            .flatten();
-        let outcome = match &sub {
-            // A target stored before the current filter is re-checked here.
-            Some(s) if s.active && !s.allow_private && refused(&s.url) => Some(Delivery::Gone),
-            Some(s) if s.active => Some(post(http, s, &p, now_ms).await),
-            _ => None, // deleted or disabled: drop the event
+        let outcome = match super::channels::send::channel_of(&p.subscription) {
+            Some(id) => super::channels::send::deliver(kv, http, id, &p, public_url, now_ms).await,
+            None => deliver_one(kv, http, &p, now_ms).await,
         };
-        if outcome == Some(Delivery::Gone)
-            && let Some(mut s) = sub
-        {
-            s.active = false;
-            let _ = set_json(kv, &format!("notif:{}", s.id), &s);
-        }
         if outcome == Some(Delivery::Failed) {
             failing.push(p.subscription.clone());
         }
@@ -177,6 +140,31 @@ pub async fn deliver_due<H: HttpClient>(kv: &dyn KvStore, http: &H, now_ms: u64)
         }
     }
     (sent, failed)
+}
+
+/// Delivers `p` to its subscription; `None` when it is deleted or disabled.
+async fn deliver_one<H: HttpClient>(
+    kv: &dyn KvStore,
+    http: &H,
+    p: &Pending,
+    now_ms: u64,
+) -> Option<Delivery> {
+    let sub: Option<Subscription> = get_json(kv, &format!("notif:{}", p.subscription))
+        .ok()
+        .flatten();
+    let outcome = match &sub {
+        // A target stored before the current filter is re-checked here.
+        Some(s) if s.active && !s.allow_private && refused(&s.url) => Some(Delivery::Gone),
+        Some(s) if s.active => Some(post(http, s, p, now_ms).await),
+        _ => None, // deleted or disabled: drop the event
+    };
+    if outcome == Some(Delivery::Gone)
+        && let Some(mut s) = sub
+    {
+        s.active = false;
+        let _ = set_json(kv, &format!("notif:{}", s.id), &s);
+    }
+    outcome
 }
 
 fn refused(url: &str) -> bool {
@@ -207,13 +195,6 @@ fn settle(outbox: &mut Vec<Pending>, p: &Pending, outcome: Option<Delivery>, now
             outbox.remove(i);
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Delivery {
-    Ok,
-    Failed,
-    Gone,
 }
 
 async fn post<H: HttpClient>(http: &H, s: &Subscription, p: &Pending, now_ms: u64) -> Delivery {

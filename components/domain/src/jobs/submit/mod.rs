@@ -20,6 +20,7 @@ use crate::auth::principal::Permission;
 use crate::auth::principal::Principal;
 use crate::billing::estimate::{Estimate, estimate};
 use crate::billing::limits::{self, Check};
+use crate::billing::quotas::usage::{self as quotas, QuotaHold, Reserved};
 use crate::jobs::datasets::{self, Archive};
 use crate::jobs::idempotency::{self, Begun, Reservation};
 use crate::jobs::record::{Job, JobStatus, Lineage};
@@ -166,6 +167,7 @@ async fn run<H: HttpClient>(
         kv: ctx.kv,
         key,
         spend: None,
+        quota: None,
     };
     let recorded = match record(ctx, &store, &req, &mut taken, lineage) {
         Ok(r) => r,
@@ -229,6 +231,7 @@ async fn run<H: HttpClient>(
         ctx.now_ms,
     );
     body["cost_limit_warning"] = json!(recorded.warning);
+    body["quota_warnings"] = json!(recorded.quota_warnings);
     body["estimated_cost_usd"] = json!((recorded.estimate.usd * 100.0).round() / 100.0);
     Ok(Submitted { status: 201, body })
 }
@@ -238,6 +241,7 @@ struct Taken<'a> {
     kv: &'a dyn KvStore,
     key: Option<Reservation>,
     spend: Option<limits::Reservation>,
+    quota: Option<QuotaHold>,
 }
 
 impl Taken<'_> {
@@ -246,6 +250,9 @@ impl Taken<'_> {
     fn give_back(&self) {
         if let Some(r) = &self.spend {
             let _ = limits::release(self.kv, r);
+        }
+        if let Some(h) = &self.quota {
+            let _ = quotas::release(self.kv, h);
         }
         if let Some(r) = &self.key {
             let _ = idempotency::release(self.kv, r);
@@ -275,6 +282,8 @@ struct Recorded {
     archive: Option<Archive>,
     estimate: Estimate,
     warning: Option<String>,
+    /// `warn` quotas the job went past (SimpleTuner's `quota_warnings`).
+    quota_warnings: Vec<String>,
 }
 
 /// Packages the datasets, reserves the estimate under the cost limit and
@@ -310,9 +319,26 @@ fn record<H: HttpClient>(
         Check::Blocked(e) => return Err(e),
     };
     taken.spend = Some(spend.clone());
+    // Quotas after the spend limit: both are taken by atomic increments, and
+    // whatever a refusal leaves is given back by `Taken::give_back`.
+    let (reserved, team) = quotas::reserve_submit(
+        ctx.kv,
+        &ctx.principal.id,
+        &ctx.principal.username,
+        req.team_id,
+        estimate.usd,
+        ctx.now_ms,
+    )?;
+    let (hold, quota_warnings) = match reserved {
+        Reserved::Allowed { hold, warnings } => (hold, warnings),
+        Reserved::Refused(e) => return Err(e),
+    };
+    taken.quota = Some(hold.clone());
     let mut job = new_job(ctx, req, archive.is_some());
     job.cost_per_second = Some(rate);
     job.reservation = Some(spend);
+    job.quota_hold = Some(hold);
+    job.team_id = team;
     job.idempotency_record = taken.key.as_ref().map(|r| r.record_key().to_string());
     job.lineage = lineage;
     job.max_runtime_minutes = req.max_runtime_minutes;
@@ -325,6 +351,7 @@ fn record<H: HttpClient>(
         archive,
         estimate,
         warning,
+        quota_warnings,
     })
 }
 
@@ -372,6 +399,8 @@ fn new_job<H: HttpClient>(ctx: &SubmitContext<'_, H>, req: &Request, uploading: 
         webhook_ids: Vec::new(),
         cost_per_second: None,
         reservation: None,
+        quota_hold: None,
+        team_id: None,
         delivery: Some(req.delivery.clone()),
         idempotency_record: None,
         rev: 0,

@@ -14,7 +14,7 @@ use crate::providers::replicate::PROVIDER;
 use crate::providers::settings::{ProviderSettings, StoredSettings, max_runtime_minutes};
 
 /// Fields SimpleTuner clients send that cloudtuner accepts (some ignored).
-const KNOWN_FIELDS: [&str; 13] = [
+const KNOWN_FIELDS: [&str; 14] = [
     "config",
     "dataloader_config",
     "config_name_to_load",
@@ -28,6 +28,7 @@ const KNOWN_FIELDS: [&str; 13] = [
     "upload_id",
     "delivery",
     "max_runtime_minutes",
+    "team_id",
 ];
 
 /// The training a request describes: the saved config named by
@@ -132,6 +133,8 @@ pub(super) struct Request {
     pub(super) max_runtime_minutes: Option<u32>,
     /// The config's LyCORIS settings, as the trainer's `lycoris_config` input.
     pub(super) lycoris: Option<String>,
+    /// The team to charge the job to (one of the submitter's), if named.
+    pub(super) team_id: Option<u64>,
 }
 
 /// `max_runtime_minutes` from the body, else the installation's default.
@@ -270,6 +273,12 @@ pub(super) fn parse(
         fingerprint: idempotency::fingerprint(&value),
         max_runtime_minutes: max_runtime(body, stored.max_runtime_minutes)?,
         lycoris,
+        team_id: match body.get("team_id") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_u64().ok_or_else(|| {
+                ApiError::new(400, "invalid_team_id", "team_id must be an integer team id")
+            })?),
+        },
     })
 }
 

@@ -277,8 +277,12 @@ fn a_bad_dataset_is_refused_before_anything_is_written() {
 /// - the upload signing key and the cached trainer version (2 reads);
 /// - the intent completed, then the prediction applied (2 record edits),
 ///   which relists it: a page and a head per scope (4 edits);
-/// - whether anyone subscribed to its notifications (1 read);
+/// - whether anyone subscribed to its notifications (1 read), and which
+///   notification channels hear of it: the user's and their teams' (2 reads);
 /// - the Prometheus submit counter (1 increment);
+/// - quotas: the submitter's teams and organization and the quota list (3
+///   reads), and the job's place in the submitter's five quota counters (5
+///   increments; a team and an organization add five each);
 /// - the event log: its head advanced and the entry written (3 calls).
 ///
 /// An idempotency key adds its creation (3 calls on the embedded store, one
@@ -289,7 +293,7 @@ fn a_submit_costs_a_known_number_of_store_operations() {
     let w = World::new(vec![created(), created(), created()]);
     // The first submit also looks the trainer's version up and caches it.
     assert_eq!(w.submit(body("warm")).status, 201);
-    for (key, most) in [(None, 41), (Some("k2"), 46)] {
+    for (key, most) in [(None, 51), (Some("k2"), 56)] {
         w.kv.reset();
         let mut b = body(key.unwrap_or_default());
         if key.is_none() {
