@@ -235,6 +235,13 @@ fn rows() -> Vec<Row> {
             [401, 403, 403, 200, 200, 403, 401, 401],
         ),
         row("/api/quotas/...", "GET", AUTHED_200),
+        // Approvals: leads and admins list requests (admin.approve); everyone sees their own.
+        row(
+            "/api/approvals",
+            "GET",
+            [401, 403, 403, 200, 200, 403, 401, 401],
+        ),
+        row("/api/approvals/...", "GET", AUTHED_200),
         row("/api/cloud/health/live", "GET", PUBLIC_200),
         row("/api/cloud/health/ready", "GET", PUBLIC_200),
         row("/openapi.json", "GET", PUBLIC_200),
@@ -475,6 +482,7 @@ async fn prepare(w: &World, r: &Row) -> (String, Value) {
         ("/docs/...", _) => "/docs".to_string(),
         ("/api/orgs/...", _) => "/api/orgs/users".to_string(),
         ("/api/quotas/...", _) => "/api/quotas/me".to_string(),
+        ("/api/approvals/...", _) => "/api/approvals/me".to_string(),
         ("/...", _) => "/".to_string(),
         ("/api/cloud/auth/users/:id", _) => format!("/api/cloud/auth/users/{}", w.ids["alice"]),
         (route, _) if route.contains(":provider") => route.replace(":provider", "replicate"),
