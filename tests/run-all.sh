@@ -84,7 +84,9 @@ redis_dir=$(mktemp -d)
 redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$redis_dir" --save "" --appendonly no \
   --daemonize no --logfile "$redis_dir/redis.log" &
 redis_pid=$!
-trap 'kill "$redis_pid" 2>/dev/null; rm -rf "$redis_dir"' EXIT
+# Wait for it to exit before removing its folder: a redis-server still shutting down writes its
+# log there, and `rm -rf` then fails with "Directory not empty" (it did, once, after a green run).
+trap 'kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; rm -rf "$redis_dir"' EXIT
 for _ in $(seq 100); do
   redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
   sleep 0.05
