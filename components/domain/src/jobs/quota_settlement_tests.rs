@@ -2,45 +2,11 @@
 //! its held cost settled exactly once when it ends (jobs sit above billing,
 //! so this test lives here).
 
-use crate::billing::quotas::usage::{Charge, QuotaHold, Reserved, counter_key, reserve};
-use crate::billing::quotas::{NewQuota, QuotaAction, QuotaStore, QuotaType, Scope};
+use crate::billing::quotas::tests::{NOW, charge, counter, quota, submit};
+use crate::billing::quotas::{QuotaAction, QuotaType, Scope};
 use crate::jobs::record::JobStatus;
 use crate::jobs::store::JobStore;
-use crate::kernel::kv::{MemoryKv, read_counter};
-
-const NOW: u64 = 1_795_879_207_000; // 2026-11-28T12:40:07Z
-
-fn quota(kv: &MemoryKv, t: QuotaType, limit: f64, action: QuotaAction, scope: Scope) {
-    let new = NewQuota {
-        quota_type: t,
-        limit_value: limit,
-        action,
-        scope,
-    };
-    QuotaStore::new(kv).set(&new, NOW).unwrap();
-}
-
-fn charge<'a>(user: &'a str, team: Option<u64>, org: Option<u64>) -> Charge<'a> {
-    Charge {
-        user,
-        username: user,
-        team,
-        org,
-    }
-}
-
-/// Reserves a job of `usd` for `c`: the hold, or a refusal.
-fn submit(kv: &MemoryKv, c: &Charge, usd: f64) -> Result<(QuotaHold, Vec<String>), String> {
-    let quotas = QuotaStore::new(kv).list().unwrap();
-    match reserve(kv, &quotas, c, usd, NOW).unwrap() {
-        Reserved::Allowed { hold, warnings } => Ok((hold, warnings)),
-        Reserved::Refused(e) => Err(e.message),
-    }
-}
-
-fn counter(kv: &MemoryKv, t: QuotaType, scope: &Scope) -> i64 {
-    read_counter(kv, &counter_key(t, scope, NOW)).unwrap()
-}
+use crate::kernel::kv::MemoryKv;
 
 #[test]
 fn a_job_frees_its_running_slot_once_when_it_ends() {

@@ -30,7 +30,7 @@ pub mod api;
 mod input;
 pub mod org_routes;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub mod usage;
 
 const SEQ: &str = "quotas:seq";

@@ -6,9 +6,15 @@ use super::*;
 use crate::auth::principal::{AuthMethod, Principal, Role};
 use crate::kernel::kv::{MemoryKv, read_counter};
 
-const NOW: u64 = 1_795_879_207_000; // 2026-11-28T12:40:07Z
+pub(crate) const NOW: u64 = 1_795_879_207_000; // 2026-11-28T12:40:07Z
 
-fn quota(kv: &MemoryKv, t: QuotaType, limit: f64, action: QuotaAction, scope: Scope) -> Quota {
+pub(crate) fn quota(
+    kv: &MemoryKv,
+    t: QuotaType,
+    limit: f64,
+    action: QuotaAction,
+    scope: Scope,
+) -> Quota {
     let new = NewQuota {
         quota_type: t,
         limit_value: limit,
@@ -18,7 +24,7 @@ fn quota(kv: &MemoryKv, t: QuotaType, limit: f64, action: QuotaAction, scope: Sc
     QuotaStore::new(kv).set(&new, NOW).unwrap().0
 }
 
-fn charge<'a>(user: &'a str, team: Option<u64>, org: Option<u64>) -> Charge<'a> {
+pub(crate) fn charge<'a>(user: &'a str, team: Option<u64>, org: Option<u64>) -> Charge<'a> {
     Charge {
         user,
         username: user,
@@ -28,7 +34,11 @@ fn charge<'a>(user: &'a str, team: Option<u64>, org: Option<u64>) -> Charge<'a> 
 }
 
 /// Reserves a job of `usd` for `c`: the hold, or the refusal.
-fn submit(kv: &MemoryKv, c: &Charge, usd: f64) -> Result<(QuotaHold, Vec<String>), ApiError> {
+pub(crate) fn submit(
+    kv: &MemoryKv,
+    c: &Charge,
+    usd: f64,
+) -> Result<(QuotaHold, Vec<String>), ApiError> {
     let quotas = QuotaStore::new(kv).list().unwrap();
     match reserve(kv, &quotas, c, usd, NOW).unwrap() {
         Reserved::Allowed { hold, warnings } => Ok((hold, warnings)),
@@ -36,7 +46,7 @@ fn submit(kv: &MemoryKv, c: &Charge, usd: f64) -> Result<(QuotaHold, Vec<String>
     }
 }
 
-fn counter(kv: &MemoryKv, t: QuotaType, scope: &Scope) -> i64 {
+pub(crate) fn counter(kv: &MemoryKv, t: QuotaType, scope: &Scope) -> i64 {
     read_counter(kv, &counter_key(t, scope, NOW)).unwrap()
 }
 
