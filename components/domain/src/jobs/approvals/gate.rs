@@ -41,6 +41,19 @@ struct Holder {
     reason: String,
 }
 
+/// The rules a submit is judged by; `None` when nothing can hold it (the
+/// caller may not submit — the submit refuses it — or no rule is active), so
+/// an installation without rules pays one store read.
+fn rules_to_judge<H: HttpClient>(
+    ctx: &SubmitContext<'_, H>,
+) -> Result<Option<Vec<super::Rule>>, ApiError> {
+    if !ctx.principal.has(Permission::JobSubmit) {
+        return Ok(None);
+    }
+    let rules = RuleStore::new(ctx.kv).list()?;
+    Ok(rules.iter().any(|r| r.is_active).then_some(rules))
+}
+
 /// Runs before `jobs::submit::submit`: `Some(answer)` when the submit is
 /// held for approval (or replays a held one), `None` to go on submitting.
 pub fn gate<H: HttpClient>(
@@ -48,13 +61,9 @@ pub fn gate<H: HttpClient>(
     provider: Option<&str>,
     raw: &[u8],
 ) -> Result<Option<Submitted>, ApiError> {
-    if !ctx.principal.has(Permission::JobSubmit) {
+    let Some(rules) = rules_to_judge(ctx)? else {
         return Ok(None);
-    }
-    let rules = RuleStore::new(ctx.kv).list()?;
-    if !rules.iter().any(|r| r.is_active) {
-        return Ok(None);
-    }
+    };
     let Some((subject, facts)) = submit_subject(ctx, provider, raw) else {
         return Ok(None);
     };
@@ -68,13 +77,9 @@ pub fn gate_retry<H: HttpClient>(
     header_key: Option<&str>,
     raw: &[u8],
 ) -> Result<Option<Submitted>, ApiError> {
-    if !ctx.principal.has(Permission::JobSubmit) {
+    let Some(rules) = rules_to_judge(ctx)? else {
         return Ok(None);
-    }
-    let rules = RuleStore::new(ctx.kv).list()?;
-    if !rules.iter().any(|r| r.is_active) {
-        return Ok(None);
-    }
+    };
     let Some((subject, facts)) = retry_subject(ctx, job_id, header_key, raw) else {
         return Ok(None);
     };

@@ -43,20 +43,42 @@ pub(crate) fn enqueue(kv: &dyn KvStore, change: &JobEvent, now_ms: u64) -> Resul
     let Some(event) = event_for(change.status) else {
         return Ok(());
     };
+    let id_prefix = format!("{}_{}", change.job_id, change.status);
+    queue_to_hearing(
+        kv,
+        change.owner,
+        event,
+        &id_prefix,
+        now_ms,
+        || json!({"job": (change.view)()}),
+    )
+}
+
+/// Queues `event` once per channel that hears about `owner`'s jobs and wants
+/// it; `id_prefix` makes the delivery id stable (`msg_<prefix>_chan<id>`), so
+/// a repeat is queued once. The event's `data` is built only when some
+/// channel wants it.
+fn queue_to_hearing(
+    kv: &dyn KvStore,
+    owner: &str,
+    event: &str,
+    id_prefix: &str,
+    now_ms: u64,
+    data: impl FnOnce() -> Value,
+) -> Result<(), ApiError> {
     let channels: Vec<Channel> = ChannelStore::new(kv)
-        .hearing(change.owner)?
+        .hearing(owner)?
         .into_iter()
         .filter(|c| c.wants(event))
         .collect();
     if channels.is_empty() {
         return Ok(());
     }
-    let payload =
-        json!({"type": event, "timestamp": rfc3339(now_ms), "data": {"job": (change.view)()}});
+    let payload = json!({"type": event, "timestamp": rfc3339(now_ms), "data": data()});
     let entries = channels
         .iter()
         .map(|c| Pending {
-            webhook_id: format!("msg_{}_{}_chan{}", change.job_id, change.status, c.id),
+            webhook_id: format!("msg_{id_prefix}_chan{}", c.id),
             subscription: outbox_id(c.id),
             owner: c.owner.turn(),
             event: event.to_string(),
@@ -87,28 +109,8 @@ pub fn announce(
             "{event} is not an approval event"
         )));
     };
-    let channels: Vec<Channel> = ChannelStore::new(kv)
-        .hearing(owner)?
-        .into_iter()
-        .filter(|c| c.wants(event))
-        .collect();
-    if channels.is_empty() {
-        return Ok(());
-    }
-    let payload = json!({"type": event, "timestamp": rfc3339(now_ms), "data": data});
-    let entries = channels
-        .iter()
-        .map(|c| Pending {
-            webhook_id: format!("msg_{key}_{event}_chan{}", c.id),
-            subscription: outbox_id(c.id),
-            owner: c.owner.turn(),
-            event: event.to_string(),
-            payload: payload.clone(),
-            attempts: 0,
-            next_ms: now_ms,
-        })
-        .collect();
-    push(kv, entries)
+    let id_prefix = format!("{key}_{event}");
+    queue_to_hearing(kv, owner, event, &id_prefix, now_ms, || data)
 }
 
 /// Delivers one outbox entry to channel `id`; `None` when the channel is
