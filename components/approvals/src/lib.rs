@@ -9,7 +9,6 @@ use cloudtuner_domain::jobs::approvals::api::{
 };
 use cloudtuner_domain::jobs::submit::SubmitContext;
 use cloudtuner_spin::{BudgetedHttp, Call, Outcome, SubmitInputs, json, respond};
-use serde_json::Value;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -22,11 +21,7 @@ async fn run(req: &Request) -> Outcome {
     let call = Call::new(req, &["GET", "POST", "PATCH", "PUT", "DELETE"])?;
     let p = call.principal()?;
     // SimpleTuner's CLI approves with no body when no reason is given.
-    let body = if call.body().iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        call.json()?
-    };
+    let body = call.json_or_null()?;
     let method = call.method();
     let rest = req
         .path()

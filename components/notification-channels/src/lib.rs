@@ -4,7 +4,6 @@
 
 use cloudtuner_domain::notify::channels::api::{ChannelRequest, handle as channels};
 use cloudtuner_spin::{BudgetedHttp, Call, Outcome, Purpose, http, json, respond};
-use serde_json::Value;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -17,11 +16,7 @@ async fn run(req: &Request) -> Outcome {
     let call = Call::new(req, &["GET", "POST", "PATCH", "DELETE"])?;
     let p = call.principal()?;
     // SimpleTuner's CLI sends no body with `channel-test` (and a JSON content type).
-    let body = if call.body().iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        call.json()?
-    };
+    let body = call.json_or_null()?;
     let method = call.method();
     let query = call.query();
     let settings = call.provider_settings();

@@ -5,7 +5,6 @@
 use cloudtuner_domain::auth::orgs::api::{OrgRequest, handle as orgs};
 use cloudtuner_domain::billing::quotas::org_routes;
 use cloudtuner_spin::{Call, Outcome, json, respond};
-use serde_json::Value;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -18,11 +17,7 @@ fn run(req: &Request) -> Outcome {
     let call = Call::new(req, &["GET", "POST", "PATCH", "DELETE"])?;
     let p = call.principal()?;
     // SimpleTuner's CLI sends no body with `add-member` (and a JSON content type).
-    let body = if call.body().iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        call.json()?
-    };
+    let body = call.json_or_null()?;
     let method = call.method();
     let rest = req.path().strip_prefix("/api/orgs").unwrap_or_default();
     // An organization's or team's quotas (`auth orgs quotas/set-quota`).

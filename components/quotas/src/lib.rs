@@ -3,7 +3,6 @@
 
 use cloudtuner_domain::billing::quotas::api::{QuotaRequest, handle as quotas};
 use cloudtuner_spin::{Call, Outcome, json, respond};
-use serde_json::Value;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -16,11 +15,7 @@ fn run(req: &Request) -> Outcome {
     let call = Call::new(req, &["GET", "POST", "DELETE"])?;
     let p = call.principal()?;
     // SimpleTuner's pre-submit modal posts cost-estimate with no body.
-    let body = if call.body().iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        call.json()?
-    };
+    let body = call.json_or_null()?;
     let method = call.method();
     let request = QuotaRequest {
         method: &method,

@@ -169,6 +169,17 @@ impl<'a> Call<'a> {
         self.json_within(MAX_JSON_BODY)
     }
 
+    /// [`Call::json`], or `Value::Null` for an empty (or blank) body: for
+    /// routes SimpleTuner's CLI calls without one (approve with no reason,
+    /// `add-member`, `channel-test`, the pre-submit cost estimate).
+    pub fn json_or_null(&self) -> Result<Value, ApiError> {
+        if self.req.body().iter().all(u8::is_ascii_whitespace) {
+            Ok(Value::Null)
+        } else {
+            self.json()
+        }
+    }
+
     /// [`Call::json`] for a route that legitimately takes up to `max_bytes`:
     /// 413 `payload_too_large` beyond; 415 `unsupported_media_type` unless
     /// declared JSON when no header credential is sent (anonymous or cookie:
