@@ -464,6 +464,27 @@ async fn simpletuners_cli_submits_follows_cancels_retries_deletes_and_configures
     assert!(out.contains("Invalid hardware profile"), "{out}");
 }
 
+/// Creates researcher `name` as the admin (`keyed`) and answers their
+/// integer user id, as SimpleTuner's CLI takes it (`/api/orgs/users`).
+async fn new_researcher_number(keyed: &cloudtuner_testhost::App, name: &str) -> String {
+    let r = post_json(
+        keyed,
+        "/api/cloud/auth/users",
+        &json!({"username": name, "password": PASSWORD, "role": "researcher"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = keyed.request("GET", "/api/orgs/users", &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == name)
+        .unwrap()["id"]
+        .to_string()
+}
+
 /// `simpletuner auth orgs ...` (issue 27, item 1): organizations, teams and
 /// their members, with the integer ids the CLI parses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,22 +496,7 @@ async fn simpletuners_cli_manages_orgs_teams_and_members() {
         .await;
     let cli = admin_cli(&t).await;
     let keyed = t.app.anonymous().with_header("x-api-key", &cli.key);
-    let r = post_json(
-        &keyed,
-        "/api/cloud/auth/users",
-        &json!({"username": "alice", "password": PASSWORD, "role": "researcher"}),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let r = keyed.request("GET", "/api/orgs/users", &[], "").await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let alice = r.json()["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["username"] == "alice")
-        .unwrap()["id"]
-        .to_string();
+    let alice = new_researcher_number(&keyed, "alice").await;
     let orgs = |args: &[&str]| {
         let mut all = vec!["auth", "orgs"];
         all.extend_from_slice(args);
@@ -627,24 +633,7 @@ async fn simpletuners_cli_sets_lists_shows_and_deletes_quotas() {
         .await;
     let cli = admin_cli(&t).await;
     let keyed = t.app.anonymous().with_header("x-api-key", &cli.key);
-    let r = post_json(
-        &keyed,
-        "/api/cloud/auth/users",
-        &json!({"username": "alice", "password": PASSWORD, "role": "researcher"}),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let users = keyed
-        .request("GET", "/api/orgs/users", &[], "")
-        .await
-        .json();
-    let alice = users["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["username"] == "alice")
-        .unwrap()["id"]
-        .to_string();
+    let alice = new_researcher_number(&keyed, "alice").await;
 
     let (code, out) = cli.run(&["quota", "types"]).await;
     assert_eq!(code, 0, "{out}");
